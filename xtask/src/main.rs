@@ -126,10 +126,18 @@ fn build_ebpf(tools: &Tools, root: &Path) -> Result<()> {
     run_status(
         Command::new("rustup")
             .args(["run", "nightly", "cargo", "build", "--release"])
-            .args(["--package", "ironpost-ebpf", "--target", "bpfel-unknown-none"])
+            .args([
+                "--package",
+                "ironpost-ebpf",
+                "--target",
+                "bpfel-unknown-none",
+            ])
             .args(["-Z", "build-std=core"])
             .env("PATH", tools.path_env())
-            .env("CARGO_ENCODED_RUSTFLAGS", "-Cdebuginfo=2\x1f-Clink-arg=--btf")
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                "-Cdebuginfo=2\x1f-Clink-arg=--btf",
+            )
             .current_dir(&crate_dir),
     )?;
     println!(
@@ -169,7 +177,10 @@ fn test(
     }
     println!("== cargo test");
     let mut cmd = cargo();
-    cmd.arg("test").args(cargo_args).env("PATH", &path).current_dir(root);
+    cmd.arg("test")
+        .args(cargo_args)
+        .env("PATH", &path)
+        .current_dir(root);
     if skip_kernel {
         cmd.env("IRONPOST_SKIP_KERNEL_TESTS", "1");
     }

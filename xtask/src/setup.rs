@@ -47,7 +47,11 @@ pub fn is_complete(tools: &Tools) -> bool {
 }
 
 fn missing_packages() -> Result<Vec<&'static str>> {
-    if Command::new("dpkg-query").arg("--version").output().is_err() {
+    if Command::new("dpkg-query")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         bail!(
             "dpkg-query not found: setup installs Debian packages and needs a Debian-based \
              system; install these by other means: {}",
@@ -202,7 +206,10 @@ fn nightly_llvm() -> Result<(PathBuf, String)> {
 
 fn bpf_linker(tools: &Tools) -> Result<bool> {
     if bpf_linker_ok(tools) {
-        println!("ok: bpf-linker {BPF_LINKER_VERSION} in {}", tools.bin().display());
+        println!(
+            "ok: bpf-linker {BPF_LINKER_VERSION} in {}",
+            tools.bin().display()
+        );
         return Ok(false);
     }
     let (lib, major) = nightly_llvm()?;

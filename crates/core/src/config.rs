@@ -262,13 +262,7 @@ impl Source<'_> {
         }
     }
 
-    fn range(
-        &self,
-        v: &Spanned<i64>,
-        field: &str,
-        min: u32,
-        max: u32,
-    ) -> Result<u32, ConfigError> {
+    fn range(&self, v: &Spanned<i64>, field: &str, min: u32, max: u32) -> Result<u32, ConfigError> {
         let n = *v.get_ref();
         if n < i64::from(min) || n > i64::from(max) {
             return Err(self.error(
@@ -485,8 +479,8 @@ action = "monitor"
 
     #[test]
     fn unknown_rule_key_is_rejected() {
-        let err = parse("[[ebpf.rules]]\nid = \"a\"\nsrc_ip = \"10.0.0.1\"\nsrc = \"x\"\n")
-            .unwrap_err();
+        let err =
+            parse("[[ebpf.rules]]\nid = \"a\"\nsrc_ip = \"10.0.0.1\"\nsrc = \"x\"\n").unwrap_err();
         assert_eq!(err.line, 4);
         assert!(err.message.contains("unknown field `src`"), "{err}");
     }
@@ -544,7 +538,10 @@ action = "monitor"
         let err = parse("[ebpf]\nring_buffer_size = 300000\n").unwrap_err();
         assert!(err.message.contains("power of two"), "{err}");
         let err = parse("[ebpf]\n\nblocklist_max_entries = 0\n").unwrap_err();
-        assert_eq!((err.line, err.field.as_str()), (3, "ebpf.blocklist_max_entries"));
+        assert_eq!(
+            (err.line, err.field.as_str()),
+            (3, "ebpf.blocklist_max_entries")
+        );
         let err = parse("[ebpf]\nblocklist_max_entries = -5\n").unwrap_err();
         assert!(err.message.contains("-5 is out of range"), "{err}");
         let err = parse("[ebpf]\nevent_budget_per_cpu = 99999999\n").unwrap_err();
@@ -564,9 +561,8 @@ action = "monitor"
         let err = parse("[ebpf]\nxdp_mode = \"fast\"\n").unwrap_err();
         assert_eq!(err.field, "ebpf.xdp_mode");
         assert!(err.message.contains("native, skb or auto"), "{err}");
-        let err =
-            parse("[[ebpf.rules]]\nid = \"a\"\nsrc_ip = \"10.0.0.1\"\naction = \"reject\"\n")
-                .unwrap_err();
+        let err = parse("[[ebpf.rules]]\nid = \"a\"\nsrc_ip = \"10.0.0.1\"\naction = \"reject\"\n")
+            .unwrap_err();
         assert_eq!((err.line, err.field.as_str()), (4, "ebpf.rules[0].action"));
     }
 
@@ -602,6 +598,9 @@ action = "monitor"
     #[test]
     fn missing_file_is_named() {
         let err = IronpostConfig::load(Path::new("/nonexistent/ironpost.toml")).unwrap_err();
-        assert!(err.to_string().starts_with("/nonexistent/ironpost.toml:0:"), "{err}");
+        assert!(
+            err.to_string().starts_with("/nonexistent/ironpost.toml:0:"),
+            "{err}"
+        );
     }
 }

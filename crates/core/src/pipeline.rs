@@ -17,7 +17,10 @@ pub enum HealthStatus {
 }
 
 /// A component with a start/stop lifecycle.
-#[expect(async_fn_in_trait, reason = "implemented by concrete types, not used as dyn")]
+#[expect(
+    async_fn_in_trait,
+    reason = "implemented by concrete types, not used as dyn"
+)]
 pub trait Pipeline {
     /// Starts the component; calling it on a started component is an error.
     async fn start(&mut self) -> Result<(), IronpostError>;

@@ -84,15 +84,18 @@ struct Ipv6Hdr {
     dst: [u8; 16],
 }
 
-/// The first 14 bytes of a TCP header: ports, sequence numbers, flags.
+/// A TCP header without options.
 #[repr(C)]
-struct TcpHdrStart {
+struct TcpHdr {
     src_port: [u8; 2],
     dst_port: [u8; 2],
     seq: [u8; 4],
     ack: [u8; 4],
     data_off: u8,
     flags: u8,
+    window: [u8; 2],
+    check: [u8; 2],
+    urg_ptr: [u8; 2],
 }
 
 /// A UDP header.
@@ -229,7 +232,14 @@ fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet, off: usize) -> Option<()> {
     pkt.dst4 = ip.dst;
     // Only the first fragment carries the L4 header.
     let first_fragment = be16(ip.frag_off) & 0x1fff == 0;
-    parse_l4(ctx, pkt, off + ihl, ip.protocol, ipproto::ICMP, first_fragment)
+    parse_l4(
+        ctx,
+        pkt,
+        off + ihl,
+        ip.protocol,
+        ipproto::ICMP,
+        first_fragment,
+    )
 }
 
 #[inline(always)]
@@ -268,7 +278,7 @@ fn parse_l4(
     if protocol == ipproto::TCP {
         pkt.class = CLASS_TCP;
         if has_header {
-            let tcp: *const TcpHdrStart = ptr_at(ctx, off)?;
+            let tcp: *const TcpHdr = ptr_at(ctx, off)?;
             // SAFETY: ptr_at checked the bounds; alignment 1.
             let tcp = unsafe { &*tcp };
             if (tcp.data_off >> 4) < 5 {
@@ -290,8 +300,9 @@ fn parse_l4(
     } else if protocol == icmp {
         pkt.class = CLASS_ICMP;
         if has_header {
-            // Type, code, checksum.
-            ptr_at::<[u8; 4]>(ctx, off)?;
+            // Type, code, checksum and the 4-byte rest of header that
+            // every ICMP and ICMPv6 message has.
+            ptr_at::<[u8; 8]>(ctx, off)?;
         }
     } else {
         pkt.class = CLASS_OTHER;

@@ -1,0 +1,325 @@
+//! Traffic counters: summing the per-CPU values the datapath keeps, and
+//! turning successive snapshots into rates.
+
+use std::time::Instant;
+
+use ironpost_ebpf_common::{
+    CLASS_COUNT, CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_TOTAL, CLASS_UDP, EventCounters,
+    ProtoStats, TrafficCounters,
+};
+use serde::Serialize;
+
+/// Counters of one traffic class, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ClassCounters {
+    /// Packets seen.
+    pub packets: u64,
+    /// Bytes seen.
+    pub bytes: u64,
+    /// Packets dropped.
+    pub drops: u64,
+}
+
+impl ClassCounters {
+    fn add(&mut self, s: &ProtoStats) {
+        self.packets = self.packets.wrapping_add(s.packets);
+        self.bytes = self.bytes.wrapping_add(s.bytes);
+        self.drops = self.drops.wrapping_add(s.drops);
+    }
+}
+
+/// What happened to the events the datapath tried to report, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EventTotals {
+    /// Written to the ring buffer.
+    pub delivered: u64,
+    /// Not written: the ring buffer was full.
+    pub lost_ring_full: u64,
+    /// Not written: the per-CPU budget was spent.
+    pub lost_budget: u64,
+}
+
+impl EventTotals {
+    /// Events the datapath could not deliver, for any reason.
+    pub fn lost(&self) -> u64 {
+        self.lost_ring_full.wrapping_add(self.lost_budget)
+    }
+}
+
+/// All counters at one moment, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficSnapshot {
+    /// Indexed by the `CLASS_*` constants of the contract.
+    pub classes: [ClassCounters; CLASS_COUNT],
+    /// Event delivery.
+    pub events: EventTotals,
+}
+
+impl TrafficSnapshot {
+    /// Sums the per-CPU values of STATS and EVENT_COUNTERS.
+    pub fn from_per_cpu(stats: &[TrafficCounters], events: &[EventCounters]) -> Self {
+        let mut snap = Self::default();
+        for cpu in stats {
+            for (sum, s) in snap.classes.iter_mut().zip(cpu.classes.iter()) {
+                sum.add(s);
+            }
+        }
+        for cpu in events {
+            snap.events.delivered = snap.events.delivered.wrapping_add(cpu.delivered);
+            snap.events.lost_ring_full =
+                snap.events.lost_ring_full.wrapping_add(cpu.lost_ring_full);
+            snap.events.lost_budget = snap.events.lost_budget.wrapping_add(cpu.lost_budget);
+        }
+        snap
+    }
+
+    /// Counters of TCP.
+    pub fn tcp(&self) -> ClassCounters {
+        self.classes[CLASS_TCP]
+    }
+    /// Counters of UDP.
+    pub fn udp(&self) -> ClassCounters {
+        self.classes[CLASS_UDP]
+    }
+    /// Counters of ICMP and ICMPv6.
+    pub fn icmp(&self) -> ClassCounters {
+        self.classes[CLASS_ICMP]
+    }
+    /// Counters of everything else.
+    pub fn other(&self) -> ClassCounters {
+        self.classes[CLASS_OTHER]
+    }
+    /// Counters of all packets.
+    pub fn total(&self) -> ClassCounters {
+        self.classes[CLASS_TOTAL]
+    }
+}
+
+/// Counters and rates of one class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct ClassMetrics {
+    /// Packets seen since the program was loaded.
+    pub packets: u64,
+    /// Bytes seen.
+    pub bytes: u64,
+    /// Packets dropped.
+    pub drops: u64,
+    /// Packets per second over the last interval.
+    pub pps: f64,
+    /// Bytes per second over the last interval.
+    pub bps: f64,
+    /// Drops per second over the last interval.
+    pub dps: f64,
+}
+
+/// Class names in `CLASS_*` order, as they appear in output.
+pub const CLASS_NAMES: [&str; CLASS_COUNT] = ["tcp", "udp", "icmp", "other", "total"];
+
+/// Counters with rates, updated from successive snapshots.
+#[derive(Clone, Debug, Default)]
+pub struct TrafficStats {
+    last: Option<(Instant, TrafficSnapshot)>,
+    metrics: [ClassMetrics; CLASS_COUNT],
+    events: EventTotals,
+}
+
+impl TrafficStats {
+    /// Empty statistics: no snapshot yet, all zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes a new snapshot taken at `now`; rates are the change since the
+    /// previous one divided by the time between them. A counter that went
+    /// down (the program was reloaded) counts from zero.
+    pub fn update(&mut self, snap: TrafficSnapshot, now: Instant) {
+        let elapsed = self
+            .last
+            .as_ref()
+            .map(|(t, _)| now.saturating_duration_since(*t).as_secs_f64());
+        for (i, m) in self.metrics.iter_mut().enumerate() {
+            let cur = snap.classes[i];
+            let (pps, bps, dps) = match (&self.last, elapsed) {
+                (Some((_, prev)), Some(secs)) if secs > 0.0 => {
+                    let p = prev.classes[i];
+                    (
+                        delta(p.packets, cur.packets) as f64 / secs,
+                        delta(p.bytes, cur.bytes) as f64 / secs,
+                        delta(p.drops, cur.drops) as f64 / secs,
+                    )
+                }
+                _ => (0.0, 0.0, 0.0),
+            };
+            *m = ClassMetrics {
+                packets: cur.packets,
+                bytes: cur.bytes,
+                drops: cur.drops,
+                pps,
+                bps,
+                dps,
+            };
+        }
+        self.events = snap.events;
+        self.last = Some((now, snap));
+    }
+
+    /// Zeroes everything, as if no snapshot had been taken.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Metrics of a class (`CLASS_*` index).
+    pub fn class(&self, class: usize) -> ClassMetrics {
+        self.metrics[class]
+    }
+
+    /// Metrics of all classes, by name.
+    pub fn by_name(&self) -> impl Iterator<Item = (&'static str, ClassMetrics)> + '_ {
+        CLASS_NAMES
+            .iter()
+            .copied()
+            .zip(self.metrics.iter().copied())
+    }
+
+    /// Event delivery totals.
+    pub fn events(&self) -> EventTotals {
+        self.events
+    }
+
+    /// The latest snapshot, if any.
+    pub fn snapshot(&self) -> Option<TrafficSnapshot> {
+        self.last.map(|(_, s)| s)
+    }
+}
+
+fn delta(prev: u64, cur: u64) -> u64 {
+    if cur >= prev { cur - prev } else { cur }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn cpu(tcp: (u64, u64, u64), total: (u64, u64, u64)) -> TrafficCounters {
+        let mut c = TrafficCounters::default();
+        c.classes[CLASS_TCP] = ProtoStats {
+            packets: tcp.0,
+            bytes: tcp.1,
+            drops: tcp.2,
+        };
+        c.classes[CLASS_TOTAL] = ProtoStats {
+            packets: total.0,
+            bytes: total.1,
+            drops: total.2,
+        };
+        c
+    }
+
+    #[test]
+    fn sums_over_cpus() {
+        let stats = [cpu((1, 100, 0), (2, 160, 0)), cpu((3, 300, 2), (5, 500, 2))];
+        let events = [
+            EventCounters {
+                delivered: 4,
+                lost_ring_full: 1,
+                lost_budget: 0,
+                ..Default::default()
+            },
+            EventCounters {
+                delivered: 6,
+                lost_ring_full: 0,
+                lost_budget: 7,
+                ..Default::default()
+            },
+        ];
+        let snap = TrafficSnapshot::from_per_cpu(&stats, &events);
+        assert_eq!(
+            snap.tcp(),
+            ClassCounters {
+                packets: 4,
+                bytes: 400,
+                drops: 2
+            }
+        );
+        assert_eq!(snap.total().packets, 7);
+        assert_eq!(snap.total().bytes, 660);
+        assert_eq!(snap.udp(), ClassCounters::default());
+        assert_eq!(snap.events.delivered, 10);
+        assert_eq!(snap.events.lost(), 8);
+    }
+
+    #[test]
+    fn no_cpus_is_zero() {
+        let snap = TrafficSnapshot::from_per_cpu(&[], &[]);
+        assert_eq!(snap, TrafficSnapshot::default());
+    }
+
+    fn snap(packets: u64, bytes: u64, drops: u64) -> TrafficSnapshot {
+        let mut s = TrafficSnapshot::default();
+        s.classes[CLASS_UDP] = ClassCounters {
+            packets,
+            bytes,
+            drops,
+        };
+        s
+    }
+
+    #[test]
+    fn first_update_has_no_rate() {
+        let mut st = TrafficStats::new();
+        st.update(snap(10, 1000, 1), Instant::now());
+        let m = st.class(CLASS_UDP);
+        assert_eq!((m.packets, m.bytes, m.drops), (10, 1000, 1));
+        assert_eq!((m.pps, m.bps, m.dps), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn rates_are_delta_over_elapsed() {
+        let mut st = TrafficStats::new();
+        let t0 = Instant::now();
+        st.update(snap(10, 1000, 0), t0);
+        st.update(snap(30, 5000, 4), t0 + Duration::from_secs(2));
+        let m = st.class(CLASS_UDP);
+        assert_eq!(m.packets, 30);
+        assert!((m.pps - 10.0).abs() < 1e-9, "{m:?}");
+        assert!((m.bps - 2000.0).abs() < 1e-9, "{m:?}");
+        assert!((m.dps - 2.0).abs() < 1e-9, "{m:?}");
+        assert_eq!(st.class(CLASS_TCP).pps, 0.0);
+    }
+
+    #[test]
+    fn zero_elapsed_gives_zero_rate_not_infinity() {
+        let mut st = TrafficStats::new();
+        let t0 = Instant::now();
+        st.update(snap(10, 1000, 0), t0);
+        st.update(snap(20, 2000, 0), t0);
+        assert_eq!(st.class(CLASS_UDP).pps, 0.0);
+    }
+
+    #[test]
+    fn counter_reset_counts_from_zero() {
+        let mut st = TrafficStats::new();
+        let t0 = Instant::now();
+        st.update(snap(1000, 100_000, 0), t0);
+        st.update(snap(50, 5000, 0), t0 + Duration::from_secs(1));
+        assert!((st.class(CLASS_UDP).pps - 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn reset_clears_everything() {
+        let mut st = TrafficStats::new();
+        st.update(snap(1, 2, 3), Instant::now());
+        st.reset();
+        assert!(st.snapshot().is_none());
+        assert_eq!(st.class(CLASS_UDP).packets, 0);
+    }
+
+    #[test]
+    fn names_follow_class_order() {
+        let st = TrafficStats::new();
+        let names: Vec<_> = st.by_name().map(|(n, _)| n).collect();
+        assert_eq!(names, ["tcp", "udp", "icmp", "other", "total"]);
+    }
+}
