@@ -1,0 +1,352 @@
+//! `ironpost` end to end, as an operator runs it.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use ironpost_lab::{Lab, kernel_tests_enabled};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ironpost");
+
+fn ironpost(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A file in a fresh temporary folder, removed on drop.
+struct TempFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl TempFile {
+    fn new(name: &str, text: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "ironpost-cli-{}-{}",
+            std::process::id(),
+            name.replace('.', "-")
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        Self { dir, path }
+    }
+    fn path(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn xdp_attached(iface: &str) -> bool {
+    let out = Command::new("ip")
+        .args(["-d", "link", "show", "dev", iface])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+/// A running `ironpost run`, killed if the test fails before stopping it.
+struct Daemon {
+    child: Child,
+    stderr_lines: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("[ironpost] {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            stderr_lines: rx,
+        }
+    }
+
+    fn wait_for_stderr(&self, needle: &str) -> String {
+        loop {
+            match self.stderr_lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no stderr line with {needle:?}: {e}"),
+            }
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    fn finish(mut self) -> (std::process::ExitStatus, Vec<Value>) {
+        let mut out = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        let status = self.child.wait().unwrap();
+        let lines = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+            .collect();
+        (status, lines)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn run_reports_drops_and_detaches_on_sigint() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let (good, bad) = (lab.peer_addr(0), lab.peer_addr(1));
+    let cfg = TempFile::new(
+        "ironpost.toml",
+        &format!(
+            "[ebpf]\nxdp_mode = \"skb\"\n\n[[ebpf.rules]]\nid = \"lab-bad\"\nsrc_ip = \"{bad}\"\naction = \"drop\"\n"
+        ),
+    );
+    let d = Daemon::start(&[
+        "run",
+        "--interface",
+        lab.host_if(),
+        "--config",
+        cfg.path(),
+        "--stats-interval",
+        "1",
+    ]);
+    let line = d.wait_for_stderr("attached");
+    assert!(line.contains("skb mode"), "{line}");
+    assert!(xdp_attached(lab.host_if()));
+
+    assert_eq!(lab.send_udp(good, 7000, 40, 64).unwrap(), 40);
+    assert_eq!(lab.send_udp(bad, 7000, 10, 64).unwrap(), 10);
+    assert_eq!(lab.ping(bad, 2).unwrap(), 0);
+    std::thread::sleep(Duration::from_millis(1500));
+    d.signal(libc::SIGINT);
+    let (status, lines) = d.finish();
+    assert!(status.success(), "exit status {status}");
+    assert!(!xdp_attached(lab.host_if()), "detached after SIGINT");
+
+    let events: Vec<_> = lines.iter().filter(|l| l["type"] == "event").collect();
+    assert_eq!(events.len(), 12, "10 UDP + 2 ICMP drops: {lines:?}");
+    for e in &events {
+        assert_eq!(e["action"], "drop");
+        assert_eq!(e["src"], bad.to_string());
+        assert_eq!(e["interface"], lab.host_if());
+        assert!(e["time"].as_str().unwrap().ends_with('Z'));
+    }
+    let udp: Vec<_> = events.iter().filter(|e| e["protocol"] == "udp").collect();
+    assert_eq!(udp.len(), 10);
+    assert!(udp.iter().all(|e| e["dst_port"] == 7000));
+
+    let stats: Vec<_> = lines.iter().filter(|l| l["type"] == "stats").collect();
+    assert!(
+        stats.len() >= 2,
+        "periodic and final stats lines: {stats:?}"
+    );
+    let last = stats.last().unwrap();
+    assert_eq!(last["final"], true);
+    assert_eq!(last["udp"]["packets"], 50);
+    assert_eq!(last["udp"]["drops"], 10);
+    assert_eq!(last["icmp"]["drops"], 2);
+    assert_eq!(last["total"]["packets"], 52);
+    assert_eq!(last["xdp_mode"], "skb");
+    assert_eq!(last["events_lost"], 0);
+    // Every line that is not the final one has rates.
+    assert!(stats[0]["total"]["pps"].is_number());
+}
+
+#[test]
+fn sigterm_detaches_and_exits_zero() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let d = Daemon::start(&["run", "-i", lab.host_if(), "--stats-interval", "0"]);
+    d.wait_for_stderr("attached");
+    assert!(xdp_attached(lab.host_if()));
+    d.signal(libc::SIGTERM);
+    let (status, lines) = d.finish();
+    assert!(status.success(), "exit status {status}");
+    assert!(!xdp_attached(lab.host_if()));
+    assert_eq!(lines.len(), 1, "only the final stats line: {lines:?}");
+    assert_eq!(lines[0]["final"], true);
+}
+
+#[test]
+fn no_such_interface_is_one_clear_line() {
+    let o = ironpost(&["run", "--interface", "nosuchif0"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert_eq!(
+        err.trim(),
+        "ironpost: error: no such network interface: nosuchif0"
+    );
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn missing_interface_is_explained() {
+    let o = ironpost(&["run"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("pass --interface IFACE or set ebpf.interface"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bad_config_names_file_line_and_field() {
+    let cfg = TempFile::new(
+        "bad.toml",
+        "[ebpf]\nxdp_mode = \"skb\"\n\n[[ebpf.rules]]\nid = \"x\"\nsrc_ip = \"10.0.0.999\"\n",
+    );
+    let o = ironpost(&["run", "--interface", "lo", "--config", cfg.path()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "ironpost: error: {}:6: ebpf.rules[0].src_ip: \"10.0.0.999\" is not an IPv4 address",
+            cfg.path()
+        )
+    );
+    let o = ironpost(&["check-config", "--config", cfg.path()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains(":6: ebpf.rules[0].src_ip"));
+}
+
+#[test]
+fn unknown_key_in_config_is_rejected() {
+    let cfg = TempFile::new(
+        "unknown.toml",
+        "[ebpf]\nenabled = true\nxdp_moed = \"skb\"\n",
+    );
+    let o = ironpost(&["check-config", "-c", cfg.path()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains(":3: xdp_moed: unknown field `xdp_moed`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let o = ironpost(&["run", "-i", "lo", "-c", "/nonexistent/ironpost.toml"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("/nonexistent/ironpost.toml"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bad_xdp_mode_flag_is_rejected() {
+    let o = ironpost(&["run", "-i", "lo", "--xdp-mode", "turbo"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("expected native, skb or auto"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn not_root_is_one_clear_line() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    // Run as nobody: no euid 0, no capabilities.
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .args([BIN, "run", "--interface", "lo"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.trim()
+            .starts_with("ironpost: error: loading XDP programs needs root"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn example_config_checks_out() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ironpost.example.toml");
+    let o = ironpost(&["check-config", "--config", path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("rules: 2"), "{out}");
+    assert!(out.contains("doc-example-drop drop 192.0.2.1"), "{out}");
+}
+
+#[test]
+fn help_explains_every_command() {
+    let o = ironpost(&["--help"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("run") && out.contains("check-config"));
+    for cmd in ["run", "check-config"] {
+        let o = ironpost(&[cmd, "--help"]);
+        assert!(o.status.success(), "{cmd} --help");
+        assert!(String::from_utf8_lossy(&o.stdout).contains("--config"));
+    }
+    let o = ironpost(&["run", "--help"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("SIGINT") && out.contains("--xdp-mode"),
+        "{out}"
+    );
+}
+
+#[test]
+fn disabled_datapath_exits_cleanly() {
+    let cfg = TempFile::new("disabled.toml", "[ebpf]\nenabled = false\n");
+    let o = ironpost(&["run", "-i", "lo", "-c", cfg.path()]);
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains("ebpf.enabled is false"),
+        "{}",
+        stderr(&o)
+    );
+}
