@@ -1,10 +1,290 @@
-//! `cargo xtask demo` (filled in below).
-use std::path::Path;
+//! `cargo xtask demo`: Ironpost on a lab of a network namespace and a veth
+//! pair. Three peers send the same traffic; one is blocked, one is watched.
+//! The report compares what was sent with what Ironpost counted and reported,
+//! and the demo fails if they disagree.
 
-use anyhow::Result;
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::Path,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
 
-use crate::Tools;
+use anyhow::{Context as _, Result, bail, ensure};
+use ironpost_lab::Lab;
+use serde_json::Value;
 
-pub fn demo(_tools: &Tools, _root: &Path) -> Result<()> {
-    anyhow::bail!("demo: not written yet")
+use crate::{Tools, cargo, run_status};
+
+const UDP_PER_PEER: usize = 100;
+const UDP_PAYLOAD: usize = 64;
+const PINGS_PER_PEER: u32 = 5;
+
+/// Kills the daemon if the demo fails half-way.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the demo.
+pub fn demo(tools: &Tools, root: &Path) -> Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the demo creates network namespaces and loads XDP programs: run it as root");
+    }
+    println!("== building ironpost (release)");
+    run_status(
+        cargo()
+            .args(["build", "--release", "--package", "ironpost"])
+            .env("PATH", tools.path_env())
+            .current_dir(root),
+    )?;
+    let bin = root.join("target/release/ironpost");
+
+    println!("== creating the lab: a network namespace and a veth pair");
+    let lab = Lab::new(3).context("creating the lab (needs iproute2 and root)")?;
+    let peers = [
+        (lab.peer_addr(0), "none"),
+        (lab.peer_addr(1), "drop"),
+        (lab.peer_addr(2), "monitor"),
+    ];
+    println!(
+        "   namespace {} holds {} with {}, {}, {}; the host end {} has {}",
+        lab.ns(),
+        lab.peer_if(),
+        peers[0].0,
+        peers[1].0,
+        peers[2].0,
+        lab.host_if(),
+        lab.host_addr()
+    );
+    let cfg_dir = std::env::temp_dir().join(format!("ironpost-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&cfg_dir)?;
+    let cfg_path = cfg_dir.join("ironpost.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "[ebpf]\nxdp_mode = \"auto\"\n\n\
+             [[ebpf.rules]]\nid = \"demo-blocked\"\ndescription = \"the lab's hostile peer\"\nsrc_ip = \"{}\"\naction = \"drop\"\n\n\
+             [[ebpf.rules]]\nid = \"demo-watched\"\ndescription = \"the lab's suspicious peer\"\nsrc_ip = \"{}\"\naction = \"monitor\"\n",
+            peers[1].0, peers[2].0
+        ),
+    )?;
+    let result = run_lab(&bin, &lab, &peers, &cfg_path);
+    let _ = std::fs::remove_dir_all(&cfg_dir);
+    let host_if = lab.host_if().to_owned();
+    drop(lab);
+    let leftover = Path::new("/sys/class/net").join(&host_if).exists();
+    result?;
+    ensure!(!leftover, "the lab's interface {host_if} is still there");
+    println!("== lab removed: namespace and veth pair are gone");
+    Ok(())
+}
+
+fn run_lab(
+    bin: &Path,
+    lab: &Lab,
+    peers: &[(std::net::Ipv4Addr, &str); 3],
+    cfg: &Path,
+) -> Result<()> {
+    println!(
+        "== starting: ironpost run --interface {} --config <demo config>",
+        lab.host_if()
+    );
+    let mut child = Child(
+        Command::new(bin)
+            .args([
+                "run",
+                "--interface",
+                lab.host_if(),
+                "--stats-interval",
+                "1",
+                "--config",
+            ])
+            .arg(cfg)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?,
+    );
+    let stderr = child.0.stderr.take().context("no stderr")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            println!("   [ironpost] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let attached = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains("attached") => break line,
+            Ok(_) => {}
+            Err(_) => bail!("ironpost did not attach within 30 s (see its output above)"),
+        }
+    };
+    let mode = if attached.contains("native mode") {
+        "native"
+    } else {
+        "skb"
+    };
+
+    println!(
+        "== sending from the namespace: {UDP_PER_PEER} UDP datagrams and {PINGS_PER_PEER} pings per peer"
+    );
+    let mut replies = Vec::new();
+    for (addr, _) in peers {
+        lab.send_udp(*addr, 5000, UDP_PER_PEER, UDP_PAYLOAD)?;
+        replies.push(lab.ping(*addr, PINGS_PER_PEER)?);
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
+    let mut out = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .context("no stdout")?
+        .read_to_string(&mut out)?;
+    let status = child.0.wait()?;
+    ensure!(status.success(), "ironpost exited with {status}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("ironpost printed a line that is not JSON")?;
+    let detached = !ip_link_has_xdp(lab.host_if());
+    report(lab, peers, &replies, &lines, mode, detached)
+}
+
+fn ip_link_has_xdp(iface: &str) -> bool {
+    Command::new("ip")
+        .args(["-d", "link", "show", "dev", iface])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("prog/xdp"))
+        .unwrap_or(false)
+}
+
+fn report(
+    lab: &Lab,
+    peers: &[(std::net::Ipv4Addr, &str); 3],
+    replies: &[u32],
+    lines: &[Value],
+    mode: &str,
+    detached: bool,
+) -> Result<()> {
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l["type"] == "stats" && l["final"] == true)
+        .context("no final stats line")?;
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    println!();
+    println!("Ironpost demo report ({} in {mode} mode)", lab.host_if());
+    println!();
+    println!("  peer            rule      sent (UDP + ping)   ping replies   events");
+    let mut problems = Vec::new();
+    for (i, (addr, rule)) in peers.iter().enumerate() {
+        let events: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["type"] == "event" && l["src"] == addr.to_string())
+            .collect();
+        let kinds = match events.first() {
+            Some(e) => format!("{} x {}", events.len(), e["action"].as_str().unwrap_or("?")),
+            None => "none".into(),
+        };
+        println!(
+            "  {:<15} {:<9} {:>3} + {:<14} {:>2}/{:<11} {}",
+            addr.to_string(),
+            rule,
+            UDP_PER_PEER,
+            PINGS_PER_PEER,
+            replies[i],
+            PINGS_PER_PEER,
+            kinds
+        );
+        let expect_events = if *rule == "none" {
+            0
+        } else {
+            UDP_PER_PEER + PINGS_PER_PEER as usize
+        };
+        let expect_replies = if *rule == "drop" { 0 } else { PINGS_PER_PEER };
+        if events.len() != expect_events {
+            problems.push(format!(
+                "{addr}: {} events, expected {expect_events}",
+                events.len()
+            ));
+        }
+        if replies[i] != expect_replies {
+            problems.push(format!(
+                "{addr}: {} ping replies, expected {expect_replies}",
+                replies[i]
+            ));
+        }
+    }
+    println!();
+    println!("  What Ironpost counted (final stats line):");
+    println!("  class      packets      bytes    dropped");
+    for class in ["tcp", "udp", "icmp", "other", "total"] {
+        let c = &last[class];
+        println!(
+            "  {:<7} {:>10} {:>10} {:>10}",
+            class,
+            n(&c["packets"]),
+            n(&c["bytes"]),
+            n(&c["drops"])
+        );
+    }
+    let lost = n(&last["events_lost"]);
+    println!(
+        "  events delivered {}, lost {lost}",
+        n(&last["events"]["delivered"])
+    );
+    println!(
+        "  after SIGINT: {}",
+        if detached {
+            "detached (ip link shows no XDP program)"
+        } else {
+            "STILL ATTACHED"
+        }
+    );
+    let sent_udp = (3 * UDP_PER_PEER) as u64;
+    let sent_icmp = u64::from(3 * PINGS_PER_PEER);
+    if n(&last["udp"]["packets"]) != sent_udp {
+        problems.push(format!(
+            "UDP packets counted {} != sent {sent_udp}",
+            n(&last["udp"]["packets"])
+        ));
+    }
+    if n(&last["icmp"]["packets"]) != sent_icmp {
+        problems.push(format!(
+            "ICMP packets counted {} != sent {sent_icmp}",
+            n(&last["icmp"]["packets"])
+        ));
+    }
+    let want_drops = UDP_PER_PEER as u64 + u64::from(PINGS_PER_PEER);
+    if n(&last["total"]["drops"]) != want_drops {
+        problems.push(format!(
+            "drops counted {} != {want_drops}",
+            n(&last["total"]["drops"])
+        ));
+    }
+    if lost != 0 {
+        problems.push(format!("{lost} events lost"));
+    }
+    if !detached {
+        problems.push("the program is still attached".into());
+    }
+    println!();
+    if problems.is_empty() {
+        println!("  Everything Ironpost counted and reported matches what was sent.");
+        Ok(())
+    } else {
+        bail!("the demo found mismatches: {}", problems.join("; "))
+    }
 }

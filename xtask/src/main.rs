@@ -174,6 +174,24 @@ fn test(
                 .env("PATH", &path)
                 .current_dir(root),
         )?;
+        println!("== cargo clippy (eBPF crate, nightly)");
+        run_status(
+            Command::new("rustup")
+                .args([
+                    "run",
+                    "nightly",
+                    "cargo",
+                    "clippy",
+                    "--package",
+                    "ironpost-ebpf",
+                ])
+                .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+                .arg("--target-dir")
+                .arg(root.join("target/ebpf-clippy"))
+                .args(["--", "-D", "warnings"])
+                .env("PATH", &path)
+                .current_dir(root.join("crates/ebpf-engine/ebpf")),
+        )?;
     }
     println!("== cargo test");
     let mut cmd = cargo();

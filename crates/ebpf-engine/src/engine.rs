@@ -506,9 +506,11 @@ mod imp {
             repeat: u32,
         ) -> Result<TestRunOutcome, EngineError> {
             let prog = self.program()?;
-            let mut opts = TestRunOptions::default();
-            opts.data_in = Some(packet);
-            opts.repeat = repeat.max(1);
+            let opts = TestRunOptions {
+                data_in: Some(packet),
+                repeat: repeat.max(1),
+                ..TestRunOptions::default()
+            };
             let r = prog
                 .test_run(opts)
                 .map_err(|e| EngineError::TestRun(format!("{e}")))?;

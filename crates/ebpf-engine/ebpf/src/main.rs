@@ -319,7 +319,7 @@ fn policy(pkt: &Packet) -> u8 {
     let key = u32::from_ne_bytes(pkt.src4);
     // SAFETY: the value is copied out at once; the entry is not held across
     // helper calls.
-    match unsafe { BLOCKLIST.get(&key) } {
+    match unsafe { BLOCKLIST.get(key) } {
         Some(v) if v.action == ACTION_DROP || v.action == ACTION_MONITOR => v.action,
         _ => ACTION_PASS,
     }
@@ -377,7 +377,6 @@ fn report(ctx: &XdpContext, pkt: &Packet, action: u8, len: u64) {
     let mut rec = PacketEventRecord {
         timestamp_ns: now,
         pkt_len: len as u32,
-        // SAFETY: reading the ingress ifindex from the context is always valid.
         ifindex: ctx.ingress_ifindex() as u32,
         src_port: pkt.src_port,
         dst_port: pkt.dst_port,
