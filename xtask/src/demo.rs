@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
-use ironpost_lab::Lab;
+use ironpost_lab::{Lab, xdp_attached};
 use serde_json::Value;
 
 use crate::{Tools, cargo, run_status};
@@ -158,16 +158,8 @@ fn run_lab(
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()
         .context("ironpost printed a line that is not JSON")?;
-    let detached = !ip_link_has_xdp(lab.host_if());
+    let detached = !xdp_attached(lab.host_if());
     report(lab, peers, &replies, &lines, mode, detached)
-}
-
-fn ip_link_has_xdp(iface: &str) -> bool {
-    Command::new("ip")
-        .args(["-d", "link", "show", "dev", iface])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("prog/xdp"))
-        .unwrap_or(false)
 }
 
 fn report(

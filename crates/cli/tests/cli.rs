@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use ironpost_lab::{Lab, kernel_tests_enabled};
+use ironpost_lab::{Lab, kernel_tests_enabled, xdp_attached};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ironpost");
@@ -48,14 +48,6 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn xdp_attached(iface: &str) -> bool {
-    let out = Command::new("ip")
-        .args(["-d", "link", "show", "dev", iface])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
 }
 
 /// A running `ironpost run`, killed if the test fails before stopping it.

@@ -1,19 +1,11 @@
 //! Real traffic through a veth pair from a namespace of the test's own into
 //! the engine attached on the host end, in skb and native mode.
 
-use std::{net::IpAddr, process::Command, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use ironpost_core::{EbpfConfig, PacketAction, Pipeline, Protocol, RuleAction, RuleConfig};
 use ironpost_ebpf_engine::{AttachedMode, EbpfEngine, EngineConfig, XdpMode};
-use ironpost_lab::{Lab, kernel_tests_enabled};
-
-fn xdp_attached(iface: &str) -> bool {
-    let out = Command::new("ip")
-        .args(["-d", "link", "show", "dev", iface])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
-}
+use ironpost_lab::{Lab, kernel_tests_enabled, xdp_attached};
 
 fn blocked_and_passed(mode: XdpMode, want: AttachedMode) {
     let lab = Lab::new(2).unwrap();

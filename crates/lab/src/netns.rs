@@ -285,6 +285,14 @@ impl Lab {
     }
 }
 
+/// Whether `ip link` shows an XDP program on `iface` (in this namespace).
+pub fn xdp_attached(iface: &str) -> bool {
+    Command::new("ip")
+        .args(["-d", "link", "show", "dev", iface])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("prog/xdp"))
+}
+
 /// The `M` of ping's `N packets transmitted, M received` line.
 pub fn parse_ping_received(text: &str) -> Option<u32> {
     let line = text.lines().find(|l| l.contains("packets transmitted"))?;
