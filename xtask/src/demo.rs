@@ -120,13 +120,15 @@ fn run_lab(
             let _ = tx.send(line);
         }
     });
-    let attached = loop {
+    let mut attached = String::new();
+    loop {
         match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line.contains("attached") => break line,
+            Ok(line) if line.contains("attached") => attached = line,
+            Ok(line) if line.contains("ready:") => break,
             Ok(_) => {}
-            Err(_) => bail!("ironpost did not attach within 30 s (see its output above)"),
+            Err(_) => bail!("ironpost was not ready within 30 s (see its output above)"),
         }
-    };
+    }
     let mode = if attached.contains("native mode") {
         "native"
     } else {

@@ -76,8 +76,14 @@ async fn serve(mut engine: EbpfEngine, stats_interval: u64) -> anyhow::Result<()
     } else {
         drop(st_tx);
     }
+    tracing::info!(
+        "ready: reporting events and stats from {} (stop with SIGINT or SIGTERM)",
+        attachment.interface
+    );
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut stats_open = stats_interval > 0;
+    // The latest periodic stats, so the final line's rates continue from them.
+    let mut latest = TrafficStats::new();
     let reason = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
@@ -92,7 +98,8 @@ async fn serve(mut engine: EbpfEngine, stats_interval: u64) -> anyhow::Result<()
             },
             st = st_rx.recv(), if stats_open => match st {
                 Some(st) => {
-                    if emit(&mut out, &stats_line(&attachment, &st, false)).is_err() {
+                    latest = st;
+                    if emit(&mut out, &stats_line(&attachment, &latest, false)).is_err() {
                         break "stdout closed";
                     }
                 }
@@ -105,11 +112,10 @@ async fn serve(mut engine: EbpfEngine, stats_interval: u64) -> anyhow::Result<()
     while let Ok(ev) = ev_rx.try_recv() {
         let _ = emit(&mut out, &event_line(&ev));
     }
-    let mut last = TrafficStats::new();
     match engine.counters() {
         Ok(snap) => {
-            last.update(snap, std::time::Instant::now());
-            let _ = emit(&mut out, &stats_line(&attachment, &last, true));
+            latest.update(snap, std::time::Instant::now());
+            let _ = emit(&mut out, &stats_line(&attachment, &latest, true));
         }
         Err(e) => tracing::warn!("reading the final counters: {e}"),
     }

@@ -147,9 +147,17 @@ impl EbpfEngine {
         loaded.attach(&interface, mode)
     }
 
-    /// Makes BLOCKLIST hold exactly the configured rules.
+    /// Makes BLOCKLIST hold exactly the configured rules. A rule set larger
+    /// than the map is refused before anything in the map changes.
     pub fn sync_blocklist_to_map(&mut self) -> Result<(), EngineError> {
         let rules = self.config.rules().to_vec();
+        let capacity = self.config.blocklist_max_entries;
+        if rules.len() > capacity as usize {
+            return Err(EngineError::Rule(format!(
+                "{} rules do not fit in the block list ({capacity} entries); nothing was changed",
+                rules.len()
+            )));
+        }
         self.loaded()?.sync_blocklist(&rules)
     }
 
@@ -192,17 +200,25 @@ impl EbpfEngine {
     }
 
     /// Starts the task that reads the counters every `interval` and sends
-    /// the updated statistics (with rates) to `tx`.
+    /// the updated statistics (with rates) to `tx`; the first message,
+    /// at once, holds the counters as they were when this was called.
     pub fn spawn_stats_poller(
         &mut self,
         interval: Duration,
         tx: mpsc::Sender<TrafficStats>,
     ) -> Result<(), EngineError> {
         let mut reader = self.loaded()?.stats_reader()?;
+        // The baseline is taken now, not when the task first runs, so rates
+        // cover all traffic after this call returns.
+        let mut stats = TrafficStats::new();
+        stats.update(reader.read()?, Instant::now());
         let task = tokio::spawn(async move {
-            let mut stats = TrafficStats::new();
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            if tx.send(stats.clone()).await.is_err() {
+                return;
+            }
             loop {
                 tick.tick().await;
                 match reader.read() {

@@ -463,14 +463,18 @@ fn event_budget_caps_a_flood_and_counts_the_rest() {
         return;
     }
     let mut e = engine_with(|c| c.event_budget_per_cpu = 5);
-    // 1000 drops in one burst (well within one second on one CPU).
+    // 1000 drops in one burst, well within one second.
     let out = e.test_run(&v4_udp(DROPPED), 1000).unwrap();
     assert_eq!(out.action, XDP_DROP);
     let snap = e.counters().unwrap();
     assert_eq!(snap.udp().packets, 1000);
     assert_eq!(snap.udp().drops, 1000);
-    assert_eq!(snap.events.delivered, 5);
-    assert_eq!(snap.events.lost_budget, 995);
+    // The budget is per CPU; the kernel may move a long test run to another
+    // CPU, which has a budget of its own.
+    let cpus = std::thread::available_parallelism().unwrap().get() as u64;
+    let d = snap.events.delivered;
+    assert!((5..=5 * cpus).contains(&d), "{snap:?}");
+    assert_eq!(d + snap.events.lost_budget, 1000, "{snap:?}");
     assert_eq!(snap.events.lost_ring_full, 0);
 }
 
@@ -518,11 +522,32 @@ fn blocklist_sync_follows_the_config() {
     let mut entries = e.blocklist_entries().unwrap();
     entries.sort();
     assert_eq!(entries, [(DROPPED, 1), (MONITORED, 2), (PASSED, 0)]);
-    // A capacity smaller than the rules is refused by the kernel map, not
-    // half-applied silently: the config layer refuses it first, so here we
-    // check the map's size is what the config asked for.
-    let mut small = engine_with(|c| {
-        c.blocklist_max_entries = 3;
-    });
-    assert_eq!(small.blocklist_entries().unwrap().len(), 3);
+    // Rules that do not fit are refused before the map changes.
+    let mut cfg = EbpfConfig {
+        blocklist_max_entries: 2,
+        rules: vec![
+            rule("a", DROPPED, RuleAction::Drop),
+            rule("b", MONITORED, RuleAction::Drop),
+            rule("c", PASSED, RuleAction::Drop),
+        ],
+        ..EbpfConfig::default()
+    };
+    let mut small = EbpfEngine::builder()
+        .config(EngineConfig::from_core(&cfg))
+        .build();
+    small.load().unwrap();
+    let err = small.sync_blocklist_to_map().unwrap_err().to_string();
+    assert!(
+        err.contains("do not fit") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert!(small.blocklist_entries().unwrap().is_empty());
+    // Two fit exactly.
+    cfg.rules.pop();
+    let mut fits = EbpfEngine::builder()
+        .config(EngineConfig::from_core(&cfg))
+        .build();
+    fits.load().unwrap();
+    fits.sync_blocklist_to_map().unwrap();
+    assert_eq!(fits.blocklist_entries().unwrap().len(), 2);
 }
