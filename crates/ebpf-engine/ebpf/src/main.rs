@@ -116,10 +116,11 @@ struct Packet {
     vlan_id: u16,
     src_port: u16,
     dst_port: u16,
+    /// IPv4 source, the BLOCKLIST key.
     src4: [u8; 4],
-    dst4: [u8; 4],
-    src6: [u8; 16],
-    dst6: [u8; 16],
+    /// Offset of the IP header; addresses for events are read from there
+    /// only when a packet is reported, not for every packet.
+    l3_off: usize,
 }
 
 impl Packet {
@@ -134,9 +135,7 @@ impl Packet {
             src_port: 0,
             dst_port: 0,
             src4: [0; 4],
-            dst4: [0; 4],
-            src6: [0; 16],
-            dst6: [0; 16],
+            l3_off: 0,
         }
     }
 }
@@ -229,7 +228,7 @@ fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet, off: usize) -> Option<()> {
     pkt.family = FAMILY_IPV4;
     pkt.protocol = ip.protocol;
     pkt.src4 = ip.src;
-    pkt.dst4 = ip.dst;
+    pkt.l3_off = off;
     // Only the first fragment carries the L4 header.
     let first_fragment = be16(ip.frag_off) & 0x1fff == 0;
     parse_l4(
@@ -253,8 +252,7 @@ fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet, off: usize) -> Option<()> {
     }
     pkt.family = FAMILY_IPV6;
     pkt.protocol = ip.next_header;
-    pkt.src6 = ip.src;
-    pkt.dst6 = ip.dst;
+    pkt.l3_off = off;
     parse_l4(
         ctx,
         pkt,
@@ -388,11 +386,17 @@ fn report(ctx: &XdpContext, pkt: &Packet, action: u8, len: u64) {
         ..PacketEventRecord::default()
     };
     if pkt.family == FAMILY_IPV6 {
-        rec.src_addr = pkt.src6;
-        rec.dst_addr = pkt.dst6;
-    } else {
-        rec.src_addr[..4].copy_from_slice(&pkt.src4);
-        rec.dst_addr[..4].copy_from_slice(&pkt.dst4);
+        if let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) {
+            // SAFETY: ptr_at checked the bounds; alignment 1.
+            let ip = unsafe { &*ip };
+            rec.src_addr = ip.src;
+            rec.dst_addr = ip.dst;
+        }
+    } else if let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, pkt.l3_off) {
+        // SAFETY: ptr_at checked the bounds; alignment 1.
+        let ip = unsafe { &*ip };
+        rec.src_addr[..4].copy_from_slice(&ip.src);
+        rec.dst_addr[..4].copy_from_slice(&ip.dst);
     }
     entry.write(rec);
     entry.submit(0);
