@@ -3,17 +3,31 @@
 //! Every error names the file, the line and the field, and says what is
 //! wrong with the value. Unknown keys are errors, not silently ignored.
 
-use std::{fmt, net::Ipv4Addr, path::Path, str::FromStr};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
+
+use crate::net::{L4Protocol, PortRange, Prefix};
 
 /// Smallest ring buffer the kernel accepts: one page.
 pub const MIN_RING_BUFFER_SIZE: u32 = 4096;
 /// Largest ring buffer Ironpost accepts (1 GiB).
 pub const MAX_RING_BUFFER_SIZE: u32 = 1 << 30;
-/// Largest BLOCKLIST capacity Ironpost accepts.
+/// Largest block list capacity Ironpost accepts.
 pub const MAX_BLOCKLIST_ENTRIES: u32 = 16 << 20;
+/// Largest allow list capacity Ironpost accepts.
+pub const MAX_ALLOW_ENTRIES: u32 = 1 << 20;
+/// Port and protocol rules (rules without an address) the datapath holds.
+pub const MAX_PORT_RULES: usize = 255;
+/// Default control socket of the daemon.
+pub const DEFAULT_SOCKET: &str = "/run/ironpost/ironpost.sock";
+/// Default state file of the daemon (manual and automatic blocks).
+pub const DEFAULT_STATE_FILE: &str = "/var/lib/ironpost/state.json";
 /// Largest per-CPU event budget (events per second per CPU).
 pub const MAX_EVENT_BUDGET: u32 = 1_000_000;
 
@@ -69,7 +83,7 @@ impl fmt::Display for XdpMode {
 }
 
 /// What a rule does with matching packets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RuleAction {
     /// Drop and report.
@@ -110,6 +124,28 @@ impl fmt::Display for RuleAction {
 pub struct IronpostConfig {
     /// The `[ebpf]` section.
     pub ebpf: EbpfConfig,
+    /// The `[daemon]` section.
+    pub daemon: DaemonConfig,
+}
+
+/// The `[daemon]` section: how the running daemon is reached and where it
+/// keeps its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Control socket (mode 0600, in a 0700 directory).
+    pub socket: PathBuf,
+    /// State file: manual and automatic blocks with their expiry, and
+    /// allow-list entries added at run time.
+    pub state_file: PathBuf,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            state_file: PathBuf::from(DEFAULT_STATE_FILE),
+        }
+    }
 }
 
 /// The `[ebpf]` section: the XDP datapath.
@@ -117,31 +153,82 @@ pub struct IronpostConfig {
 pub struct EbpfConfig {
     /// Whether the datapath runs at all.
     pub enabled: bool,
-    /// Interface to attach to (the command line may override it).
-    pub interface: Option<String>,
+    /// Interfaces to attach to (the command line may override them).
+    pub interfaces: Vec<String>,
     /// Attach mode.
     pub xdp_mode: XdpMode,
     /// EVENTS ring buffer size in bytes: a power of two, at least one page.
     pub ring_buffer_size: u32,
-    /// BLOCKLIST capacity.
+    /// Block list capacity: address and prefix entries, all origins.
     pub blocklist_max_entries: u32,
+    /// Allow list capacity.
+    pub allow_max_entries: u32,
     /// Events the datapath may report per second per CPU; the rest are
     /// counted as lost.
     pub event_budget_per_cpu: u32,
     /// Rules, in file order.
     pub rules: Vec<RuleConfig>,
+    /// Allow list: sources that are never dropped.
+    pub allow: Vec<Prefix>,
 }
 
 impl Default for EbpfConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            interface: None,
+            interfaces: Vec::new(),
             xdp_mode: XdpMode::Auto,
             ring_buffer_size: 256 * 1024,
             blocklist_max_entries: 10_000,
+            allow_max_entries: 10_000,
             event_budget_per_cpu: 2_000,
             rules: Vec::new(),
+            allow: Vec::new(),
+        }
+    }
+}
+
+/// Which address of a packet a rule looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// The source address.
+    Src,
+    /// The destination address.
+    Dst,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Src => "src",
+            Self::Dst => "dst",
+        })
+    }
+}
+
+/// A protocol, and for TCP and UDP optionally a destination port range,
+/// that a packet must have for a rule to match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Condition {
+    /// Protocol.
+    pub protocol: L4Protocol,
+    /// Destination ports (TCP and UDP only); `None` is every port.
+    pub dst_port: Option<PortRange>,
+}
+
+impl Condition {
+    /// The port range the condition covers (every port when none is set).
+    pub fn ports(&self) -> PortRange {
+        self.dst_port.unwrap_or(PortRange::ALL)
+    }
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.dst_port {
+            Some(p) => write!(f, "{}/{p}", self.protocol),
+            None => write!(f, "{}", self.protocol),
         }
     }
 }
@@ -153,10 +240,26 @@ pub struct RuleConfig {
     pub id: String,
     /// Free text for operators.
     pub description: String,
-    /// Source address the rule matches.
-    pub src_ip: Ipv4Addr,
+    /// The address the rule matches and which one (source or destination);
+    /// `None` for a port rule, which matches any address.
+    pub address: Option<(Direction, Prefix)>,
+    /// Protocol and port condition; required when there is no address.
+    pub condition: Option<Condition>,
     /// What to do with matching packets.
     pub action: RuleAction,
+}
+
+impl fmt::Display for RuleConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.id, self.action)?;
+        if let Some((dir, p)) = &self.address {
+            write!(f, " {dir} {p}")?;
+        }
+        if let Some(c) = &self.condition {
+            write!(f, " {c}")?;
+        }
+        Ok(())
+    }
 }
 
 // The file as written, with the position of every value for error messages.
@@ -165,6 +268,15 @@ pub struct RuleConfig {
 struct RawFile {
     #[serde(default)]
     ebpf: Option<RawEbpf>,
+    #[serde(default)]
+    daemon: Option<RawDaemon>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    socket: Option<Spanned<String>>,
+    state_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -172,12 +284,16 @@ struct RawFile {
 struct RawEbpf {
     enabled: Option<bool>,
     interface: Option<Spanned<String>>,
+    interfaces: Option<Spanned<Vec<Spanned<String>>>>,
     xdp_mode: Option<Spanned<String>>,
     ring_buffer_size: Option<Spanned<i64>>,
     blocklist_max_entries: Option<Spanned<i64>>,
+    allow_max_entries: Option<Spanned<i64>>,
     event_budget_per_cpu: Option<Spanned<i64>>,
     #[serde(default)]
     rules: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -185,7 +301,12 @@ struct RawEbpf {
 struct RawRule {
     id: Option<Spanned<String>>,
     description: Option<String>,
+    /// Accepted as another name for `src`.
     src_ip: Option<Spanned<String>>,
+    src: Option<Spanned<String>>,
+    dst: Option<Spanned<String>>,
+    protocol: Option<Spanned<String>>,
+    dst_port: Option<Spanned<toml::Value>>,
     action: Option<Spanned<String>>,
 }
 
@@ -210,7 +331,11 @@ impl IronpostConfig {
             Some(raw) => src.ebpf(raw)?,
             None => EbpfConfig::default(),
         };
-        Ok(Self { ebpf })
+        let daemon = match raw.daemon {
+            Some(raw) => src.daemon(raw)?,
+            None => DaemonConfig::default(),
+        };
+        Ok(Self { ebpf, daemon })
     }
 }
 
@@ -279,12 +404,35 @@ impl Source<'_> {
         if let Some(enabled) = raw.enabled {
             cfg.enabled = enabled;
         }
+        if let (Some(_), Some(list)) = (&raw.interface, &raw.interfaces) {
+            return Err(self.error(
+                list.span(),
+                "ebpf.interfaces",
+                "set either interface or interfaces, not both".into(),
+            ));
+        }
         if let Some(iface) = raw.interface {
             let name = iface.get_ref();
             if let Err(msg) = check_interface_name(name) {
                 return Err(self.error(iface.span(), "ebpf.interface", msg));
             }
-            cfg.interface = Some(name.clone());
+            cfg.interfaces = vec![name.clone()];
+        }
+        if let Some(list) = raw.interfaces {
+            for (i, iface) in list.into_inner().into_iter().enumerate() {
+                let field = format!("ebpf.interfaces[{i}]");
+                if let Err(msg) = check_interface_name(iface.get_ref()) {
+                    return Err(self.error(iface.span(), &field, msg));
+                }
+                if cfg.interfaces.contains(iface.get_ref()) {
+                    return Err(self.error(
+                        iface.span(),
+                        &field,
+                        format!("\"{}\" is listed twice", iface.get_ref()),
+                    ));
+                }
+                cfg.interfaces.push(iface.into_inner());
+            }
         }
         if let Some(mode) = raw.xdp_mode {
             cfg.xdp_mode = mode
@@ -312,6 +460,10 @@ impl Source<'_> {
             cfg.blocklist_max_entries =
                 self.range(&n, "ebpf.blocklist_max_entries", 1, MAX_BLOCKLIST_ENTRIES)?;
         }
+        if let Some(n) = raw.allow_max_entries {
+            cfg.allow_max_entries =
+                self.range(&n, "ebpf.allow_max_entries", 1, MAX_ALLOW_ENTRIES)?;
+        }
         if let Some(n) = raw.event_budget_per_cpu {
             cfg.event_budget_per_cpu =
                 self.range(&n, "ebpf.event_budget_per_cpu", 0, MAX_EVENT_BUDGET)?;
@@ -321,17 +473,73 @@ impl Source<'_> {
             let rule = self.rule(i, span, rule.into_inner(), &cfg.rules)?;
             cfg.rules.push(rule);
         }
-        if cfg.rules.len() > cfg.blocklist_max_entries as usize {
+        let address_rules = cfg.rules.iter().filter(|r| r.address.is_some()).count();
+        if address_rules > cfg.blocklist_max_entries as usize {
             return Err(ConfigError {
                 file: self.file.to_owned(),
                 line: 0,
                 field: "ebpf.rules".into(),
                 message: format!(
-                    "{} rules do not fit in blocklist_max_entries = {}",
-                    cfg.rules.len(),
+                    "{address_rules} address rules do not fit in blocklist_max_entries = {}",
                     cfg.blocklist_max_entries
                 ),
             });
+        }
+        let port_rules = cfg.rules.len() - address_rules;
+        if port_rules > MAX_PORT_RULES {
+            return Err(ConfigError {
+                file: self.file.to_owned(),
+                line: 0,
+                field: "ebpf.rules".into(),
+                message: format!(
+                    "{port_rules} port rules (rules without src or dst): at most {MAX_PORT_RULES}"
+                ),
+            });
+        }
+        for (i, entry) in raw.allow.iter().enumerate() {
+            let field = format!("ebpf.allow[{i}]");
+            let prefix: Prefix = entry
+                .get_ref()
+                .parse()
+                .map_err(|m| self.error(entry.span(), &field, m))?;
+            if cfg.allow.contains(&prefix) {
+                return Err(self.error(entry.span(), &field, format!("{prefix} is listed twice")));
+            }
+            cfg.allow.push(prefix);
+        }
+        if cfg.allow.len() > cfg.allow_max_entries as usize {
+            return Err(ConfigError {
+                file: self.file.to_owned(),
+                line: 0,
+                field: "ebpf.allow".into(),
+                message: format!(
+                    "{} entries do not fit in allow_max_entries = {}",
+                    cfg.allow.len(),
+                    cfg.allow_max_entries
+                ),
+            });
+        }
+        Ok(cfg)
+    }
+
+    fn daemon(&self, raw: RawDaemon) -> Result<DaemonConfig, ConfigError> {
+        let mut cfg = DaemonConfig::default();
+        let path = |v: Spanned<String>, field: &str| {
+            let p = PathBuf::from(v.get_ref());
+            if p.as_os_str().is_empty() || !p.is_absolute() {
+                return Err(self.error(
+                    v.span(),
+                    field,
+                    format!("\"{}\" must be an absolute path", v.get_ref()),
+                ));
+            }
+            Ok(p)
+        };
+        if let Some(v) = raw.socket {
+            cfg.socket = path(v, "daemon.socket")?;
+        }
+        if let Some(v) = raw.state_file {
+            cfg.state_file = path(v, "daemon.state_file")?;
         }
         Ok(cfg)
     }
@@ -357,23 +565,82 @@ impl Source<'_> {
                 format!("duplicate rule id \"{}\"", id.get_ref()),
             ));
         }
-        let src = raw
-            .src_ip
-            .ok_or_else(|| self.error(span.clone(), &field("src_ip"), "missing".into()))?;
-        let src_ip: Ipv4Addr = src.get_ref().trim().parse().map_err(|_| {
-            self.error(
-                src.span(),
-                &field("src_ip"),
-                format!("\"{}\" is not an IPv4 address", src.get_ref()),
-            )
-        })?;
-        if let Some(other) = earlier.iter().find(|r| r.src_ip == src_ip) {
+        if raw.src.is_some() && raw.src_ip.is_some() {
+            let s = raw.src.as_ref().map(Spanned::span).unwrap_or_default();
             return Err(self.error(
-                src.span(),
-                &field("src_ip"),
-                format!("{src_ip} is already used by rule \"{}\"", other.id),
+                s,
+                &field("src"),
+                "src and src_ip are the same key: set one".into(),
             ));
         }
+        let src = raw
+            .src
+            .map(|v| ("src", v))
+            .or(raw.src_ip.map(|v| ("src_ip", v)));
+        let address = match (src, raw.dst) {
+            (Some(_), Some(d)) => {
+                return Err(self.error(
+                    d.span(),
+                    &field("dst"),
+                    "a rule matches src or dst, not both: write two rules".into(),
+                ));
+            }
+            (Some((name, v)), None) => Some((Direction::Src, name, v)),
+            (None, Some(v)) => Some((Direction::Dst, "dst", v)),
+            (None, None) => None,
+        };
+        let address = match address {
+            Some((dir, name, v)) => {
+                let prefix: Prefix = v
+                    .get_ref()
+                    .parse()
+                    .map_err(|m| self.error(v.span(), &field(name), m))?;
+                Some((dir, prefix, name, v.span()))
+            }
+            None => None,
+        };
+        let protocol = match &raw.protocol {
+            Some(p) => Some(
+                p.get_ref()
+                    .parse::<L4Protocol>()
+                    .map_err(|m| self.error(p.span(), &field("protocol"), m))?,
+            ),
+            None => None,
+        };
+        let dst_port = match &raw.dst_port {
+            Some(v) => {
+                let range = match v.get_ref() {
+                    toml::Value::Integer(n) => u16::try_from(*n)
+                        .map(|p| PortRange { first: p, last: p })
+                        .map_err(|_| format!("{n} is not a port number (0 to 65535)")),
+                    toml::Value::String(s) => s.parse::<PortRange>(),
+                    other => Err(format!("{other} is not a port: write 22 or \"1000-2000\"")),
+                }
+                .map_err(|m| self.error(v.span(), &field("dst_port"), m))?;
+                match protocol {
+                    Some(p) if p.has_ports() => {}
+                    Some(p) => {
+                        return Err(self.error(
+                            v.span(),
+                            &field("dst_port"),
+                            format!(
+                                "{p} has no ports: dst_port needs protocol = \"tcp\" or \"udp\""
+                            ),
+                        ));
+                    }
+                    None => {
+                        return Err(self.error(
+                            v.span(),
+                            &field("dst_port"),
+                            "dst_port needs protocol = \"tcp\" or \"udp\"".into(),
+                        ));
+                    }
+                }
+                Some(range)
+            }
+            None => None,
+        };
+        let condition = protocol.map(|protocol| Condition { protocol, dst_port });
         let action = match raw.action {
             Some(a) => a
                 .get_ref()
@@ -381,12 +648,92 @@ impl Source<'_> {
                 .map_err(|m| self.error(a.span(), &field("action"), m))?,
             None => RuleAction::Drop,
         };
+        match &address {
+            Some((dir, prefix, name, pspan)) => self.check_overlap(
+                *dir,
+                prefix,
+                condition.is_some(),
+                name,
+                pspan,
+                &field,
+                earlier,
+            )?,
+            None => {
+                let Some(cond) = condition else {
+                    return Err(self.error(
+                        span,
+                        &field("src"),
+                        "missing: a rule needs src, dst or protocol".into(),
+                    ));
+                };
+                if let Some(other) = earlier.iter().find(|r| {
+                    r.address.is_none()
+                        && r.condition.is_some_and(|c| {
+                            c.protocol == cond.protocol && c.ports().overlaps(&cond.ports())
+                        })
+                }) {
+                    let s = raw
+                        .dst_port
+                        .as_ref()
+                        .map(Spanned::span)
+                        .or(raw.protocol.as_ref().map(Spanned::span))
+                        .unwrap_or(span);
+                    return Err(self.error(
+                        s,
+                        &field("dst_port"),
+                        format!("{cond} overlaps port rule \"{}\"", other.id),
+                    ));
+                }
+            }
+        }
         Ok(RuleConfig {
             id: id.into_inner(),
             description: raw.description.unwrap_or_default(),
-            src_ip,
+            address: address.map(|(d, p, _, _)| (d, p)),
+            condition,
             action,
         })
+    }
+
+    /// One rule per address and direction; a rule with a condition may not
+    /// nest in or around another rule with a condition (see the docs on
+    /// evaluation order).
+    #[allow(clippy::too_many_arguments)]
+    fn check_overlap(
+        &self,
+        dir: Direction,
+        prefix: &Prefix,
+        conditioned: bool,
+        name: &str,
+        span: &std::ops::Range<usize>,
+        field: &dyn Fn(&str) -> String,
+        earlier: &[RuleConfig],
+    ) -> Result<(), ConfigError> {
+        for r in earlier {
+            let Some((d, p)) = &r.address else { continue };
+            if *d != dir {
+                continue;
+            }
+            if p == prefix {
+                return Err(self.error(
+                    span.clone(),
+                    &field(name),
+                    format!("{dir} {prefix} is already used by rule \"{}\"", r.id),
+                ));
+            }
+            if conditioned && r.condition.is_some() && (p.contains(prefix) || prefix.contains(p)) {
+                return Err(self.error(
+                    span.clone(),
+                    &field(name),
+                    format!(
+                        "{dir} {prefix} overlaps {p} of rule \"{}\"; rules with a protocol or port \
+                         must not nest inside one another",
+                        r.id
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -444,13 +791,16 @@ action = "monitor"
         )
         .unwrap();
         let e = &cfg.ebpf;
-        assert_eq!(e.interface.as_deref(), Some("eth0"));
+        assert_eq!(e.interfaces, vec!["eth0".to_owned()]);
         assert_eq!(e.xdp_mode, XdpMode::Skb);
         assert_eq!(e.ring_buffer_size, 1 << 20);
         assert_eq!(e.blocklist_max_entries, 50_000);
         assert_eq!(e.event_budget_per_cpu, 100);
         assert_eq!(e.rules.len(), 2);
-        assert_eq!(e.rules[0].src_ip, Ipv4Addr::new(192, 0, 2, 7));
+        assert_eq!(
+            e.rules[0].address,
+            Some((Direction::Src, "192.0.2.7".parse().unwrap()))
+        );
         assert_eq!(e.rules[0].description, "known scanner");
         assert_eq!(e.rules[1].action, RuleAction::Monitor);
     }
@@ -479,10 +829,10 @@ action = "monitor"
 
     #[test]
     fn unknown_rule_key_is_rejected() {
-        let err =
-            parse("[[ebpf.rules]]\nid = \"a\"\nsrc_ip = \"10.0.0.1\"\nsrc = \"x\"\n").unwrap_err();
+        let err = parse("[[ebpf.rules]]\nid = \"a\"\nsrc_ip = \"10.0.0.1\"\nsource = \"x\"\n")
+            .unwrap_err();
         assert_eq!(err.line, 4);
-        assert!(err.message.contains("unknown field `src`"), "{err}");
+        assert!(err.message.contains("unknown field `source`"), "{err}");
     }
 
     #[test]
@@ -496,7 +846,7 @@ action = "monitor"
         assert!(err.message.contains("10.0.0.300"), "{err}");
         assert_eq!(
             err.to_string(),
-            "test.toml:7: ebpf.rules[1].src_ip: \"10.0.0.300\" is not an IPv4 address"
+            "test.toml:7: ebpf.rules[1].src_ip: \"10.0.0.300\" is not an IP address or prefix"
         );
     }
 
@@ -524,8 +874,8 @@ action = "monitor"
     #[test]
     fn missing_fields_are_named() {
         let err = parse("[[ebpf.rules]]\nid = \"x\"\n").unwrap_err();
-        assert_eq!(err.field, "ebpf.rules[0].src_ip");
-        assert_eq!(err.message, "missing");
+        assert_eq!(err.field, "ebpf.rules[0].src");
+        assert!(err.message.starts_with("missing"), "{err}");
         let err = parse("[[ebpf.rules]]\nsrc_ip = \"10.0.0.1\"\n").unwrap_err();
         assert_eq!(err.field, "ebpf.rules[0].id");
     }
@@ -593,6 +943,154 @@ action = "monitor"
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ironpost.example.toml");
         let cfg = IronpostConfig::load(Path::new(path)).unwrap();
         assert!(!cfg.ebpf.rules.is_empty());
+        assert!(!cfg.ebpf.allow.is_empty());
+    }
+
+    #[test]
+    fn prefixes_destinations_ports_and_ipv6() {
+        let cfg = parse(
+            r#"
+[[ebpf.rules]]
+id = "net"
+src = "203.0.113.0/24"
+[[ebpf.rules]]
+id = "v6"
+src = "2001:db8::/32"
+action = "monitor"
+[[ebpf.rules]]
+id = "to-db"
+dst = "10.9.0.5"
+protocol = "tcp"
+dst_port = 5432
+[[ebpf.rules]]
+id = "ssh"
+protocol = "tcp"
+dst_port = "22"
+[[ebpf.rules]]
+id = "high-udp"
+protocol = "udp"
+dst_port = "30000-40000"
+action = "monitor"
+[[ebpf.rules]]
+id = "icmp"
+protocol = "icmp"
+action = "monitor"
+"#,
+        )
+        .unwrap();
+        let r = &cfg.ebpf.rules;
+        assert_eq!(r[0].address.unwrap().1.len(), 24);
+        assert!(!r[1].address.unwrap().1.is_ipv4());
+        assert_eq!(r[2].address.unwrap().0, Direction::Dst);
+        assert_eq!(r[2].condition.unwrap().to_string(), "tcp/5432");
+        assert!(r[3].address.is_none());
+        assert_eq!(
+            r[4].condition.unwrap().ports(),
+            "30000-40000".parse().unwrap()
+        );
+        assert_eq!(r[5].condition.unwrap().ports(), PortRange::ALL);
+    }
+
+    #[test]
+    fn bad_rule_shapes_are_explained() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "src = \"10.0.0.0/8\"\ndst = \"10.0.0.1\"",
+                "dst",
+                "not both",
+            ),
+            ("src = \"10.1.2.3/8\"", "src", "host bits"),
+            ("dst = \"10.0.0.0/40\"", "dst", "0 to 32"),
+            ("protocol = \"sctp\"", "protocol", "tcp, udp or icmp"),
+            ("protocol = \"icmp\"\ndst_port = 1", "dst_port", "no ports"),
+            (
+                "src = \"10.0.0.1\"\ndst_port = 80",
+                "dst_port",
+                "needs protocol",
+            ),
+            (
+                "protocol = \"tcp\"\ndst_port = 70000",
+                "dst_port",
+                "not a port",
+            ),
+            (
+                "protocol = \"tcp\"\ndst_port = \"90-80\"",
+                "dst_port",
+                "empty",
+            ),
+            ("src = \"1.2.3.4\"\nsrc_ip = \"1.2.3.4\"", "src", "same key"),
+        ];
+        for (body, field, needle) in cases {
+            let err = parse(&format!("[[ebpf.rules]]\nid = \"r\"\n{body}\n")).unwrap_err();
+            assert_eq!(err.field, format!("ebpf.rules[0].{field}"), "{body}: {err}");
+            assert!(err.message.contains(needle), "{body}: {err}");
+            assert!(err.line >= 3, "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn overlapping_rules_are_refused() {
+        let two = |a: &str, b: &str| {
+            parse(&format!(
+                "[[ebpf.rules]]\nid = \"a\"\n{a}\n[[ebpf.rules]]\nid = \"b\"\n{b}\n"
+            ))
+        };
+        let err = two(
+            "protocol = \"tcp\"\ndst_port = \"20-30\"",
+            "protocol = \"tcp\"\ndst_port = 25",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("overlaps port rule \"a\""), "{err}");
+        assert!(
+            two(
+                "protocol = \"tcp\"\ndst_port = 25",
+                "protocol = \"udp\"\ndst_port = 25"
+            )
+            .is_ok()
+        );
+        let err = two(
+            "src = \"10.0.0.0/8\"\nprotocol = \"tcp\"",
+            "src = \"10.1.0.0/16\"\nprotocol = \"udp\"",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("must not nest"), "{err}");
+        // An unconditioned rule may nest in a conditioned one, and the
+        // same prefix may be used once per direction.
+        assert!(
+            two(
+                "src = \"10.0.0.0/8\"\nprotocol = \"tcp\"",
+                "src = \"10.1.0.0/16\""
+            )
+            .is_ok()
+        );
+        assert!(two("src = \"10.0.0.0/8\"", "dst = \"10.0.0.0/8\"").is_ok());
+        let err = two("src = \"2001:db8::/32\"", "src = \"2001:db8::/32\"").unwrap_err();
+        assert_eq!(err.line, 6);
+        assert!(err.message.contains("already used by rule \"a\""), "{err}");
+    }
+
+    #[test]
+    fn allow_list_interfaces_and_daemon() {
+        let cfg = parse(
+            "[ebpf]\ninterfaces = [\"a0\", \"b0\"]\nallow = [\"10.0.0.0/8\", \"::1\"]\nallow_max_entries = 5\n[daemon]\nsocket = \"/tmp/x.sock\"\nstate_file = \"/tmp/s.json\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.ebpf.interfaces, ["a0", "b0"]);
+        assert_eq!(cfg.ebpf.allow.len(), 2);
+        assert_eq!(cfg.daemon.socket, PathBuf::from("/tmp/x.sock"));
+        let err = parse("[ebpf]\nallow = [\"10.0.0.0/8\",\n \"10.0.0.300\"]\n").unwrap_err();
+        assert_eq!((err.line, err.field.as_str()), (3, "ebpf.allow[1]"));
+        let err = parse("[ebpf]\nallow = [\"10.0.0.1\", \"10.0.0.1\"]\n").unwrap_err();
+        assert!(err.message.contains("twice"), "{err}");
+        let err = parse("[ebpf]\nallow_max_entries = 1\nallow = [\"10.0.0.1\", \"10.0.0.2\"]\n")
+            .unwrap_err();
+        assert!(err.message.contains("do not fit"), "{err}");
+        let err = parse("[ebpf]\ninterface = \"a\"\ninterfaces = [\"b\"]\n").unwrap_err();
+        assert!(err.message.contains("not both"), "{err}");
+        let err = parse("[ebpf]\ninterfaces = [\"a\", \"a\"]\n").unwrap_err();
+        assert_eq!(err.field, "ebpf.interfaces[1]");
+        let err = parse("[daemon]\nsocket = \"relative.sock\"\n").unwrap_err();
+        assert_eq!((err.line, err.field.as_str()), (2, "daemon.socket"));
     }
 
     #[test]

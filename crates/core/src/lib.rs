@@ -5,9 +5,14 @@
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod net;
 pub mod pipeline;
 
-pub use config::{ConfigError, EbpfConfig, IronpostConfig, RuleAction, RuleConfig, XdpMode};
+pub use config::{
+    Condition, ConfigError, DaemonConfig, Direction, EbpfConfig, IronpostConfig, RuleAction,
+    RuleConfig, XdpMode,
+};
 pub use error::IronpostError;
 pub use event::{PacketAction, PacketEvent, Protocol};
+pub use net::{L4Protocol, PortRange, Prefix};
 pub use pipeline::{HealthStatus, Pipeline};

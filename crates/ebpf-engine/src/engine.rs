@@ -1,16 +1,48 @@
-//! [`EbpfEngine`]: loads `ironpost_xdp`, attaches it, syncs its block list,
+//! [`EbpfEngine`]: loads `ironpost_xdp`, attaches it to one or more
+//! interfaces, owns its policy (and so the contents of its policy maps),
 //! and runs the event reader and the stats poller.
 
 use std::{
-    net::Ipv4Addr,
-    time::{Duration, Instant},
+    collections::HashMap,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use ironpost_core::{HealthStatus, IronpostError, PacketEvent, Pipeline};
+use ironpost_core::{HealthStatus, IronpostError, PacketEvent, Pipeline, Prefix};
 use serde::Serialize;
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use crate::{EngineConfig, EngineError, TrafficSnapshot, TrafficStats, XdpMode};
+use crate::{
+    AllowEntry, BlockEntry, ChangeReport, EngineConfig, EngineError, OnConfigConflict, Policy,
+    RuleKey, TrafficSnapshot, TrafficStats, XdpMode, policy::PolicyMaps,
+};
+
+/// Hit counters of one entry, as the kernel counted them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Hits {
+    /// Packets that matched.
+    pub packets: u64,
+    /// Bytes of those packets.
+    pub bytes: u64,
+}
+
+/// Hit counters of every policy entry.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyHits {
+    /// Block entries.
+    pub blocks: HashMap<RuleKey, Hits>,
+    /// Allow-list entries.
+    pub allow: HashMap<Prefix, Hits>,
+    /// Port rules, by slot (rule index + 1).
+    pub port_rules: HashMap<u32, Hits>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 /// The mode the program actually runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -58,7 +90,7 @@ pub struct TestRunOutcome {
 #[derive(Debug, Default)]
 pub struct EbpfEngineBuilder {
     config: EngineConfig,
-    interface: Option<String>,
+    interfaces: Vec<String>,
     xdp_mode: Option<XdpMode>,
 }
 
@@ -68,9 +100,9 @@ impl EbpfEngineBuilder {
         self.config = config;
         self
     }
-    /// Attaches to this interface.
+    /// Attaches to this interface (call again for more).
     pub fn interface(mut self, name: impl Into<String>) -> Self {
-        self.interface = Some(name.into());
+        self.interfaces.push(name.into());
         self
     }
     /// Overrides the configuration's XDP mode.
@@ -84,9 +116,14 @@ impl EbpfEngineBuilder {
         if let Some(mode) = self.xdp_mode {
             config.xdp_mode = mode;
         }
+        let policy = Policy::new(
+            config.blocklist_max_entries as usize,
+            config.allow_max_entries as usize,
+        );
         EbpfEngine {
             config,
-            interface: self.interface,
+            interfaces: self.interfaces,
+            policy,
             inner: None,
             tasks: Vec::new(),
             started: None,
@@ -97,7 +134,8 @@ impl EbpfEngineBuilder {
 /// The packet engine. Dropping it detaches the program.
 pub struct EbpfEngine {
     config: EngineConfig,
-    interface: Option<String>,
+    interfaces: Vec<String>,
+    policy: Policy,
     inner: Option<imp::Loaded>,
     tasks: Vec<JoinHandle<()>>,
     started: Option<Instant>,
@@ -106,9 +144,9 @@ pub struct EbpfEngine {
 impl std::fmt::Debug for EbpfEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EbpfEngine")
-            .field("interface", &self.interface)
+            .field("interfaces", &self.interfaces)
             .field("loaded", &self.inner.is_some())
-            .field("attachment", &self.attachment())
+            .field("attachments", &self.attachments())
             .finish()
     }
 }
@@ -124,10 +162,18 @@ impl EbpfEngine {
         &self.config
     }
 
-    /// Loads the program and its maps into the kernel (without attaching).
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Loads the program and its maps into the kernel (without attaching)
+    /// and writes the policy held so far to the maps.
     pub fn load(&mut self) -> Result<(), EngineError> {
         if self.inner.is_none() {
-            self.inner = Some(imp::Loaded::load(&self.config)?);
+            let mut loaded = imp::Loaded::load(&self.config)?;
+            self.policy.write_all(&mut loaded)?;
+            self.inner = Some(loaded);
         }
         Ok(())
     }
@@ -136,45 +182,143 @@ impl EbpfEngine {
         self.inner.as_mut().ok_or(EngineError::NotLoaded)
     }
 
-    /// Loads if needed, writes the configured rules to BLOCKLIST, then
-    /// attaches to the interface, so policy is in force from the first packet.
-    pub fn load_and_attach(&mut self) -> Result<&Attachment, EngineError> {
-        let interface = self.interface.clone().ok_or(EngineError::NoInterface)?;
-        let mode = self.config.xdp_mode;
+    /// Loads if needed, writes the configured policy to the maps, then
+    /// attaches to every interface, so policy is in force from the first
+    /// packet. If one interface fails, those already attached are detached.
+    pub fn load_and_attach(&mut self) -> Result<&[Attachment], EngineError> {
+        if self.interfaces.is_empty() {
+            return Err(EngineError::NoInterface);
+        }
         self.load()?;
-        self.sync_blocklist_to_map()?;
-        let loaded = self.loaded()?;
-        loaded.attach(&interface, mode)
+        self.apply_config()?;
+        let mode = self.config.xdp_mode;
+        for iface in self.interfaces.clone() {
+            if let Err(e) = self.loaded()?.attach(&iface, mode) {
+                let _ = self.loaded()?.detach_all();
+                return Err(e);
+            }
+        }
+        Ok(self.attachments())
     }
 
-    /// Makes BLOCKLIST hold exactly the configured rules. A rule set larger
-    /// than the map is refused before anything in the map changes.
-    pub fn sync_blocklist_to_map(&mut self) -> Result<(), EngineError> {
-        let rules = self.config.rules().to_vec();
-        let capacity = self.config.blocklist_max_entries;
-        if rules.len() > capacity as usize {
+    /// Makes the configured part of the policy match the configuration.
+    pub fn apply_config(&mut self) -> Result<ChangeReport, EngineError> {
+        let rules = self.config.rules.clone();
+        let allow = self.config.allow.clone();
+        let now = now_ms();
+        let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
+        self.policy.set_config(&rules, &allow, now, maps)
+    }
+
+    /// Replaces the configuration's rules and allow list with those of
+    /// `config` and applies them. Settings that only take effect at load
+    /// (sizes, budget) are refused with the names of what differs; on any
+    /// error the policy in force stays as it was.
+    pub fn reload_config(&mut self, config: EngineConfig) -> Result<ChangeReport, EngineError> {
+        let mut fixed = Vec::new();
+        if config.ring_buffer_size != self.config.ring_buffer_size {
+            fixed.push("ring_buffer_size");
+        }
+        if config.blocklist_max_entries != self.config.blocklist_max_entries {
+            fixed.push("blocklist_max_entries");
+        }
+        if config.allow_max_entries != self.config.allow_max_entries {
+            fixed.push("allow_max_entries");
+        }
+        if config.event_budget_per_cpu != self.config.event_budget_per_cpu {
+            fixed.push("event_budget_per_cpu");
+        }
+        if !fixed.is_empty() {
             return Err(EngineError::Rule(format!(
-                "{} rules do not fit in the block list ({capacity} entries); nothing was changed",
-                rules.len()
+                "ebpf.{} changed: these take effect only at start; restart ironpost \
+                 (nothing was changed)",
+                fixed.join(", ebpf.")
             )));
         }
-        self.loaded()?.sync_blocklist(&rules)
+        let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
+        let report = self
+            .policy
+            .set_config(&config.rules, &config.allow, now_ms(), maps)?;
+        self.config.rules = config.rules;
+        self.config.allow = config.allow;
+        self.config.xdp_mode = config.xdp_mode;
+        Ok(report)
     }
 
-    /// The addresses in BLOCKLIST and their action codes, as the kernel has them.
-    pub fn blocklist_entries(&mut self) -> Result<Vec<(Ipv4Addr, u8)>, EngineError> {
-        self.loaded()?.blocklist_entries()
+    /// Adds or updates block entries (all or nothing); see
+    /// [`Policy::upsert_blocks`].
+    pub fn block(
+        &mut self,
+        entries: Vec<BlockEntry>,
+        on_conflict: OnConfigConflict,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<ChangeReport, EngineError> {
+        let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
+        self.policy
+            .upsert_blocks(entries, on_conflict, maps, progress)
     }
 
-    /// Where the program is attached, if it is.
+    /// Removes manual or automatic block entries (all or nothing).
+    pub fn unblock(&mut self, keys: &[RuleKey]) -> Result<Vec<BlockEntry>, EngineError> {
+        let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
+        self.policy.remove_blocks(keys, false, maps)
+    }
+
+    /// Adds allow-list entries (all or nothing).
+    pub fn allow(&mut self, entries: Vec<AllowEntry>) -> Result<ChangeReport, EngineError> {
+        let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
+        self.policy.add_allow(entries, maps)
+    }
+
+    /// Removes manual allow-list entries (all or nothing).
+    pub fn disallow(&mut self, prefixes: &[Prefix]) -> Result<Vec<AllowEntry>, EngineError> {
+        let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
+        self.policy.remove_allow(prefixes, false, maps)
+    }
+
+    /// Removes the entries that expired at or before `now_ms`.
+    pub fn expire(&mut self, now_ms: u64) -> Result<Vec<BlockEntry>, EngineError> {
+        let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
+        self.policy.expire(now_ms, maps)
+    }
+
+    /// The kernel's hit counters of every policy entry.
+    pub fn hits(&mut self) -> Result<PolicyHits, EngineError> {
+        self.loaded()?.hits()
+    }
+
+    /// Where the program is attached (the first interface), if it is.
     pub fn attachment(&self) -> Option<&Attachment> {
-        self.inner.as_ref().and_then(|l| l.attachment())
+        self.attachments().first()
     }
 
-    /// Detaches the program from its interface (it stays loaded).
+    /// Every interface the program is attached to.
+    pub fn attachments(&self) -> &[Attachment] {
+        self.inner.as_ref().map(|l| l.attachments()).unwrap_or(&[])
+    }
+
+    /// Attaches to one more interface.
+    pub fn attach_interface(&mut self, name: &str) -> Result<&Attachment, EngineError> {
+        let mode = self.config.xdp_mode;
+        if !self.interfaces.iter().any(|i| i == name) {
+            self.interfaces.push(name.to_owned());
+        }
+        self.loaded()?.attach(name, mode)
+    }
+
+    /// Detaches from one interface.
+    pub fn detach_interface(&mut self, name: &str) -> Result<(), EngineError> {
+        self.interfaces.retain(|i| i != name);
+        match self.inner.as_mut() {
+            Some(l) => l.detach(name),
+            None => Ok(()),
+        }
+    }
+
+    /// Detaches the program from every interface (it stays loaded).
     pub fn detach(&mut self) -> Result<(), EngineError> {
         match self.inner.as_mut() {
-            Some(l) => l.detach(),
+            Some(l) => l.detach_all(),
             None => Ok(()),
         }
     }
@@ -278,8 +422,12 @@ impl Pipeline for EbpfEngine {
         if self.started.is_none() {
             return HealthStatus::Unhealthy("not started".into());
         }
-        if self.attachment().is_none() {
-            return HealthStatus::Unhealthy("program not attached".into());
+        if self.attachments().len() < self.interfaces.len() {
+            return HealthStatus::Unhealthy(format!(
+                "attached to {} of {} interfaces",
+                self.attachments().len(),
+                self.interfaces.len()
+            ));
         }
         if let Some(i) = self.tasks.iter().position(JoinHandle::is_finished) {
             return HealthStatus::Degraded(format!("background task {i} has stopped"));
@@ -290,21 +438,31 @@ impl Pipeline for EbpfEngine {
 
 #[cfg(target_os = "linux")]
 mod imp {
-    use std::{collections::HashMap as StdHashMap, ffi::CString, io, net::Ipv4Addr};
+    use std::{
+        collections::HashMap as StdHashMap,
+        ffi::CString,
+        io,
+        net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    };
 
     use aya::{
         Ebpf, EbpfLoader,
-        maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf},
+        maps::{
+            Array, HashMap, MapData, MapError, PerCpuArray, RingBuf,
+            lpm_trie::{Key, LpmTrie},
+        },
         programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode as AyaXdpMode},
     };
-    use ironpost_core::PacketEvent;
+    use ironpost_core::{Direction, PacketEvent, Prefix};
     use ironpost_ebpf_common::{
-        BlocklistValue, EVENT_BUDGET_GLOBAL, EventCounters, PROGRAM_NAME, TrafficCounters, maps,
+        EVENT_BUDGET_GLOBAL, EventCounters, PROGRAM_NAME, RuleValue, TrafficCounters, maps,
     };
     use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
 
-    use super::{AttachedMode, Attachment, TestRunOutcome};
-    use crate::{EngineConfig, EngineError, TrafficSnapshot, XdpMode, config::action_code, event};
+    use super::{AttachedMode, Attachment, Hits, PolicyHits, TestRunOutcome};
+    use crate::{
+        EngineConfig, EngineError, RuleKey, TrafficSnapshot, XdpMode, event, policy::PolicyMaps,
+    };
 
     /// The XDP object built by build.rs.
     static XDP_OBJECT: &[u8] =
@@ -313,7 +471,8 @@ mod imp {
     pub(super) struct Loaded {
         ebpf: Ebpf,
         program_id: u32,
-        link: Option<(aya::programs::xdp::XdpLinkId, Attachment)>,
+        links: Vec<(aya::programs::xdp::XdpLinkId, Attachment)>,
+        attachments: Vec<Attachment>,
     }
 
     fn is_eperm(e: &io::Error) -> bool {
@@ -330,8 +489,16 @@ mod imp {
     impl Loaded {
         pub(super) fn load(cfg: &EngineConfig) -> Result<Self, EngineError> {
             let budget = cfg.event_budget_per_cpu;
+            let blocks = cfg.blocklist_max_entries;
+            let allow = cfg.allow_max_entries;
             let mut ebpf = EbpfLoader::new()
-                .map_max_entries(maps::BLOCKLIST, cfg.blocklist_max_entries)
+                .map_max_entries(maps::BLOCKLIST, blocks)
+                .map_max_entries(maps::SRC_V4, blocks)
+                .map_max_entries(maps::SRC_V6, blocks)
+                .map_max_entries(maps::DST_V4, blocks)
+                .map_max_entries(maps::DST_V6, blocks)
+                .map_max_entries(maps::ALLOW_V4, allow)
+                .map_max_entries(maps::ALLOW_V6, allow)
                 .map_max_entries(maps::EVENTS, cfg.ring_buffer_size)
                 .override_global(EVENT_BUDGET_GLOBAL, &budget, true)
                 .load(XDP_OBJECT)
@@ -362,7 +529,8 @@ mod imp {
             Ok(Self {
                 ebpf,
                 program_id,
-                link: None,
+                links: Vec::new(),
+                attachments: Vec::new(),
             })
         }
 
@@ -374,8 +542,8 @@ mod imp {
                 .map_err(|e: ProgramError| EngineError::Load(e.to_string()))
         }
 
-        pub(super) fn attachment(&self) -> Option<&Attachment> {
-            self.link.as_ref().map(|(_, a)| a)
+        pub(super) fn attachments(&self) -> &[Attachment] {
+            &self.attachments
         }
 
         pub(super) fn attach(
@@ -383,8 +551,8 @@ mod imp {
             interface: &str,
             mode: XdpMode,
         ) -> Result<&Attachment, EngineError> {
-            if self.link.is_some() {
-                self.detach()?;
+            if self.attachments.iter().any(|a| a.interface == interface) {
+                self.detach(interface)?;
             }
             let ifindex = if_index(interface)?;
             let program_id = self.program_id;
@@ -423,14 +591,36 @@ mod imp {
                 "attached {PROGRAM_NAME} (program id {program_id}) to {interface} in {} mode",
                 used.as_str()
             );
-            self.link = Some((link, att));
-            Ok(&self.link.as_ref().expect("just set").1)
+            self.links.push((link, att.clone()));
+            self.attachments.push(att);
+            Ok(self.attachments.last().expect("just pushed"))
         }
 
-        pub(super) fn detach(&mut self) -> Result<(), EngineError> {
-            let Some((link, att)) = self.link.take() else {
+        pub(super) fn detach_all(&mut self) -> Result<(), EngineError> {
+            let mut first_err = None;
+            for name in self
+                .attachments
+                .iter()
+                .map(|a| a.interface.clone())
+                .collect::<Vec<_>>()
+            {
+                if let Err(e) = self.detach(&name) {
+                    first_err.get_or_insert(e);
+                }
+            }
+            first_err.map_or(Ok(()), Err)
+        }
+
+        pub(super) fn detach(&mut self, interface: &str) -> Result<(), EngineError> {
+            let Some(i) = self
+                .links
+                .iter()
+                .position(|(_, a)| a.interface == interface)
+            else {
                 return Ok(());
             };
+            let (link, att) = self.links.remove(i);
+            self.attachments.retain(|a| a.interface != interface);
             self.program()?
                 .detach(link)
                 .map_err(|e| EngineError::Attach {
@@ -442,44 +632,87 @@ mod imp {
             Ok(())
         }
 
-        fn blocklist(&mut self) -> Result<HashMap<&mut MapData, u32, BlocklistValue>, EngineError> {
-            let map = self.ebpf.map_mut(maps::BLOCKLIST).ok_or(EngineError::Map {
-                map: maps::BLOCKLIST,
+        fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, EngineError> {
+            self.ebpf.map_mut(name).ok_or(EngineError::Map {
+                map: name,
                 message: "missing from the object".into(),
-            })?;
-            HashMap::try_from(map).map_err(|e| map_err(maps::BLOCKLIST, e))
+            })
         }
 
-        pub(super) fn sync_blocklist(
-            &mut self,
-            rules: &[crate::FilterRule],
-        ) -> Result<(), EngineError> {
-            let mut map = self.blocklist()?;
-            let wanted: StdHashMap<u32, u8> = rules
-                .iter()
-                .map(|r| (u32::from_ne_bytes(r.src_ip.octets()), action_code(r.action)))
-                .collect();
-            let present: Vec<u32> = map.keys().filter_map(Result::ok).collect();
-            for key in present {
-                if !wanted.contains_key(&key) {
-                    map.remove(&key).map_err(|e| map_err(maps::BLOCKLIST, e))?;
+        pub(super) fn hits(&mut self) -> Result<PolicyHits, EngineError> {
+            let mut out = PolicyHits::default();
+            let hits = |v: &RuleValue| Hits {
+                packets: v.packets,
+                bytes: v.bytes,
+            };
+            {
+                let map: HashMap<&MapData, u32, RuleValue> = HashMap::try_from(
+                    self.ebpf
+                        .map(maps::BLOCKLIST)
+                        .ok_or(EngineError::NotLoaded)?,
+                )
+                .map_err(|e| map_err(maps::BLOCKLIST, e))?;
+                for item in map.iter() {
+                    let (k, v) = item.map_err(|e| map_err(maps::BLOCKLIST, e))?;
+                    let p = Prefix::host(IpAddr::V4(Ipv4Addr::from(k.to_ne_bytes())));
+                    out.blocks.insert((Direction::Src, p), hits(&v));
                 }
             }
-            for (key, action) in &wanted {
-                map.insert(key, BlocklistValue::new(*action), 0)
-                    .map_err(|e| map_err(maps::BLOCKLIST, e))?;
+            for (name, dir) in [
+                (maps::SRC_V4, Direction::Src),
+                (maps::DST_V4, Direction::Dst),
+            ] {
+                for (p, v) in self.trie_entries::<4>(name)? {
+                    out.blocks.insert((dir, p), hits(&v));
+                }
             }
-            Ok(())
+            for (name, dir) in [
+                (maps::SRC_V6, Direction::Src),
+                (maps::DST_V6, Direction::Dst),
+            ] {
+                for (p, v) in self.trie_entries::<16>(name)? {
+                    out.blocks.insert((dir, p), hits(&v));
+                }
+            }
+            for (p, v) in self.trie_entries::<4>(maps::ALLOW_V4)? {
+                out.allow.insert(p, hits(&v));
+            }
+            for (p, v) in self.trie_entries::<16>(maps::ALLOW_V6)? {
+                out.allow.insert(p, hits(&v));
+            }
+            let table: Array<&MapData, RuleValue> = Array::try_from(
+                self.ebpf
+                    .map(maps::PORT_RULE_TABLE)
+                    .ok_or(EngineError::NotLoaded)?,
+            )
+            .map_err(|e| map_err(maps::PORT_RULE_TABLE, e))?;
+            for slot in 1..table.len() {
+                let v = table
+                    .get(&slot, 0)
+                    .map_err(|e| map_err(maps::PORT_RULE_TABLE, e))?;
+                if v.packets > 0 {
+                    out.port_rules.insert(slot, hits(&v));
+                }
+            }
+            Ok(out)
         }
 
-        pub(super) fn blocklist_entries(&mut self) -> Result<Vec<(Ipv4Addr, u8)>, EngineError> {
-            let map = self.blocklist()?;
-            map.iter()
-                .map(|r| {
-                    r.map(|(k, v)| (Ipv4Addr::from(k.to_ne_bytes()), v.action))
-                        .map_err(|e| map_err(maps::BLOCKLIST, e))
-                })
-                .collect()
+        fn trie_entries<const N: usize>(
+            &self,
+            name: &'static str,
+        ) -> Result<Vec<(Prefix, RuleValue)>, EngineError> {
+            let map: LpmTrie<&MapData, [u8; N], RuleValue> =
+                LpmTrie::try_from(self.ebpf.map(name).ok_or(EngineError::NotLoaded)?)
+                    .map_err(|e| map_err(name, e))?;
+            let mut out = Vec::new();
+            for item in map.iter() {
+                let (k, v) = item.map_err(|e| map_err(name, e))?;
+                let addr = octets_to_addr(&k.data());
+                if let Some(p) = Prefix::new(addr, k.prefix_len() as u8) {
+                    out.push((p, v));
+                }
+            }
+            Ok(out)
         }
 
         fn map_id(&self, name: &'static str) -> Result<u32, EngineError> {
@@ -590,6 +823,175 @@ mod imp {
         }
     }
 
+    fn octets_to_addr(b: &[u8]) -> IpAddr {
+        match b.len() {
+            4 => IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])),
+            _ => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&b[..16]);
+                IpAddr::V6(Ipv6Addr::from(a))
+            }
+        }
+    }
+
+    fn trie_name(key: &RuleKey) -> &'static str {
+        match (key.0, key.1.is_ipv4()) {
+            (Direction::Src, true) => maps::SRC_V4,
+            (Direction::Src, false) => maps::SRC_V6,
+            (Direction::Dst, true) => maps::DST_V4,
+            (Direction::Dst, false) => maps::DST_V6,
+        }
+    }
+
+    /// Whether a block key lives in the exact IPv4 hash map.
+    fn is_exact(key: &RuleKey) -> bool {
+        key.0 == Direction::Src && key.1.is_ipv4() && key.1.is_host()
+    }
+
+    fn v4(p: &Prefix) -> Key<[u8; 4]> {
+        let mut d = [0u8; 4];
+        d.copy_from_slice(&p.octets());
+        Key::new(u32::from(p.len()), d)
+    }
+
+    fn v6(p: &Prefix) -> Key<[u8; 16]> {
+        let mut d = [0u8; 16];
+        d.copy_from_slice(&p.octets());
+        Key::new(u32::from(p.len()), d)
+    }
+
+    fn carry_counters(value: &RuleValue, old: Option<RuleValue>) -> RuleValue {
+        let mut v = *value;
+        if let Some(old) = old {
+            v.packets = old.packets;
+            v.bytes = old.bytes;
+        }
+        v
+    }
+
+    impl PolicyMaps for Loaded {
+        fn set_rule(
+            &mut self,
+            key: &RuleKey,
+            value: &RuleValue,
+            keep_counters: bool,
+        ) -> Result<(), EngineError> {
+            if is_exact(key) {
+                let name = maps::BLOCKLIST;
+                let mut map: HashMap<&mut MapData, u32, RuleValue> =
+                    HashMap::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+                let k = u32::from_ne_bytes(v4(&key.1).data());
+                let old = if keep_counters {
+                    map.get(&k, 0).ok()
+                } else {
+                    None
+                };
+                return map
+                    .insert(k, carry_counters(value, old), 0)
+                    .map_err(|e| map_err(name, e));
+            }
+            let name = trie_name(key);
+            if key.1.is_ipv4() {
+                let mut map: LpmTrie<&mut MapData, [u8; 4], RuleValue> =
+                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+                let k = v4(&key.1);
+                let old = if keep_counters {
+                    map.get(&k, 0).ok()
+                } else {
+                    None
+                };
+                map.insert(&k, carry_counters(value, old), 0)
+                    .map_err(|e| map_err(name, e))
+            } else {
+                let mut map: LpmTrie<&mut MapData, [u8; 16], RuleValue> =
+                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+                let k = v6(&key.1);
+                let old = if keep_counters {
+                    map.get(&k, 0).ok()
+                } else {
+                    None
+                };
+                map.insert(&k, carry_counters(value, old), 0)
+                    .map_err(|e| map_err(name, e))
+            }
+        }
+
+        fn del_rule(&mut self, key: &RuleKey) -> Result<(), EngineError> {
+            if is_exact(key) {
+                let name = maps::BLOCKLIST;
+                let mut map: HashMap<&mut MapData, u32, RuleValue> =
+                    HashMap::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+                return map
+                    .remove(&u32::from_ne_bytes(v4(&key.1).data()))
+                    .map_err(|e| map_err(name, e));
+            }
+            let name = trie_name(key);
+            if key.1.is_ipv4() {
+                let mut map: LpmTrie<&mut MapData, [u8; 4], RuleValue> =
+                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+                map.remove(&v4(&key.1)).map_err(|e| map_err(name, e))
+            } else {
+                let mut map: LpmTrie<&mut MapData, [u8; 16], RuleValue> =
+                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+                map.remove(&v6(&key.1)).map_err(|e| map_err(name, e))
+            }
+        }
+
+        fn set_allow(&mut self, prefix: &Prefix) -> Result<(), EngineError> {
+            let value = RuleValue::new(ironpost_ebpf_common::ACTION_PASS);
+            if prefix.is_ipv4() {
+                let name = maps::ALLOW_V4;
+                let mut map: LpmTrie<&mut MapData, [u8; 4], RuleValue> =
+                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+                map.insert(&v4(prefix), value, 0)
+                    .map_err(|e| map_err(name, e))
+            } else {
+                let name = maps::ALLOW_V6;
+                let mut map: LpmTrie<&mut MapData, [u8; 16], RuleValue> =
+                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+                map.insert(&v6(prefix), value, 0)
+                    .map_err(|e| map_err(name, e))
+            }
+        }
+
+        fn del_allow(&mut self, prefix: &Prefix) -> Result<(), EngineError> {
+            if prefix.is_ipv4() {
+                let name = maps::ALLOW_V4;
+                let mut map: LpmTrie<&mut MapData, [u8; 4], RuleValue> =
+                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+                map.remove(&v4(prefix)).map_err(|e| map_err(name, e))
+            } else {
+                let name = maps::ALLOW_V6;
+                let mut map: LpmTrie<&mut MapData, [u8; 16], RuleValue> =
+                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+                map.remove(&v6(prefix)).map_err(|e| map_err(name, e))
+            }
+        }
+
+        fn set_port_index(&mut self, index: u32, slot: u32) -> Result<(), EngineError> {
+            let name = maps::PORT_RULES;
+            let mut map: Array<&mut MapData, u32> =
+                Array::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+            map.set(index, slot, 0).map_err(|e| map_err(name, e))
+        }
+
+        fn set_port_rule(&mut self, slot: u32, value: &RuleValue) -> Result<(), EngineError> {
+            let name = maps::PORT_RULE_TABLE;
+            let mut map: Array<&mut MapData, RuleValue> =
+                Array::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+            let old = map.get(&slot, 0).ok();
+            map.set(slot, carry_counters(value, old), 0)
+                .map_err(|e| map_err(name, e))
+        }
+
+        fn set_flags(&mut self, flags: u32) -> Result<(), EngineError> {
+            let name = maps::POLICY_FLAGS;
+            let mut map: Array<&mut MapData, u32> =
+                Array::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+            map.set(0, flags, 0).map_err(|e| map_err(name, e))
+        }
+    }
+
     /// Interface names by index, looked up once each.
     #[derive(Default)]
     struct InterfaceNames(StdHashMap<u32, String>);
@@ -671,13 +1073,36 @@ mod imp {
 #[cfg(not(target_os = "linux"))]
 mod imp {
     //! Elsewhere the engine compiles and refuses to load.
-    use std::net::Ipv4Addr;
-
-    use ironpost_core::PacketEvent;
+    use ironpost_core::{PacketEvent, Prefix};
+    use ironpost_ebpf_common::RuleValue;
     use tokio::{sync::mpsc, task::JoinHandle};
 
-    use super::{Attachment, TestRunOutcome};
-    use crate::{EngineConfig, EngineError, TrafficSnapshot, XdpMode};
+    use super::{Attachment, PolicyHits, TestRunOutcome};
+    use crate::{EngineConfig, EngineError, RuleKey, TrafficSnapshot, XdpMode, policy::PolicyMaps};
+
+    impl PolicyMaps for Loaded {
+        fn set_rule(&mut self, _: &RuleKey, _: &RuleValue, _: bool) -> Result<(), EngineError> {
+            match *self {}
+        }
+        fn del_rule(&mut self, _: &RuleKey) -> Result<(), EngineError> {
+            match *self {}
+        }
+        fn set_allow(&mut self, _: &Prefix) -> Result<(), EngineError> {
+            match *self {}
+        }
+        fn del_allow(&mut self, _: &Prefix) -> Result<(), EngineError> {
+            match *self {}
+        }
+        fn set_port_index(&mut self, _: u32, _: u32) -> Result<(), EngineError> {
+            match *self {}
+        }
+        fn set_port_rule(&mut self, _: u32, _: &RuleValue) -> Result<(), EngineError> {
+            match *self {}
+        }
+        fn set_flags(&mut self, _: u32) -> Result<(), EngineError> {
+            match *self {}
+        }
+    }
 
     pub(super) enum Loaded {}
 
@@ -693,22 +1118,19 @@ mod imp {
         pub(super) fn load(_: &EngineConfig) -> Result<Self, EngineError> {
             Err(EngineError::Unsupported)
         }
-        pub(super) fn attachment(&self) -> Option<&Attachment> {
+        pub(super) fn attachments(&self) -> &[Attachment] {
             match *self {}
         }
         pub(super) fn attach(&mut self, _: &str, _: XdpMode) -> Result<&Attachment, EngineError> {
             match *self {}
         }
-        pub(super) fn detach(&mut self) -> Result<(), EngineError> {
+        pub(super) fn detach(&mut self, _: &str) -> Result<(), EngineError> {
             match *self {}
         }
-        pub(super) fn sync_blocklist(
-            &mut self,
-            _: &[crate::FilterRule],
-        ) -> Result<(), EngineError> {
+        pub(super) fn detach_all(&mut self) -> Result<(), EngineError> {
             match *self {}
         }
-        pub(super) fn blocklist_entries(&mut self) -> Result<Vec<(Ipv4Addr, u8)>, EngineError> {
+        pub(super) fn hits(&mut self) -> Result<PolicyHits, EngineError> {
             match *self {}
         }
         pub(super) fn stats_reader(&self) -> Result<StatsReader, EngineError> {

@@ -37,6 +37,12 @@ pub enum EngineError {
     /// A rule change was refused.
     #[error("{0}")]
     Rule(String),
+    /// A change does not fit in a map.
+    #[error("{0}")]
+    Capacity(String),
+    /// The entry to change does not exist.
+    #[error("{0}")]
+    NotFound(String),
     /// The operation needs a loaded program.
     #[error("the XDP program is not loaded")]
     NotLoaded,
@@ -44,7 +50,7 @@ pub enum EngineError {
     #[error("the engine is already running")]
     AlreadyRunning,
     /// No interface was given.
-    #[error("no interface given (set ebpf.interface or pass --interface)")]
+    #[error("no interface given (set ebpf.interfaces or pass --interface)")]
     NoInterface,
     /// BPF_PROG_TEST_RUN failed.
     #[error("BPF_PROG_TEST_RUN failed: {0}")]

@@ -1,16 +1,21 @@
 //! Ironpost's user-space packet engine: loads the XDP program `ironpost_xdp`
 //! (embedded in this crate at build time), attaches it, keeps its block list
-//! in sync with the configuration, reads its events and counters.
+//! in sync with the policy, reads its events and counters.
 #![deny(missing_docs)]
 
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod policy;
 pub mod stats;
 
-pub use config::{EngineConfig, FilterRule, RuleAction, XdpMode};
+pub use config::{EngineConfig, RuleAction, XdpMode};
 pub use engine::{AttachedMode, Attachment, EbpfEngine, EbpfEngineBuilder, TestRunOutcome};
 pub use error::EngineError;
 pub use ironpost_ebpf_common as common;
+pub use policy::{
+    AllowEntry, BlockEntry, ChangeReport, FillLevels, OnConfigConflict, Origin, Policy, PortRule,
+    RuleKey,
+};
 pub use stats::{TrafficSnapshot, TrafficStats};

@@ -6,7 +6,9 @@ use std::{
     time::Duration,
 };
 
-use ironpost_core::{EbpfConfig, PacketAction, Protocol, RuleAction, RuleConfig};
+use ironpost_core::{
+    Direction, EbpfConfig, PacketAction, Prefix, Protocol, RuleAction, RuleConfig,
+};
 use ironpost_ebpf_engine::{
     EbpfEngine, EngineConfig, TrafficSnapshot,
     common::{CLASS_COUNT, CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_TOTAL, CLASS_UDP},
@@ -34,7 +36,8 @@ fn rule(id: &str, ip: Ipv4Addr, action: RuleAction) -> RuleConfig {
     RuleConfig {
         id: id.into(),
         description: String::new(),
-        src_ip: ip,
+        address: Some((Direction::Src, Prefix::host(IpAddr::V4(ip)))),
+        condition: None,
         action,
     }
 }
@@ -53,7 +56,7 @@ fn engine_with(adjust: impl FnOnce(&mut EbpfConfig)) -> EbpfEngine {
         .config(EngineConfig::from_core(&cfg))
         .build();
     engine.load().expect("the verifier accepts ironpost_xdp");
-    engine.sync_blocklist_to_map().unwrap();
+    engine.apply_config().unwrap();
     engine
 }
 
@@ -519,9 +522,20 @@ fn blocklist_sync_follows_the_config() {
         return;
     }
     let mut e = engine();
-    let mut entries = e.blocklist_entries().unwrap();
-    entries.sort();
-    assert_eq!(entries, [(DROPPED, 1), (MONITORED, 2), (PASSED, 0)]);
+    let mut entries: Vec<(Prefix, RuleAction)> =
+        e.policy().blocks().map(|b| (b.prefix, b.action)).collect();
+    entries.sort_by_key(|(p, _)| *p);
+    let host = |ip| Prefix::host(IpAddr::V4(ip));
+    assert_eq!(
+        entries,
+        [
+            (host(DROPPED), RuleAction::Drop),
+            (host(MONITORED), RuleAction::Monitor),
+            (host(PASSED), RuleAction::Pass)
+        ]
+    );
+    // The kernel holds the same three entries.
+    assert_eq!(e.hits().unwrap().blocks.len(), 3);
     // Rules that do not fit are refused before the map changes.
     let mut cfg = EbpfConfig {
         blocklist_max_entries: 2,
@@ -536,18 +550,18 @@ fn blocklist_sync_follows_the_config() {
         .config(EngineConfig::from_core(&cfg))
         .build();
     small.load().unwrap();
-    let err = small.sync_blocklist_to_map().unwrap_err().to_string();
+    let err = small.apply_config().unwrap_err().to_string();
     assert!(
         err.contains("do not fit") && err.contains("nothing was changed"),
         "{err}"
     );
-    assert!(small.blocklist_entries().unwrap().is_empty());
+    assert!(small.hits().unwrap().blocks.is_empty());
     // Two fit exactly.
     cfg.rules.pop();
     let mut fits = EbpfEngine::builder()
         .config(EngineConfig::from_core(&cfg))
         .build();
     fits.load().unwrap();
-    fits.sync_blocklist_to_map().unwrap();
-    assert_eq!(fits.blocklist_entries().unwrap().len(), 2);
+    fits.apply_config().unwrap();
+    assert_eq!(fits.hits().unwrap().blocks.len(), 2);
 }

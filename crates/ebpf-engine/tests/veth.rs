@@ -3,8 +3,12 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use ironpost_core::{EbpfConfig, PacketAction, Pipeline, Protocol, RuleAction, RuleConfig};
-use ironpost_ebpf_engine::{AttachedMode, EbpfEngine, EngineConfig, XdpMode};
+use ironpost_core::{
+    Direction, EbpfConfig, PacketAction, Pipeline, Prefix, Protocol, RuleAction, RuleConfig,
+};
+use ironpost_ebpf_engine::{
+    AttachedMode, BlockEntry, EbpfEngine, EngineConfig, OnConfigConflict, Origin, XdpMode,
+};
 use ironpost_lab::{Lab, kernel_tests_enabled, xdp_attached};
 
 fn blocked_and_passed(mode: XdpMode, want: AttachedMode) {
@@ -14,7 +18,8 @@ fn blocked_and_passed(mode: XdpMode, want: AttachedMode) {
         rules: vec![RuleConfig {
             id: "lab-bad".into(),
             description: "the lab's blocked peer".into(),
-            src_ip: bad,
+            address: Some((Direction::Src, Prefix::host(IpAddr::V4(bad)))),
+            condition: None,
             action: RuleAction::Drop,
         }],
         ..EbpfConfig::default()
@@ -164,4 +169,47 @@ fn attach_errors_are_clear() {
     let err = second.load_and_attach().unwrap_err().to_string();
     assert!(err.contains(lab.host_if()), "{err}");
     assert!(err.contains("already attached"), "{err}");
+}
+
+#[test]
+fn one_engine_on_two_interfaces_shares_its_policy() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let (a, b) = (Lab::new(1).unwrap(), Lab::new(1).unwrap());
+    let mut engine = EbpfEngine::builder()
+        .interface(a.host_if())
+        .interface(b.host_if())
+        .xdp_mode(XdpMode::Skb)
+        .build();
+    let attached: Vec<String> = engine
+        .load_and_attach()
+        .unwrap()
+        .iter()
+        .map(|att| att.interface.clone())
+        .collect();
+    assert_eq!(attached, [a.host_if(), b.host_if()]);
+    assert!(xdp_attached(a.host_if()) && xdp_attached(b.host_if()));
+    assert_eq!(a.ping(a.peer_addr(0), 2).unwrap(), 2);
+    assert_eq!(b.ping(b.peer_addr(0), 2).unwrap(), 2);
+    // One block, in force on both interfaces: block b's whole subnet.
+    let o = b.peer_addr(0).octets();
+    let net = Prefix::new(IpAddr::V4([o[0], o[1], o[2], 0].into()), 24).unwrap();
+    engine
+        .block(
+            vec![BlockEntry::source(net, RuleAction::Drop, Origin::Manual, 0)],
+            OnConfigConflict::Refuse,
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(b.ping(b.peer_addr(0), 2).unwrap(), 0);
+    assert_eq!(a.ping(a.peer_addr(0), 2).unwrap(), 2);
+    let hits = engine.hits().unwrap().blocks[&(Direction::Src, net)];
+    assert!(hits.packets >= 2, "{hits:?}");
+    // Detaching one interface leaves the other filtering.
+    engine.detach_interface(b.host_if()).unwrap();
+    assert!(!xdp_attached(b.host_if()) && xdp_attached(a.host_if()));
+    assert_eq!(b.ping(b.peer_addr(0), 2).unwrap(), 2);
+    drop(engine);
+    assert!(!xdp_attached(a.host_if()));
 }

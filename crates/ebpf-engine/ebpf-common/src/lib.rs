@@ -15,8 +15,31 @@ pub const PROGRAM_NAME: &str = "ironpost_xdp";
 
 /// Map names, as the loader finds them in the object file.
 pub mod maps {
-    /// `HashMap<u32, BlocklistValue>`: exact IPv4 source → action.
+    /// `HashMap<u32, RuleValue>`: exact IPv4 source (/32) → rule; the fast
+    /// path for single-address blocks.
     pub const BLOCKLIST: &str = "BLOCKLIST";
+    /// `LpmTrie<[u8; 4], RuleValue>`: IPv4 source prefixes shorter than /32.
+    pub const SRC_V4: &str = "SRC_V4";
+    /// `LpmTrie<[u8; 16], RuleValue>`: IPv6 source prefixes (/0 to /128).
+    pub const SRC_V6: &str = "SRC_V6";
+    /// `LpmTrie<[u8; 4], RuleValue>`: IPv4 destination prefixes (/0 to /32).
+    pub const DST_V4: &str = "DST_V4";
+    /// `LpmTrie<[u8; 16], RuleValue>`: IPv6 destination prefixes.
+    pub const DST_V6: &str = "DST_V6";
+    /// `LpmTrie<[u8; 4], RuleValue>`: IPv4 allow list (sources).
+    pub const ALLOW_V4: &str = "ALLOW_V4";
+    /// `LpmTrie<[u8; 16], RuleValue>`: IPv6 allow list (sources).
+    pub const ALLOW_V6: &str = "ALLOW_V6";
+    /// `Array<u32>` of [`PORT_INDEX_LEN`](super::PORT_INDEX_LEN) entries:
+    /// protocol and destination port (see [`port_index`](super::port_index))
+    /// → slot in PORT_RULE_TABLE, 0 for none.
+    pub const PORT_RULES: &str = "PORT_RULES";
+    /// `Array<RuleValue>` of [`PORT_RULE_SLOTS`](super::PORT_RULE_SLOTS)
+    /// entries: the port and protocol rules; slot 0 is never used.
+    pub const PORT_RULE_TABLE: &str = "PORT_RULE_TABLE";
+    /// `Array<u32>` with one entry: the `POLICY_*` bits of the maps that
+    /// hold entries, so the program skips lookups in empty ones.
+    pub const POLICY_FLAGS: &str = "POLICY_FLAGS";
     /// `PerCpuArray<TrafficCounters>` with one entry: per-class counters.
     pub const STATS: &str = "STATS";
     /// `RingBuf` of [`PacketEventRecord`](super::PacketEventRecord).
@@ -29,8 +52,43 @@ pub mod maps {
 /// (events per second per CPU); set by the loader.
 pub const EVENT_BUDGET_GLOBAL: &str = "EVENT_BUDGET_PER_SEC";
 
-/// Default number of BLOCKLIST entries.
+/// Default capacity of each block map (BLOCKLIST and the four block tries).
 pub const DEFAULT_BLOCKLIST_MAX_ENTRIES: u32 = 10_000;
+/// Default capacity of each allow trie.
+pub const DEFAULT_ALLOW_MAX_ENTRIES: u32 = 10_000;
+/// Slots in PORT_RULE_TABLE: 255 rules, slot 0 unused.
+pub const PORT_RULE_SLOTS: u32 = 256;
+/// Entries in PORT_RULES: every TCP port, every UDP port, and one for ICMP.
+pub const PORT_INDEX_LEN: u32 = 2 * 65_536 + 1;
+
+/// Index in PORT_RULES of a traffic class and destination port; `None` for
+/// classes without port rules.
+#[inline(always)]
+pub const fn port_index(class: usize, port: u16) -> Option<u32> {
+    match class {
+        CLASS_TCP => Some(port as u32),
+        CLASS_UDP => Some(65_536 + port as u32),
+        CLASS_ICMP => Some(2 * 65_536),
+        _ => None,
+    }
+}
+
+/// POLICY_FLAGS bit: ALLOW_V4 has entries.
+pub const POLICY_ALLOW_V4: u32 = 1 << 0;
+/// POLICY_FLAGS bit: ALLOW_V6 has entries.
+pub const POLICY_ALLOW_V6: u32 = 1 << 1;
+/// POLICY_FLAGS bit: BLOCKLIST has entries.
+pub const POLICY_EXACT_V4: u32 = 1 << 2;
+/// POLICY_FLAGS bit: SRC_V4 has entries.
+pub const POLICY_SRC_V4: u32 = 1 << 3;
+/// POLICY_FLAGS bit: SRC_V6 has entries.
+pub const POLICY_SRC_V6: u32 = 1 << 4;
+/// POLICY_FLAGS bit: DST_V4 has entries.
+pub const POLICY_DST_V4: u32 = 1 << 5;
+/// POLICY_FLAGS bit: DST_V6 has entries.
+pub const POLICY_DST_V6: u32 = 1 << 6;
+/// POLICY_FLAGS bit: PORT_RULES has entries.
+pub const POLICY_PORTS: u32 = 1 << 7;
 /// Default size of the EVENTS ring buffer in bytes (a power of two, a
 /// multiple of the page size).
 pub const DEFAULT_RING_BUFFER_SIZE: u32 = 256 * 1024;
@@ -43,6 +101,9 @@ pub const ACTION_PASS: u8 = 0;
 pub const ACTION_DROP: u8 = 1;
 /// Let the packet through and report it.
 pub const ACTION_MONITOR: u8 = 2;
+/// No decision: evaluation goes on to the next stage. Only ever found in
+/// [`RuleValue::else_action`].
+pub const ACTION_NONE: u8 = 255;
 
 /// Traffic class index in [`TrafficCounters::classes`]: TCP.
 pub const CLASS_TCP: usize = 0;
@@ -85,22 +146,46 @@ pub mod tcp_flags {
     pub const URG: u8 = 0x20;
 }
 
-/// Value of a BLOCKLIST entry.
+/// Value of an entry in BLOCKLIST, the prefix tries, the allow tries and
+/// PORT_RULE_TABLE: what to do, an optional condition, and the entry's hit
+/// counters, which the program adds to atomically.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BlocklistValue {
-    /// One of [`ACTION_PASS`], [`ACTION_DROP`], [`ACTION_MONITOR`].
+pub struct RuleValue {
+    /// [`ACTION_PASS`], [`ACTION_DROP`] or [`ACTION_MONITOR`].
     pub action: u8,
+    /// 0: no condition. Otherwise the entry's action applies only to this
+    /// protocol ([`ipproto::TCP`], [`ipproto::UDP`] or [`ipproto::ICMP`],
+    /// which also stands for ICMPv6) and, for TCP and UDP, destination
+    /// ports `port_first..=port_last`.
+    pub cond_proto: u8,
+    /// Applied when the condition does not hold: the action of the nearest
+    /// enclosing entry without a condition, or [`ACTION_NONE`].
+    pub else_action: u8,
     /// Reserved, zero.
-    pub reserved: [u8; 7],
+    pub reserved: u8,
+    /// First destination port of the condition.
+    pub port_first: u16,
+    /// Last destination port of the condition.
+    pub port_last: u16,
+    /// Packets that matched the entry.
+    pub packets: u64,
+    /// Bytes of those packets.
+    pub bytes: u64,
 }
 
-impl BlocklistValue {
-    /// An entry with the given action.
+impl RuleValue {
+    /// An entry with `action` and no condition.
     pub const fn new(action: u8) -> Self {
         Self {
             action,
-            reserved: [0; 7],
+            cond_proto: 0,
+            else_action: ACTION_NONE,
+            reserved: 0,
+            port_first: 0,
+            port_last: 0,
+            packets: 0,
+            bytes: 0,
         }
     }
 }
@@ -198,7 +283,10 @@ impl PacketEventRecord {
 
 // Layout checks: the kernel and user space compile these types separately.
 const _: () = {
-    assert!(size_of::<BlocklistValue>() == 8);
+    assert!(size_of::<RuleValue>() == 24);
+    assert!(offset_of!(RuleValue, port_first) == 4);
+    assert!(offset_of!(RuleValue, packets) == 8);
+    assert!(offset_of!(RuleValue, bytes) == 16);
     assert!(size_of::<ProtoStats>() == 24);
     assert!(size_of::<TrafficCounters>() == 24 * CLASS_COUNT);
     assert!(size_of::<EventCounters>() == 40);
@@ -221,12 +309,12 @@ const _: () = {
 
 #[cfg(feature = "user")]
 mod pod {
-    use super::{BlocklistValue, EventCounters, PacketEventRecord, ProtoStats, TrafficCounters};
+    use super::{EventCounters, PacketEventRecord, ProtoStats, RuleValue, TrafficCounters};
 
     // SAFETY: each type is `#[repr(C)]`, made only of integers and integer
     // arrays with no implicit padding (sizes checked above), so every bit
     // pattern is a valid value.
-    unsafe impl aya::Pod for BlocklistValue {}
+    unsafe impl aya::Pod for RuleValue {}
     // SAFETY: as above.
     unsafe impl aya::Pod for ProtoStats {}
     // SAFETY: as above.

@@ -1,34 +1,108 @@
 //! `ironpost_xdp`: Ironpost's per-packet datapath.
 //!
 //! Parses Ethernet (up to two VLAN tags), IPv4 and IPv6, then TCP, UDP and
-//! ICMP; applies the exact-source BLOCKLIST to IPv4; counts every packet per
-//! traffic class; and reports dropped and monitored packets through the
-//! EVENTS ring buffer within a per-CPU budget, counting every report it could
-//! not deliver. It fails open: whatever it cannot parse is passed and counted
-//! as OTHER. It never returns `XDP_ABORTED` and never logs per packet.
+//! ICMP; applies the policy (allow list, source rules, destination rules,
+//! port rules, in that order; see `policy`); counts every packet per
+//! traffic class and every rule hit; and reports dropped and monitored
+//! packets through the EVENTS ring buffer within a per-CPU budget, counting
+//! every report it could not deliver. It fails open: whatever it cannot
+//! parse is passed and counted as OTHER. It never returns `XDP_ABORTED` and
+//! never logs per packet.
 #![no_std]
 #![no_main]
+// `atomic_xadd`: the bpf target has no compare-and-swap, so `AtomicU64`
+// offers no `fetch_add`; the intrinsic lowers to the BPF atomic add.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
-use core::mem::size_of;
+use core::{
+    cell::UnsafeCell,
+    intrinsics::{AtomicOrdering, atomic_xadd},
+    mem::size_of,
+};
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{BPF_F_NO_PREALLOC, xdp_action},
     helpers::bpf_ktime_get_ns,
     macros::{map, xdp},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
 use ironpost_ebpf_common::{
-    ACTION_DROP, ACTION_MONITOR, ACTION_PASS, BlocklistValue, CLASS_ICMP, CLASS_OTHER, CLASS_TCP,
-    CLASS_TOTAL, CLASS_UDP, DEFAULT_BLOCKLIST_MAX_ENTRIES, DEFAULT_EVENT_BUDGET_PER_SEC,
-    DEFAULT_RING_BUFFER_SIZE, EventCounters, FAMILY_IPV4, FAMILY_IPV6, PacketEventRecord,
-    TrafficCounters, ipproto,
+    ACTION_DROP, ACTION_NONE, ACTION_PASS, CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_TOTAL,
+    CLASS_UDP, DEFAULT_ALLOW_MAX_ENTRIES, DEFAULT_BLOCKLIST_MAX_ENTRIES,
+    DEFAULT_EVENT_BUDGET_PER_SEC, DEFAULT_RING_BUFFER_SIZE, EventCounters, FAMILY_IPV4,
+    FAMILY_IPV6, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6, POLICY_EXACT_V4,
+    POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, PORT_RULE_SLOTS, PacketEventRecord,
+    RuleValue, TrafficCounters, ipproto, port_index,
 };
 
-/// Exact IPv4 source (network byte order, as read from the packet) → action.
+/// [`RuleValue`] as the program sees it: the same layout, with the hit
+/// counters in cells because every CPU adds to them (atomically).
+#[repr(C)]
+struct Rule {
+    action: u8,
+    cond_proto: u8,
+    else_action: u8,
+    reserved: u8,
+    port_first: u16,
+    port_last: u16,
+    packets: UnsafeCell<u64>,
+    bytes: UnsafeCell<u64>,
+}
+
+// SAFETY: the program writes the cells only with atomic adds, and user space
+// only through the bpf() syscall; the other fields are never written here.
+unsafe impl Sync for Rule {}
+
+const _: () = assert!(
+    size_of::<Rule>() == size_of::<RuleValue>()
+        && core::mem::offset_of!(Rule, packets) == core::mem::offset_of!(RuleValue, packets)
+        && core::mem::offset_of!(Rule, port_first) == core::mem::offset_of!(RuleValue, port_first)
+);
+
+/// Exact IPv4 source (network byte order, as read from the packet) → rule.
 #[map]
-static BLOCKLIST: HashMap<u32, BlocklistValue> =
-    HashMap::with_max_entries(DEFAULT_BLOCKLIST_MAX_ENTRIES, 0);
+static BLOCKLIST: HashMap<u32, Rule> =
+    HashMap::with_max_entries(DEFAULT_BLOCKLIST_MAX_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// IPv4 source prefixes.
+#[map]
+static SRC_V4: LpmTrie<[u8; 4], Rule> = LpmTrie::with_max_entries(DEFAULT_BLOCKLIST_MAX_ENTRIES, 0);
+
+/// IPv6 source prefixes.
+#[map]
+static SRC_V6: LpmTrie<[u8; 16], Rule> =
+    LpmTrie::with_max_entries(DEFAULT_BLOCKLIST_MAX_ENTRIES, 0);
+
+/// IPv4 destination prefixes.
+#[map]
+static DST_V4: LpmTrie<[u8; 4], Rule> = LpmTrie::with_max_entries(DEFAULT_BLOCKLIST_MAX_ENTRIES, 0);
+
+/// IPv6 destination prefixes.
+#[map]
+static DST_V6: LpmTrie<[u8; 16], Rule> =
+    LpmTrie::with_max_entries(DEFAULT_BLOCKLIST_MAX_ENTRIES, 0);
+
+/// IPv4 allow list.
+#[map]
+static ALLOW_V4: LpmTrie<[u8; 4], Rule> = LpmTrie::with_max_entries(DEFAULT_ALLOW_MAX_ENTRIES, 0);
+
+/// IPv6 allow list.
+#[map]
+static ALLOW_V6: LpmTrie<[u8; 16], Rule> = LpmTrie::with_max_entries(DEFAULT_ALLOW_MAX_ENTRIES, 0);
+
+/// Protocol and destination port → slot in PORT_RULE_TABLE (0: none).
+#[map]
+static PORT_RULES: Array<u32> = Array::with_max_entries(PORT_INDEX_LEN, 0);
+
+/// Port and protocol rules.
+#[map]
+static PORT_RULE_TABLE: Array<Rule> = Array::with_max_entries(PORT_RULE_SLOTS, 0);
+
+/// Which policy maps hold entries.
+#[map]
+static POLICY_FLAGS: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Per-CPU counters per traffic class.
 #[map]
@@ -116,8 +190,11 @@ struct Packet {
     vlan_id: u16,
     src_port: u16,
     dst_port: u16,
-    /// IPv4 source, the BLOCKLIST key.
+    /// The L4 header was read: ports and flags are valid.
+    has_l4: bool,
+    /// IPv4 addresses, as read from the packet.
     src4: [u8; 4],
+    dst4: [u8; 4],
     /// Offset of the IP header; addresses for events are read from there
     /// only when a packet is reported, not for every packet.
     l3_off: usize,
@@ -134,7 +211,9 @@ impl Packet {
             vlan_id: 0,
             src_port: 0,
             dst_port: 0,
+            has_l4: false,
             src4: [0; 4],
+            dst4: [0; 4],
             l3_off: 0,
         }
     }
@@ -146,7 +225,7 @@ pub fn ironpost_xdp(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     let mut pkt = Packet::new();
     let action = match parse(&ctx, &mut pkt) {
-        Some(()) => policy(&pkt),
+        Some(()) => policy(&ctx, &pkt, len),
         None => {
             // Fail open: malformed or truncated traffic passes as OTHER.
             pkt.class = CLASS_OTHER;
@@ -228,6 +307,7 @@ fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet, off: usize) -> Option<()> {
     pkt.family = FAMILY_IPV4;
     pkt.protocol = ip.protocol;
     pkt.src4 = ip.src;
+    pkt.dst4 = ip.dst;
     pkt.l3_off = off;
     // Only the first fragment carries the L4 header.
     let first_fragment = be16(ip.frag_off) & 0x1fff == 0;
@@ -285,6 +365,7 @@ fn parse_l4(
             pkt.src_port = be16(tcp.src_port);
             pkt.dst_port = be16(tcp.dst_port);
             pkt.tcp_flags = tcp.flags;
+            pkt.has_l4 = true;
         }
     } else if protocol == ipproto::UDP {
         pkt.class = CLASS_UDP;
@@ -294,6 +375,7 @@ fn parse_l4(
             let udp = unsafe { &*udp };
             pkt.src_port = be16(udp.src_port);
             pkt.dst_port = be16(udp.dst_port);
+            pkt.has_l4 = true;
         }
     } else if protocol == icmp {
         pkt.class = CLASS_ICMP;
@@ -301,6 +383,7 @@ fn parse_l4(
             // Type, code, checksum and the 4-byte rest of header that
             // every ICMP and ICMPv6 message has.
             ptr_at::<[u8; 8]>(ctx, off)?;
+            pkt.has_l4 = true;
         }
     } else {
         pkt.class = CLASS_OTHER;
@@ -308,18 +391,161 @@ fn parse_l4(
     Some(())
 }
 
-/// The action for a parsed packet.
+/// The action for a parsed packet. Stages, first decision wins:
+/// 1. allow list (source): pass;
+/// 2. source rules: the exact IPv4 entry, else the longest source prefix;
+/// 3. destination rules: the longest destination prefix;
+/// 4. port rules: protocol and destination port;
+/// 5. pass.
+///
+/// In stages 2 and 3 only the most specific entry is looked at. An entry
+/// with a condition applies its action when the condition holds and its
+/// `else_action` (the nearest enclosing entry without a condition, as user
+/// space computed it) otherwise; `ACTION_NONE` goes on to the next stage.
 #[inline(always)]
-fn policy(pkt: &Packet) -> u8 {
-    if pkt.family != FAMILY_IPV4 {
+fn policy(ctx: &XdpContext, pkt: &Packet, len: u64) -> u8 {
+    let flags = match POLICY_FLAGS.get(0) {
+        Some(f) => *f,
+        None => 0,
+    };
+    if flags == 0 {
         return ACTION_PASS;
     }
-    let key = u32::from_ne_bytes(pkt.src4);
-    // SAFETY: the value is copied out at once; the entry is not held across
-    // helper calls.
-    match unsafe { BLOCKLIST.get(key) } {
-        Some(v) if v.action == ACTION_DROP || v.action == ACTION_MONITOR => v.action,
-        _ => ACTION_PASS,
+    let action = if pkt.family == FAMILY_IPV4 {
+        policy_v4(pkt, flags, len)
+    } else if pkt.family == FAMILY_IPV6 {
+        policy_v6(ctx, pkt, flags, len)
+    } else {
+        ACTION_NONE
+    };
+    if action != ACTION_NONE {
+        return action;
+    }
+    if flags & POLICY_PORTS != 0 && pkt.has_l4 {
+        if let Some(action) = port_rule(pkt, len) {
+            return action;
+        }
+    }
+    ACTION_PASS
+}
+
+#[inline(always)]
+fn policy_v4(pkt: &Packet, flags: u32, len: u64) -> u8 {
+    if flags & POLICY_ALLOW_V4 != 0 {
+        if let Some(rule) = ALLOW_V4.get(Key::new(32, pkt.src4)) {
+            hit(rule, len);
+            return ACTION_PASS;
+        }
+    }
+    let mut exact = false;
+    if flags & POLICY_EXACT_V4 != 0 {
+        // SAFETY: the entry is only read and added to atomically; the map
+        // is not changed by the program while the reference lives.
+        if let Some(rule) = unsafe { BLOCKLIST.get(u32::from_ne_bytes(pkt.src4)) } {
+            exact = true;
+            let action = decide(rule, pkt, len);
+            if action != ACTION_NONE {
+                return action;
+            }
+        }
+    }
+    if !exact && flags & POLICY_SRC_V4 != 0 {
+        if let Some(rule) = SRC_V4.get(Key::new(32, pkt.src4)) {
+            let action = decide(rule, pkt, len);
+            if action != ACTION_NONE {
+                return action;
+            }
+        }
+    }
+    if flags & POLICY_DST_V4 != 0 {
+        if let Some(rule) = DST_V4.get(Key::new(32, pkt.dst4)) {
+            return decide(rule, pkt, len);
+        }
+    }
+    ACTION_NONE
+}
+
+#[inline(always)]
+fn policy_v6(ctx: &XdpContext, pkt: &Packet, flags: u32, len: u64) -> u8 {
+    if flags & (POLICY_ALLOW_V6 | POLICY_SRC_V6 | POLICY_DST_V6) == 0 {
+        return ACTION_NONE;
+    }
+    let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) else {
+        return ACTION_NONE;
+    };
+    // SAFETY: ptr_at checked the bounds; alignment 1.
+    let ip = unsafe { &*ip };
+    if flags & POLICY_ALLOW_V6 != 0 {
+        if let Some(rule) = ALLOW_V6.get(Key::new(128, ip.src)) {
+            hit(rule, len);
+            return ACTION_PASS;
+        }
+    }
+    if flags & POLICY_SRC_V6 != 0 {
+        if let Some(rule) = SRC_V6.get(Key::new(128, ip.src)) {
+            let action = decide(rule, pkt, len);
+            if action != ACTION_NONE {
+                return action;
+            }
+        }
+    }
+    if flags & POLICY_DST_V6 != 0 {
+        if let Some(rule) = DST_V6.get(Key::new(128, ip.dst)) {
+            return decide(rule, pkt, len);
+        }
+    }
+    ACTION_NONE
+}
+
+#[inline(always)]
+fn port_rule(pkt: &Packet, len: u64) -> Option<u8> {
+    let index = port_index(pkt.class, pkt.dst_port)?;
+    let slot = *PORT_RULES.get(index)?;
+    if slot == 0 {
+        return None;
+    }
+    let rule = PORT_RULE_TABLE.get(slot)?;
+    hit(rule, len);
+    Some(rule.action)
+}
+
+/// The entry's action for this packet (its condition decides between
+/// `action` and `else_action`), counting the hit unless it is no decision.
+#[inline(always)]
+fn decide(rule: &Rule, pkt: &Packet, len: u64) -> u8 {
+    let action = if rule.cond_proto == 0 || condition_holds(rule, pkt) {
+        rule.action
+    } else {
+        rule.else_action
+    };
+    if action != ACTION_NONE {
+        hit(rule, len);
+    }
+    action
+}
+
+#[inline(always)]
+fn condition_holds(rule: &Rule, pkt: &Packet) -> bool {
+    let class = match rule.cond_proto {
+        ipproto::TCP => CLASS_TCP,
+        ipproto::UDP => CLASS_UDP,
+        ipproto::ICMP => return pkt.class == CLASS_ICMP,
+        _ => return false,
+    };
+    pkt.class == class
+        && pkt.has_l4
+        && rule.port_first <= pkt.dst_port
+        && pkt.dst_port <= rule.port_last
+}
+
+#[inline(always)]
+fn hit(rule: &Rule, len: u64) {
+    // SAFETY: the pointers come from cells in a live map value; the kernel
+    // keeps the value alive for the program's run (RCU), and the atomic add
+    // is the only way the program writes them.
+    unsafe {
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(rule.packets.get(), 1);
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(rule.bytes.get(), len);
     }
 }
 

@@ -1,0 +1,1284 @@
+//! The policy the datapath enforces, and the one place that changes it.
+//!
+//! [`Policy`] holds every block entry (address or prefix, source or
+//! destination, with its origin, reason and expiry), the allow list and the
+//! port rules, and writes each change to the kernel maps through
+//! [`PolicyMaps`]. A change is all or nothing: it is checked against the
+//! capacity before anything is written, and if the kernel refuses a write
+//! part-way, what was already written is undone. Only then does the
+//! in-memory policy change.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use ironpost_core::{Condition, Direction, L4Protocol, Prefix, RuleAction, RuleConfig};
+use ironpost_ebpf_common::{
+    ACTION_NONE, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6, POLICY_EXACT_V4,
+    POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, RuleValue, ipproto,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{EngineError, config::action_code};
+
+/// Where an entry came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// The configuration file; changed only by editing it and reloading.
+    Config,
+    /// An operator, through `ironpost block` or `ironpost allow`.
+    Manual,
+    /// The detectors' automatic response.
+    Auto,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Config => "config",
+            Self::Manual => "manual",
+            Self::Auto => "auto",
+        })
+    }
+}
+
+/// Identifies a block entry: which address it matches, and the prefix.
+pub type RuleKey = (Direction, Prefix);
+
+/// One block-list entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockEntry {
+    /// Source or destination.
+    pub direction: Direction,
+    /// Address or prefix matched.
+    pub prefix: Prefix,
+    /// Protocol and port condition (config rules only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+    /// What to do with matching packets.
+    pub action: RuleAction,
+    /// Where the entry came from.
+    pub origin: Origin,
+    /// Config rule id, or the alert id of an automatic block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Why it is there.
+    #[serde(default)]
+    pub reason: String,
+    /// When it was added (Unix time, milliseconds).
+    pub added_ms: u64,
+    /// When it expires (Unix time, milliseconds); `None` for never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
+}
+
+impl BlockEntry {
+    /// A source block with `action`, no condition and no expiry.
+    pub fn source(prefix: Prefix, action: RuleAction, origin: Origin, now_ms: u64) -> Self {
+        Self {
+            direction: Direction::Src,
+            prefix,
+            condition: None,
+            action,
+            origin,
+            id: None,
+            reason: String::new(),
+            added_ms: now_ms,
+            expires_ms: None,
+        }
+    }
+
+    /// The entry's key.
+    pub fn key(&self) -> RuleKey {
+        (self.direction, self.prefix)
+    }
+
+    /// The entry for a configured address rule; `None` for a port rule.
+    pub fn from_rule(rule: &RuleConfig, now_ms: u64) -> Option<Self> {
+        let (direction, prefix) = rule.address?;
+        Some(Self {
+            direction,
+            prefix,
+            condition: rule.condition,
+            action: rule.action,
+            origin: Origin::Config,
+            id: Some(rule.id.clone()),
+            reason: rule.description.clone(),
+            added_ms: now_ms,
+            expires_ms: None,
+        })
+    }
+
+    fn value(&self, else_action: u8) -> RuleValue {
+        let mut v = RuleValue::new(action_code(self.action));
+        if let Some(c) = &self.condition {
+            v.cond_proto = match c.protocol {
+                L4Protocol::Tcp => ipproto::TCP,
+                L4Protocol::Udp => ipproto::UDP,
+                L4Protocol::Icmp => ipproto::ICMP,
+            };
+            let ports = c.ports();
+            v.port_first = ports.first;
+            v.port_last = ports.last;
+            v.else_action = else_action;
+        }
+        v
+    }
+}
+
+/// One allow-list entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowEntry {
+    /// Source address or prefix that is never dropped.
+    pub prefix: Prefix,
+    /// Where it came from.
+    pub origin: Origin,
+    /// Why it is there.
+    #[serde(default)]
+    pub reason: String,
+    /// When it was added (Unix time, milliseconds).
+    pub added_ms: u64,
+}
+
+/// A rule without an address: protocol and destination ports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PortRule {
+    /// Config rule id.
+    pub id: String,
+    /// Protocol and ports.
+    pub condition: Condition,
+    /// Action.
+    pub action: RuleAction,
+    /// Free text.
+    pub description: String,
+}
+
+/// What to do when an entry to add is already set by the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnConfigConflict {
+    /// Refuse the whole change.
+    Refuse,
+    /// Leave the configured entry and add the others.
+    Skip,
+}
+
+/// What a change did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ChangeReport {
+    /// Entries that were not there before.
+    pub added: usize,
+    /// Entries that were there and were updated.
+    pub updated: usize,
+    /// Entries left alone because the configuration sets them.
+    pub skipped_config: usize,
+    /// Entries removed.
+    pub removed: usize,
+}
+
+/// The kernel side of the policy: one call per map write.
+pub trait PolicyMaps {
+    /// Writes a block entry; `keep_counters` carries the entry's hit
+    /// counters over from the one it replaces.
+    fn set_rule(
+        &mut self,
+        key: &RuleKey,
+        value: &RuleValue,
+        keep_counters: bool,
+    ) -> Result<(), EngineError>;
+    /// Removes a block entry.
+    fn del_rule(&mut self, key: &RuleKey) -> Result<(), EngineError>;
+    /// Adds an allow-list entry.
+    fn set_allow(&mut self, prefix: &Prefix) -> Result<(), EngineError>;
+    /// Removes an allow-list entry.
+    fn del_allow(&mut self, prefix: &Prefix) -> Result<(), EngineError>;
+    /// Points PORT_RULES[index] at `slot` (0: no rule).
+    fn set_port_index(&mut self, index: u32, slot: u32) -> Result<(), EngineError>;
+    /// Writes PORT_RULE_TABLE[slot].
+    fn set_port_rule(&mut self, slot: u32, value: &RuleValue) -> Result<(), EngineError>;
+    /// Writes POLICY_FLAGS.
+    fn set_flags(&mut self, flags: u32) -> Result<(), EngineError>;
+}
+
+/// A map write and how to undo it.
+enum Undo {
+    Rule(RuleKey, Option<RuleValue>),
+    Allow(Prefix, bool),
+    PortIndex(u32, u32),
+}
+
+/// Writes to the maps, remembering how to undo each write.
+struct Journal<'a, M: PolicyMaps + ?Sized> {
+    maps: Option<&'a mut M>,
+    undo: Vec<Undo>,
+}
+
+impl<M: PolicyMaps + ?Sized> Journal<'_, M> {
+    fn set_rule(
+        &mut self,
+        key: &RuleKey,
+        old: Option<RuleValue>,
+        new: RuleValue,
+    ) -> Result<(), EngineError> {
+        if old == Some(new) {
+            return Ok(());
+        }
+        if let Some(m) = self.maps.as_deref_mut() {
+            m.set_rule(key, &new, old.is_some())?;
+        }
+        self.undo.push(Undo::Rule(*key, old));
+        Ok(())
+    }
+
+    fn del_rule(&mut self, key: &RuleKey, old: RuleValue) -> Result<(), EngineError> {
+        if let Some(m) = self.maps.as_deref_mut() {
+            m.del_rule(key)?;
+        }
+        self.undo.push(Undo::Rule(*key, Some(old)));
+        Ok(())
+    }
+
+    fn allow(&mut self, prefix: &Prefix, present: bool, want: bool) -> Result<(), EngineError> {
+        if present == want {
+            return Ok(());
+        }
+        if let Some(m) = self.maps.as_deref_mut() {
+            if want {
+                m.set_allow(prefix)?;
+            } else {
+                m.del_allow(prefix)?;
+            }
+        }
+        self.undo.push(Undo::Allow(*prefix, present));
+        Ok(())
+    }
+
+    fn port_index(&mut self, index: u32, old: u32, new: u32) -> Result<(), EngineError> {
+        if old == new {
+            return Ok(());
+        }
+        if let Some(m) = self.maps.as_deref_mut() {
+            m.set_port_index(index, new)?;
+        }
+        self.undo.push(Undo::PortIndex(index, old));
+        Ok(())
+    }
+
+    /// Undoes every write, newest first. Errors here are logged: the
+    /// original error is the one to report.
+    fn rollback(&mut self) {
+        let Some(m) = self.maps.as_deref_mut() else {
+            return;
+        };
+        for u in self.undo.drain(..).rev() {
+            let r = match &u {
+                Undo::Rule(key, Some(v)) => m.set_rule(key, v, true),
+                Undo::Rule(key, None) => m.del_rule(key),
+                Undo::Allow(p, true) => m.set_allow(p),
+                Undo::Allow(p, false) => m.del_allow(p),
+                Undo::PortIndex(i, slot) => m.set_port_index(*i, *slot),
+            };
+            if let Err(e) = r {
+                tracing::error!("undoing a partial policy change: {e}");
+            }
+        }
+    }
+}
+
+/// The map flag bit for a block key.
+fn rule_bit(key: &RuleKey) -> u32 {
+    match (key.0, key.1.is_ipv4(), key.1.is_host()) {
+        (Direction::Src, true, true) => POLICY_EXACT_V4,
+        (Direction::Src, true, false) => POLICY_SRC_V4,
+        (Direction::Src, false, _) => POLICY_SRC_V6,
+        (Direction::Dst, true, _) => POLICY_DST_V4,
+        (Direction::Dst, false, _) => POLICY_DST_V6,
+    }
+}
+
+fn allow_bit(prefix: &Prefix) -> u32 {
+    if prefix.is_ipv4() {
+        POLICY_ALLOW_V4
+    } else {
+        POLICY_ALLOW_V6
+    }
+}
+
+/// How full the policy's tables are.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FillLevels {
+    /// Block entries in use.
+    pub blocks: usize,
+    /// Block list capacity.
+    pub blocks_capacity: usize,
+    /// Allow entries in use.
+    pub allow: usize,
+    /// Allow list capacity.
+    pub allow_capacity: usize,
+    /// Port rules in use.
+    pub port_rules: usize,
+    /// Port rule capacity.
+    pub port_rules_capacity: usize,
+    /// Block entries by kernel map name.
+    pub by_map: Vec<(&'static str, usize)>,
+}
+
+/// The whole policy: what is in force, and the kernel maps' mirror.
+#[derive(Debug)]
+pub struct Policy {
+    block_capacity: usize,
+    allow_capacity: usize,
+    blocks: HashMap<RuleKey, BlockEntry>,
+    allow: HashMap<Prefix, AllowEntry>,
+    port_rules: Vec<PortRule>,
+    /// PORT_RULES as written: slot per index.
+    port_slots: Vec<u32>,
+    /// (expiry, key) of every entry that expires.
+    expiries: BTreeSet<(u64, RuleKey)>,
+    /// Keys of entries with a condition, whose `else_action` depends on
+    /// the entries around them.
+    conditioned: BTreeSet<RuleKey>,
+    /// `else_action` as written, per conditioned key.
+    applied_else: HashMap<RuleKey, u8>,
+    /// Block entries per flag bit.
+    counts: HashMap<u32, usize>,
+}
+
+impl Policy {
+    /// An empty policy with these capacities.
+    pub fn new(block_capacity: usize, allow_capacity: usize) -> Self {
+        Self {
+            block_capacity,
+            allow_capacity,
+            blocks: HashMap::new(),
+            allow: HashMap::new(),
+            port_rules: Vec::new(),
+            port_slots: vec![0; PORT_INDEX_LEN as usize],
+            expiries: BTreeSet::new(),
+            conditioned: BTreeSet::new(),
+            applied_else: HashMap::new(),
+            counts: HashMap::new(),
+        }
+    }
+
+    /// Block entries, in no particular order.
+    pub fn blocks(&self) -> impl Iterator<Item = &BlockEntry> {
+        self.blocks.values()
+    }
+
+    /// The block entry with this key.
+    pub fn block(&self, key: &RuleKey) -> Option<&BlockEntry> {
+        self.blocks.get(key)
+    }
+
+    /// Allow-list entries, in no particular order.
+    pub fn allow_entries(&self) -> impl Iterator<Item = &AllowEntry> {
+        self.allow.values()
+    }
+
+    /// Port rules, in config order (slot = index + 1).
+    pub fn port_rules(&self) -> &[PortRule] {
+        &self.port_rules
+    }
+
+    /// How full the tables are.
+    pub fn fill_levels(&self) -> FillLevels {
+        let count = |bit| self.counts.get(&bit).copied().unwrap_or(0);
+        FillLevels {
+            blocks: self.blocks.len(),
+            blocks_capacity: self.block_capacity,
+            allow: self.allow.len(),
+            allow_capacity: self.allow_capacity,
+            port_rules: self.port_rules.len(),
+            port_rules_capacity: ironpost_core::config::MAX_PORT_RULES,
+            by_map: vec![
+                ("BLOCKLIST", count(POLICY_EXACT_V4)),
+                ("SRC_V4", count(POLICY_SRC_V4)),
+                ("SRC_V6", count(POLICY_SRC_V6)),
+                ("DST_V4", count(POLICY_DST_V4)),
+                ("DST_V6", count(POLICY_DST_V6)),
+            ],
+        }
+    }
+
+    /// The earliest expiry, if any entry expires.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.expiries.first().map(|(t, _)| *t)
+    }
+
+    fn flags(&self) -> u32 {
+        let mut f = 0;
+        for (bit, n) in &self.counts {
+            if *n > 0 {
+                f |= bit;
+            }
+        }
+        for p in self.allow.keys() {
+            f |= allow_bit(p);
+        }
+        if !self.port_rules.is_empty() {
+            f |= POLICY_PORTS;
+        }
+        f
+    }
+
+    /// What the kernel holds for `key` (as last written).
+    fn kernel_value(&self, key: &RuleKey) -> Option<RuleValue> {
+        let e = self.blocks.get(key)?;
+        let else_action = self.applied_else.get(key).copied().unwrap_or(ACTION_NONE);
+        Some(e.value(else_action))
+    }
+
+    /// The action code of the nearest entry without a condition that
+    /// encloses `key` (same direction), or `ACTION_NONE`.
+    fn enclosing_action(&self, key: &RuleKey) -> u8 {
+        let mut p = key.1.parent();
+        while let Some(prefix) = p {
+            if let Some(e) = self.blocks.get(&(key.0, prefix))
+                && e.condition.is_none()
+            {
+                return action_code(e.action);
+            }
+            p = prefix.parent();
+        }
+        ACTION_NONE
+    }
+
+    /// Writes the whole policy to freshly created maps.
+    pub fn write_all(&mut self, maps: &mut dyn PolicyMaps) -> Result<(), EngineError> {
+        maps.set_flags(self.flags())?;
+        let keys: Vec<RuleKey> = self.blocks.keys().copied().collect();
+        for key in &keys {
+            let else_action = if self.conditioned.contains(key) {
+                self.enclosing_action(key)
+            } else {
+                ACTION_NONE
+            };
+            let v = self.blocks[key].value(else_action);
+            maps.set_rule(key, &v, false)?;
+            if self.conditioned.contains(key) {
+                self.applied_else.insert(*key, else_action);
+            }
+        }
+        for p in self.allow.keys() {
+            maps.set_allow(p)?;
+        }
+        for (i, r) in self.port_rules.iter().enumerate() {
+            maps.set_port_rule(i as u32 + 1, &RuleValue::new(action_code(r.action)))?;
+        }
+        for (i, slot) in self.port_slots.iter().enumerate() {
+            if *slot != 0 {
+                maps.set_port_index(i as u32, *slot)?;
+            }
+        }
+        maps.set_flags(self.flags())
+    }
+
+    /// Adds or updates block entries. All or nothing: over capacity, or
+    /// (with [`OnConfigConflict::Refuse`]) touching a configured entry,
+    /// nothing changes. `progress` is called with the number of entries
+    /// written so far, every few thousand.
+    pub fn upsert_blocks(
+        &mut self,
+        entries: Vec<BlockEntry>,
+        on_conflict: OnConfigConflict,
+        maps: Option<&mut (dyn PolicyMaps + '_)>,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<ChangeReport, EngineError> {
+        let mut report = ChangeReport::default();
+        // Later entries for the same key win.
+        let mut batch: HashMap<RuleKey, BlockEntry> = HashMap::with_capacity(entries.len());
+        let mut order = Vec::with_capacity(entries.len());
+        for e in entries {
+            let key = e.key();
+            if let Some(existing) = self.blocks.get(&key)
+                && existing.origin == Origin::Config
+                && e.origin != Origin::Config
+            {
+                match on_conflict {
+                    OnConfigConflict::Refuse => {
+                        return Err(EngineError::Rule(format!(
+                            "{} {} is set by config rule \"{}\"; change the configuration \
+                             instead; nothing was changed",
+                            key.0,
+                            key.1,
+                            existing.id.as_deref().unwrap_or("?")
+                        )));
+                    }
+                    OnConfigConflict::Skip => {
+                        report.skipped_config += 1;
+                        continue;
+                    }
+                }
+            }
+            if batch.insert(key, e).is_none() {
+                order.push(key);
+            }
+        }
+        let new_keys = order
+            .iter()
+            .filter(|k| !self.blocks.contains_key(k))
+            .count();
+        self.check_block_capacity(new_keys, 0)?;
+        report.added = new_keys;
+        report.updated = order.len() - new_keys;
+
+        let mut journal = Journal {
+            maps,
+            undo: Vec::new(),
+        };
+        // New maps come into use before their first entry is written.
+        let extra: u32 = order.iter().map(rule_bit).fold(0, |a, b| a | b);
+        if let Some(m) = journal.maps.as_deref_mut() {
+            m.set_flags(self.flags() | extra)?;
+        }
+        for (n, key) in order.iter().enumerate() {
+            let e = &batch[key];
+            let else_action = if e.condition.is_some() {
+                self.enclosing_action(key)
+            } else {
+                ACTION_NONE
+            };
+            let old = self.kernel_value(key);
+            if let Err(err) = journal.set_rule(key, old, e.value(else_action)) {
+                journal.rollback();
+                if let Some(m) = journal.maps.as_deref_mut()
+                    && let Err(e) = m.set_flags(self.flags())
+                {
+                    tracing::error!("restoring the policy flags: {e}");
+                }
+                return Err(err);
+            }
+            if (n + 1) % 8192 == 0 {
+                progress(n + 1);
+            }
+        }
+        progress(order.len());
+        let mut maps = journal.maps.take();
+        for key in order {
+            let e = batch.remove(&key).expect("every key was batched");
+            let else_action = if e.condition.is_some() {
+                Some(self.enclosing_action(&key))
+            } else {
+                None
+            };
+            self.insert_entry(e);
+            if let Some(a) = else_action {
+                self.applied_else.insert(key, a);
+            }
+        }
+        self.refresh_else(maps.as_deref_mut());
+        self.write_flags(maps)?;
+        Ok(report)
+    }
+
+    /// Removes block entries. All or nothing: an unknown key, or a
+    /// configured entry when `allow_config` is false, changes nothing.
+    pub fn remove_blocks(
+        &mut self,
+        keys: &[RuleKey],
+        allow_config: bool,
+        maps: Option<&mut (dyn PolicyMaps + '_)>,
+    ) -> Result<Vec<BlockEntry>, EngineError> {
+        let mut seen = HashSet::new();
+        for key in keys {
+            match self.blocks.get(key) {
+                None => {
+                    return Err(EngineError::NotFound(format!(
+                        "{} {} is not in the block list",
+                        key.0, key.1
+                    )));
+                }
+                Some(e) if e.origin == Origin::Config && !allow_config => {
+                    return Err(EngineError::Rule(format!(
+                        "{} {} is set by config rule \"{}\"; remove it from the configuration \
+                         and reload",
+                        key.0,
+                        key.1,
+                        e.id.as_deref().unwrap_or("?")
+                    )));
+                }
+                Some(_) => {
+                    seen.insert(*key);
+                }
+            }
+        }
+        let mut journal = Journal {
+            maps,
+            undo: Vec::new(),
+        };
+        for key in seen.iter() {
+            let old = self.kernel_value(key).expect("checked above");
+            if let Err(err) = journal.del_rule(key, old) {
+                journal.rollback();
+                return Err(err);
+            }
+        }
+        let mut maps = journal.maps.take();
+        let removed: Vec<BlockEntry> = seen.iter().filter_map(|k| self.remove_entry(k)).collect();
+        self.refresh_else(maps.as_deref_mut());
+        self.write_flags(maps)?;
+        Ok(removed)
+    }
+
+    /// Removes every entry whose expiry is at or before `now_ms`.
+    pub fn expire(
+        &mut self,
+        now_ms: u64,
+        maps: Option<&mut (dyn PolicyMaps + '_)>,
+    ) -> Result<Vec<BlockEntry>, EngineError> {
+        let due: Vec<RuleKey> = self
+            .expiries
+            .iter()
+            .take_while(|(t, _)| *t <= now_ms)
+            .map(|(_, k)| *k)
+            .collect();
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.remove_blocks(&due, true, maps)
+    }
+
+    /// Adds allow-list entries (existing ones are updated). All or nothing.
+    pub fn add_allow(
+        &mut self,
+        entries: Vec<AllowEntry>,
+        maps: Option<&mut (dyn PolicyMaps + '_)>,
+    ) -> Result<ChangeReport, EngineError> {
+        let mut report = ChangeReport::default();
+        let mut batch: HashMap<Prefix, AllowEntry> = HashMap::new();
+        for e in entries {
+            if let Some(existing) = self.allow.get(&e.prefix)
+                && existing.origin == Origin::Config
+                && e.origin != Origin::Config
+            {
+                report.skipped_config += 1;
+                continue;
+            }
+            batch.insert(e.prefix, e);
+        }
+        let new = batch.keys().filter(|p| !self.allow.contains_key(p)).count();
+        if self.allow.len() + new > self.allow_capacity {
+            return Err(EngineError::Capacity(format!(
+                "{new} new allow entries do not fit: the allow list holds {} of {}; \
+                 nothing was changed",
+                self.allow.len(),
+                self.allow_capacity
+            )));
+        }
+        report.added = new;
+        report.updated = batch.len() - new;
+        let mut journal = Journal {
+            maps,
+            undo: Vec::new(),
+        };
+        if let Some(m) = journal.maps.as_deref_mut() {
+            let extra = batch.keys().map(allow_bit).fold(0, |a, b| a | b);
+            m.set_flags(self.flags() | extra)?;
+        }
+        for p in batch.keys() {
+            if let Err(err) = journal.allow(p, self.allow.contains_key(p), true) {
+                journal.rollback();
+                return Err(err);
+            }
+        }
+        let maps = journal.maps.take();
+        self.allow.extend(batch);
+        self.write_flags(maps)?;
+        Ok(report)
+    }
+
+    /// Removes allow-list entries. All or nothing.
+    pub fn remove_allow(
+        &mut self,
+        prefixes: &[Prefix],
+        allow_config: bool,
+        maps: Option<&mut (dyn PolicyMaps + '_)>,
+    ) -> Result<Vec<AllowEntry>, EngineError> {
+        for p in prefixes {
+            match self.allow.get(p) {
+                None => {
+                    return Err(EngineError::NotFound(format!(
+                        "{p} is not in the allow list"
+                    )));
+                }
+                Some(e) if e.origin == Origin::Config && !allow_config => {
+                    return Err(EngineError::Rule(format!(
+                        "{p} is in the configuration's allow list; remove it there and reload"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let mut journal = Journal {
+            maps,
+            undo: Vec::new(),
+        };
+        let unique: HashSet<Prefix> = prefixes.iter().copied().collect();
+        for p in &unique {
+            if let Err(err) = journal.allow(p, true, false) {
+                journal.rollback();
+                return Err(err);
+            }
+        }
+        let maps = journal.maps.take();
+        let removed = unique.iter().filter_map(|p| self.allow.remove(p)).collect();
+        self.write_flags(maps)?;
+        Ok(removed)
+    }
+
+    /// Makes the configured part of the policy match `rules` and `allow`:
+    /// configured entries not in them go, new ones come (replacing manual
+    /// or automatic entries with the same key), port rules are rewritten.
+    /// Manual and automatic entries are otherwise untouched. All or nothing.
+    pub fn set_config(
+        &mut self,
+        rules: &[RuleConfig],
+        allow: &[Prefix],
+        now_ms: u64,
+        mut maps: Option<&mut (dyn PolicyMaps + '_)>,
+    ) -> Result<ChangeReport, EngineError> {
+        let wanted: Vec<BlockEntry> = rules
+            .iter()
+            .filter_map(|r| BlockEntry::from_rule(r, now_ms))
+            .collect();
+        let wanted_keys: HashSet<RuleKey> = wanted.iter().map(BlockEntry::key).collect();
+        let stale: Vec<RuleKey> = self
+            .blocks
+            .values()
+            .filter(|e| e.origin == Origin::Config && !wanted_keys.contains(&e.key()))
+            .map(BlockEntry::key)
+            .collect();
+        let new_keys = wanted_keys
+            .iter()
+            .filter(|k| !self.blocks.contains_key(k))
+            .count();
+        self.check_block_capacity(new_keys, stale.len())?;
+        let wanted_allow: HashSet<Prefix> = allow.iter().copied().collect();
+        let stale_allow: Vec<Prefix> = self
+            .allow
+            .values()
+            .filter(|e| e.origin == Origin::Config && !wanted_allow.contains(&e.prefix))
+            .map(|e| e.prefix)
+            .collect();
+        let new_allow = wanted_allow
+            .iter()
+            .filter(|p| !self.allow.contains_key(p))
+            .count();
+        if self.allow.len() - stale_allow.len() + new_allow > self.allow_capacity {
+            return Err(EngineError::Capacity(format!(
+                "the configured allow list does not fit: {} entries would be in use, \
+                 capacity {}; nothing was changed",
+                self.allow.len() - stale_allow.len() + new_allow,
+                self.allow_capacity
+            )));
+        }
+        let port_rules: Vec<PortRule> = rules
+            .iter()
+            .filter(|r| r.address.is_none())
+            .filter_map(|r| {
+                Some(PortRule {
+                    id: r.id.clone(),
+                    condition: r.condition?,
+                    action: r.action,
+                    description: r.description.clone(),
+                })
+            })
+            .collect();
+        if port_rules.len() > ironpost_core::config::MAX_PORT_RULES {
+            return Err(EngineError::Capacity(format!(
+                "{} port rules: at most {}",
+                port_rules.len(),
+                ironpost_core::config::MAX_PORT_RULES
+            )));
+        }
+        let mut report = ChangeReport::default();
+        // Port rules first: they are few, and a failure there leaves the
+        // address entries untouched.
+        self.set_port_rules(port_rules, maps.as_deref_mut())?;
+        let changed: Vec<BlockEntry> = wanted
+            .into_iter()
+            .map(|mut e| {
+                // Keep the original time of an unchanged configured entry.
+                if let Some(old) = self.blocks.get(&e.key())
+                    && old.origin == Origin::Config
+                {
+                    e.added_ms = old.added_ms;
+                }
+                e
+            })
+            .filter(|e| self.blocks.get(&e.key()) != Some(e))
+            .collect();
+        let r = self.upsert_blocks(
+            changed,
+            OnConfigConflict::Skip,
+            maps.as_deref_mut(),
+            &mut |_| {},
+        )?;
+        report.added += r.added;
+        report.updated += r.updated;
+        report.removed += self.remove_blocks(&stale, true, maps.as_deref_mut())?.len();
+        let allow_entries: Vec<AllowEntry> = allow
+            .iter()
+            .filter(|p| self.allow.get(p).is_none_or(|e| e.origin != Origin::Config))
+            .map(|p| AllowEntry {
+                prefix: *p,
+                origin: Origin::Config,
+                reason: "configuration".into(),
+                added_ms: now_ms,
+            })
+            .collect();
+        let r = self.add_allow(allow_entries, maps.as_deref_mut())?;
+        report.added += r.added;
+        report.updated += r.updated;
+        report.removed += self.remove_allow(&stale_allow, true, maps)?.len();
+        Ok(report)
+    }
+
+    fn set_port_rules(
+        &mut self,
+        rules: Vec<PortRule>,
+        maps: Option<&mut (dyn PolicyMaps + '_)>,
+    ) -> Result<(), EngineError> {
+        if rules == self.port_rules {
+            return Ok(());
+        }
+        let mut slots = vec![0u32; PORT_INDEX_LEN as usize];
+        for (i, r) in rules.iter().enumerate() {
+            let slot = i as u32 + 1;
+            let base = match r.condition.protocol {
+                L4Protocol::Tcp => 0,
+                L4Protocol::Udp => 65_536,
+                L4Protocol::Icmp => {
+                    slots[2 * 65_536] = slot;
+                    continue;
+                }
+            };
+            let ports = r.condition.ports();
+            for p in ports.first..=ports.last {
+                slots[base + p as usize] = slot;
+            }
+        }
+        let mut journal = Journal {
+            maps,
+            undo: Vec::new(),
+        };
+        if let Some(m) = journal.maps.as_deref_mut() {
+            for (i, r) in rules.iter().enumerate() {
+                m.set_port_rule(i as u32 + 1, &RuleValue::new(action_code(r.action)))?;
+            }
+            if !rules.is_empty() {
+                m.set_flags(self.flags() | POLICY_PORTS)?;
+            }
+        }
+        for (i, (old, new)) in self.port_slots.iter().zip(&slots).enumerate() {
+            if let Err(err) = journal.port_index(i as u32, *old, *new) {
+                journal.rollback();
+                return Err(err);
+            }
+        }
+        let maps = journal.maps.take();
+        self.port_slots = slots;
+        self.port_rules = rules;
+        self.write_flags(maps)
+    }
+
+    fn check_block_capacity(&self, new: usize, leaving: usize) -> Result<(), EngineError> {
+        let after = self.blocks.len() - leaving + new;
+        if after > self.block_capacity {
+            let free = self
+                .block_capacity
+                .saturating_sub(self.blocks.len() - leaving);
+            return Err(EngineError::Capacity(format!(
+                "{new} new entries do not fit in the block list: {} of {} in use, {free} free \
+                 (raise ebpf.blocklist_max_entries); nothing was changed",
+                self.blocks.len(),
+                self.block_capacity
+            )));
+        }
+        Ok(())
+    }
+
+    fn insert_entry(&mut self, e: BlockEntry) {
+        let key = e.key();
+        if let Some(old) = self.remove_entry(&key) {
+            drop(old);
+        }
+        if let Some(t) = e.expires_ms {
+            self.expiries.insert((t, key));
+        }
+        if e.condition.is_some() {
+            self.conditioned.insert(key);
+        }
+        *self.counts.entry(rule_bit(&key)).or_default() += 1;
+        self.blocks.insert(key, e);
+    }
+
+    fn remove_entry(&mut self, key: &RuleKey) -> Option<BlockEntry> {
+        let e = self.blocks.remove(key)?;
+        if let Some(t) = e.expires_ms {
+            self.expiries.remove(&(t, *key));
+        }
+        self.conditioned.remove(key);
+        self.applied_else.remove(key);
+        if let Some(n) = self.counts.get_mut(&rule_bit(key)) {
+            *n -= 1;
+        }
+        Some(e)
+    }
+
+    /// Rewrites the `else_action` of conditioned entries whose enclosing
+    /// entry changed. Failures are logged: the entry keeps its old
+    /// fallback, which the next change retries.
+    fn refresh_else(&mut self, mut maps: Option<&mut (dyn PolicyMaps + '_)>) {
+        let keys: Vec<RuleKey> = self.conditioned.iter().copied().collect();
+        for key in keys {
+            let want = self.enclosing_action(&key);
+            let have = self.applied_else.get(&key).copied().unwrap_or(ACTION_NONE);
+            if want == have {
+                continue;
+            }
+            let v = self.blocks[&key].value(want);
+            if let Some(m) = maps.as_deref_mut()
+                && let Err(e) = m.set_rule(&key, &v, true)
+            {
+                tracing::error!("updating the fallback of {} {}: {e}", key.0, key.1);
+                continue;
+            }
+            self.applied_else.insert(key, want);
+        }
+    }
+
+    fn write_flags(&self, maps: Option<&mut (dyn PolicyMaps + '_)>) -> Result<(), EngineError> {
+        match maps {
+            Some(m) => m.set_flags(self.flags()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Maps in memory, failing on the n-th write when asked to.
+    #[derive(Default)]
+    struct FakeMaps {
+        rules: HashMap<RuleKey, RuleValue>,
+        allow: HashSet<Prefix>,
+        port_index: HashMap<u32, u32>,
+        port_rules: HashMap<u32, RuleValue>,
+        flags: u32,
+        writes: usize,
+        fail_at: Option<usize>,
+    }
+
+    impl FakeMaps {
+        fn tick(&mut self) -> Result<(), EngineError> {
+            self.writes += 1;
+            if self.fail_at == Some(self.writes) {
+                return Err(EngineError::Map {
+                    map: "FAKE",
+                    message: "injected failure".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    impl PolicyMaps for FakeMaps {
+        fn set_rule(&mut self, key: &RuleKey, v: &RuleValue, _: bool) -> Result<(), EngineError> {
+            self.tick()?;
+            self.rules.insert(*key, *v);
+            Ok(())
+        }
+        fn del_rule(&mut self, key: &RuleKey) -> Result<(), EngineError> {
+            self.tick()?;
+            self.rules.remove(key);
+            Ok(())
+        }
+        fn set_allow(&mut self, p: &Prefix) -> Result<(), EngineError> {
+            self.tick()?;
+            self.allow.insert(*p);
+            Ok(())
+        }
+        fn del_allow(&mut self, p: &Prefix) -> Result<(), EngineError> {
+            self.tick()?;
+            self.allow.remove(p);
+            Ok(())
+        }
+        fn set_port_index(&mut self, i: u32, slot: u32) -> Result<(), EngineError> {
+            self.port_index.insert(i, slot);
+            Ok(())
+        }
+        fn set_port_rule(&mut self, slot: u32, v: &RuleValue) -> Result<(), EngineError> {
+            self.port_rules.insert(slot, *v);
+            Ok(())
+        }
+        fn set_flags(&mut self, flags: u32) -> Result<(), EngineError> {
+            self.flags = flags;
+            Ok(())
+        }
+    }
+
+    fn p(s: &str) -> Prefix {
+        s.parse().unwrap()
+    }
+
+    fn manual(s: &str) -> BlockEntry {
+        BlockEntry::source(p(s), RuleAction::Drop, Origin::Manual, 1_000)
+    }
+
+    fn rules(toml: &str) -> Vec<RuleConfig> {
+        ironpost_core::IronpostConfig::parse(toml, "t.toml")
+            .unwrap()
+            .ebpf
+            .rules
+    }
+
+    fn upsert(
+        pol: &mut Policy,
+        m: &mut FakeMaps,
+        e: Vec<BlockEntry>,
+    ) -> Result<ChangeReport, EngineError> {
+        pol.upsert_blocks(e, OnConfigConflict::Refuse, Some(m), &mut |_| {})
+    }
+
+    #[test]
+    fn entries_go_to_the_right_maps_and_flags() {
+        let mut pol = Policy::new(10, 10);
+        let mut m = FakeMaps::default();
+        upsert(
+            &mut pol,
+            &mut m,
+            vec![
+                manual("10.0.0.1"),
+                manual("10.1.0.0/16"),
+                manual("2001:db8::/32"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(m.rules.len(), 3);
+        assert_eq!(m.flags, POLICY_EXACT_V4 | POLICY_SRC_V4 | POLICY_SRC_V6);
+        pol.remove_blocks(&[(Direction::Src, p("10.0.0.1"))], false, Some(&mut m))
+            .unwrap();
+        assert_eq!(m.flags, POLICY_SRC_V4 | POLICY_SRC_V6);
+        let levels = pol.fill_levels();
+        assert_eq!((levels.blocks, levels.blocks_capacity), (2, 10));
+    }
+
+    #[test]
+    fn capacity_is_checked_before_any_write() {
+        let mut pol = Policy::new(3, 10);
+        let mut m = FakeMaps::default();
+        upsert(
+            &mut pol,
+            &mut m,
+            vec![manual("10.0.0.1"), manual("10.0.0.2")],
+        )
+        .unwrap();
+        let err = upsert(
+            &mut pol,
+            &mut m,
+            vec![manual("10.0.0.3"), manual("10.0.0.4")],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("2 new entries do not fit"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("1 free"), "{err}");
+        assert_eq!(m.rules.len(), 2);
+        assert_eq!(pol.blocks().count(), 2);
+        // Updating existing entries needs no room.
+        let r = upsert(
+            &mut pol,
+            &mut m,
+            vec![manual("10.0.0.1"), manual("10.0.0.3")],
+        )
+        .unwrap();
+        assert_eq!((r.added, r.updated), (1, 1));
+    }
+
+    #[test]
+    fn a_failed_write_is_rolled_back() {
+        let mut pol = Policy::new(100, 10);
+        let mut m = FakeMaps::default();
+        upsert(&mut pol, &mut m, vec![manual("10.0.0.1")]).unwrap();
+        m.fail_at = Some(m.writes + 3);
+        let err = upsert(
+            &mut pol,
+            &mut m,
+            vec![manual("10.0.0.2"), manual("10.0.0.3"), manual("10.0.0.4")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("injected"), "{err}");
+        assert_eq!(
+            m.rules.keys().collect::<Vec<_>>(),
+            vec![&(Direction::Src, p("10.0.0.1"))]
+        );
+        assert_eq!(pol.blocks().count(), 1);
+        assert_eq!(m.flags, POLICY_EXACT_V4);
+    }
+
+    #[test]
+    fn config_entries_are_protected() {
+        let mut pol = Policy::new(100, 10);
+        let mut m = FakeMaps::default();
+        let r = rules("[[ebpf.rules]]\nid = \"cfg\"\nsrc = \"10.0.0.1\"\n");
+        pol.set_config(&r, &[], 1, Some(&mut m)).unwrap();
+        let err = upsert(
+            &mut pol,
+            &mut m,
+            vec![manual("10.0.0.1"), manual("10.0.0.2")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("config rule \"cfg\""), "{err}");
+        assert_eq!(pol.blocks().count(), 1);
+        let r2 = pol
+            .upsert_blocks(
+                vec![manual("10.0.0.1"), manual("10.0.0.2")],
+                OnConfigConflict::Skip,
+                Some(&mut m),
+                &mut |_| {},
+            )
+            .unwrap();
+        assert_eq!((r2.added, r2.skipped_config), (1, 1));
+        let err = pol
+            .remove_blocks(&[(Direction::Src, p("10.0.0.1"))], false, Some(&mut m))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("remove it from the configuration"),
+            "{err}"
+        );
+        let err = pol
+            .remove_blocks(&[(Direction::Src, p("10.9.9.9"))], false, Some(&mut m))
+            .unwrap_err();
+        assert!(err.to_string().contains("not in the block list"), "{err}");
+    }
+
+    #[test]
+    fn reload_replaces_only_config_entries() {
+        let mut pol = Policy::new(100, 10);
+        let mut m = FakeMaps::default();
+        let r = rules(
+            "[[ebpf.rules]]\nid = \"a\"\nsrc = \"10.0.0.1\"\n[[ebpf.rules]]\nid = \"b\"\nsrc = \"10.0.0.2\"\n[[ebpf.rules]]\nid = \"ssh\"\nprotocol = \"tcp\"\ndst_port = 22\n",
+        );
+        pol.set_config(&r, &[p("192.168.0.0/16")], 1, Some(&mut m))
+            .unwrap();
+        upsert(&mut pol, &mut m, vec![manual("10.0.0.9")]).unwrap();
+        assert_eq!(m.port_index.get(&22), Some(&1));
+        assert_eq!(m.flags & POLICY_PORTS, POLICY_PORTS);
+        let r = rules(
+            "[[ebpf.rules]]\nid = \"b\"\nsrc = \"10.0.0.2\"\naction = \"monitor\"\n[[ebpf.rules]]\nid = \"c\"\ndst = \"10.0.0.3\"\n",
+        );
+        let rep = pol.set_config(&r, &[], 2, Some(&mut m)).unwrap();
+        assert_eq!((rep.added, rep.updated), (1, 1));
+        assert_eq!(rep.removed, 2, "rule a and the allow entry");
+        let keys: HashSet<RuleKey> = m.rules.keys().copied().collect();
+        assert!(
+            keys.contains(&(Direction::Src, p("10.0.0.9"))),
+            "manual entry kept"
+        );
+        assert!(keys.contains(&(Direction::Dst, p("10.0.0.3"))));
+        assert!(!keys.contains(&(Direction::Src, p("10.0.0.1"))));
+        assert_eq!(
+            m.rules[&(Direction::Src, p("10.0.0.2"))].action,
+            ironpost_ebpf_common::ACTION_MONITOR
+        );
+        assert_eq!(m.port_index.get(&22), Some(&0));
+        assert!(m.allow.is_empty());
+        assert_eq!(m.flags & (POLICY_PORTS | POLICY_ALLOW_V4), 0);
+    }
+
+    #[test]
+    fn conditioned_entries_fall_back_to_the_enclosing_block() {
+        let mut pol = Policy::new(100, 10);
+        let mut m = FakeMaps::default();
+        let r = rules(
+            "[[ebpf.rules]]\nid = \"ssh-from-host\"\nsrc = \"10.1.2.3\"\nprotocol = \"tcp\"\ndst_port = 22\naction = \"pass\"\n",
+        );
+        pol.set_config(&r, &[], 1, Some(&mut m)).unwrap();
+        let key = (Direction::Src, p("10.1.2.3"));
+        assert_eq!(m.rules[&key].else_action, ACTION_NONE);
+        assert_eq!(m.rules[&key].cond_proto, ipproto::TCP);
+        assert_eq!(
+            (m.rules[&key].port_first, m.rules[&key].port_last),
+            (22, 22)
+        );
+        upsert(&mut pol, &mut m, vec![manual("10.0.0.0/8")]).unwrap();
+        assert_eq!(m.rules[&key].else_action, ironpost_ebpf_common::ACTION_DROP);
+        pol.remove_blocks(&[(Direction::Src, p("10.0.0.0/8"))], false, Some(&mut m))
+            .unwrap();
+        assert_eq!(m.rules[&key].else_action, ACTION_NONE);
+    }
+
+    #[test]
+    fn expiry_removes_due_entries_only() {
+        let mut pol = Policy::new(100, 10);
+        let mut m = FakeMaps::default();
+        let mut a = manual("10.0.0.1");
+        a.expires_ms = Some(5_000);
+        let mut b = manual("10.0.0.2");
+        b.expires_ms = Some(9_000);
+        upsert(&mut pol, &mut m, vec![a, b, manual("10.0.0.3")]).unwrap();
+        assert_eq!(pol.next_expiry(), Some(5_000));
+        assert!(pol.expire(4_999, Some(&mut m)).unwrap().is_empty());
+        let gone = pol.expire(5_000, Some(&mut m)).unwrap();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(m.rules.len(), 2);
+        assert_eq!(pol.next_expiry(), Some(9_000));
+        // Re-adding without a TTL clears the expiry.
+        upsert(&mut pol, &mut m, vec![manual("10.0.0.2")]).unwrap();
+        assert_eq!(pol.next_expiry(), None);
+        assert!(pol.expire(u64::MAX, Some(&mut m)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn allow_list_capacity_and_protection() {
+        let mut pol = Policy::new(10, 2);
+        let mut m = FakeMaps::default();
+        pol.set_config(&[], &[p("10.0.0.0/8")], 1, Some(&mut m))
+            .unwrap();
+        let entry = |s: &str| AllowEntry {
+            prefix: p(s),
+            origin: Origin::Manual,
+            reason: String::new(),
+            added_ms: 1,
+        };
+        pol.add_allow(vec![entry("2001:db8::1")], Some(&mut m))
+            .unwrap();
+        assert_eq!(m.flags, POLICY_ALLOW_V4 | POLICY_ALLOW_V6);
+        let err = pol
+            .add_allow(vec![entry("192.0.2.1")], Some(&mut m))
+            .unwrap_err();
+        assert!(err.to_string().contains("do not fit"), "{err}");
+        let err = pol
+            .remove_allow(&[p("10.0.0.0/8")], false, Some(&mut m))
+            .unwrap_err();
+        assert!(err.to_string().contains("configuration"), "{err}");
+        pol.remove_allow(&[p("2001:db8::1")], false, Some(&mut m))
+            .unwrap();
+        assert_eq!(m.flags, POLICY_ALLOW_V4);
+    }
+
+    #[test]
+    fn write_all_reproduces_the_policy_in_new_maps() {
+        let mut pol = Policy::new(10, 10);
+        let r = rules("[[ebpf.rules]]\nid = \"u\"\nprotocol = \"udp\"\ndst_port = \"53-54\"\n");
+        pol.set_config(&r, &[p("::1")], 1, None).unwrap();
+        pol.upsert_blocks(
+            vec![manual("10.0.0.1")],
+            OnConfigConflict::Refuse,
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+        let mut m = FakeMaps::default();
+        pol.write_all(&mut m).unwrap();
+        assert_eq!(m.rules.len(), 1);
+        assert!(m.allow.contains(&p("::1")));
+        assert_eq!(m.port_index.get(&(65_536 + 53)), Some(&1));
+        assert_eq!(m.port_index.get(&(65_536 + 54)), Some(&1));
+        assert_eq!(m.port_index.get(&(65_536 + 55)), None);
+        assert_eq!(m.flags, POLICY_EXACT_V4 | POLICY_ALLOW_V6 | POLICY_PORTS);
+    }
+}
