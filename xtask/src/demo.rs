@@ -70,12 +70,12 @@ pub fn demo(tools: &Tools, root: &Path) -> Result<()> {
         &cfg_path,
         format!(
             "[ebpf]\nxdp_mode = \"auto\"\n\n\
-             [[ebpf.rules]]\nid = \"demo-blocked\"\ndescription = \"the lab's hostile peer\"\nsrc_ip = \"{}\"\naction = \"drop\"\n\n\
-             [[ebpf.rules]]\nid = \"demo-watched\"\ndescription = \"the lab's suspicious peer\"\nsrc_ip = \"{}\"\naction = \"monitor\"\n",
+             [[ebpf.rules]]\nid = \"demo-blocked\"\ndescription = \"the lab's hostile peer\"\nsrc = \"{}\"\naction = \"drop\"\n\n\
+             [[ebpf.rules]]\nid = \"demo-watched\"\ndescription = \"the lab's suspicious peer\"\nsrc = \"{}\"\naction = \"monitor\"\n",
             peers[1].0, peers[2].0
         ),
     )?;
-    let result = run_lab(&bin, &lab, &peers, &cfg_path);
+    let result = run_lab(&bin, &lab, &peers, &cfg_path, &cfg_dir);
     let _ = std::fs::remove_dir_all(&cfg_dir);
     let host_if = lab.host_if().to_owned();
     drop(lab);
@@ -91,7 +91,9 @@ fn run_lab(
     lab: &Lab,
     peers: &[(std::net::Ipv4Addr, &str); 3],
     cfg: &Path,
+    dir: &Path,
 ) -> Result<()> {
+    let socket = dir.join("ctl.sock");
     println!(
         "== starting: ironpost run --interface {} --config <demo config>",
         lab.host_if()
@@ -107,6 +109,10 @@ fn run_lab(
                 "--config",
             ])
             .arg(cfg)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-file")
+            .arg(dir.join("state.json"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -144,6 +150,39 @@ fn run_lab(
         replies.push(lab.ping(*addr, PINGS_PER_PEER)?);
     }
     std::thread::sleep(Duration::from_millis(1200));
+    println!("== asking the running daemon: ironpost block list");
+    let list = Command::new(bin)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["block", "list"])
+        .output()?;
+    ensure!(
+        list.status.success(),
+        "ironpost block list failed: {}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    for line in String::from_utf8_lossy(&list.stdout).lines() {
+        println!("   {line}");
+    }
+    let list = Command::new(bin)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["block", "list", "--json"])
+        .output()?;
+    let list: Value = serde_json::from_slice(&list.stdout).context("block list --json")?;
+    let per_peer = UDP_PER_PEER as u64 + u64::from(PINGS_PER_PEER);
+    for (addr, _) in &peers[1..] {
+        let hits = list["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["prefix"] == addr.to_string())
+            .and_then(|e| e["packets"].as_u64());
+        ensure!(
+            hits == Some(per_peer),
+            "the rule for {addr} counted {hits:?} hits, expected {per_peer}"
+        );
+    }
     // SAFETY: kill on our own child's pid.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
     let mut out = String::new();

@@ -1,32 +1,44 @@
 //! `ironpost`: XDP network threat detection and mitigation.
 
+mod commands;
+mod control;
+mod daemon;
+mod netset;
 mod privileges;
-mod run;
+mod state;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use ironpost_core::{IronpostConfig, XdpMode};
+use ironpost_core::{IronpostConfig, Prefix, XdpMode, config::DEFAULT_SOCKET};
 
 /// Ironpost: filters and counts every packet in the driver with XDP, and
-/// reports what it drops and watches.
+/// reports what it drops and watches. `ironpost run` is the daemon; the
+/// other commands (block, allow, stats, status, reload) talk to it through
+/// its control socket and need root.
 #[derive(Parser)]
 #[command(name = "ironpost", version, propagate_version = true)]
 struct Cli {
+    /// Control socket of the daemon [default: daemon.socket from the
+    /// config for `run`, else /run/ironpost/ironpost.sock]
+    #[arg(long, global = true, value_name = "PATH", env = "IRONPOST_SOCKET")]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Attach the XDP datapath to an interface and report what it sees.
+    /// Run the daemon: attach the XDP datapath and enforce the policy.
     ///
-    /// Loads the XDP program, writes the configured rules to the kernel,
-    /// attaches to INTERFACE and prints one JSON line per dropped or
+    /// Loads the XDP program, writes the configured rules and the blocks
+    /// saved by the last run to the kernel, attaches to every interface,
+    /// and opens the control socket. Prints one JSON line per dropped or
     /// monitored packet, and one stats line every --stats-interval seconds,
-    /// on stdout. Logs go to stderr. On SIGINT or SIGTERM it prints a final
-    /// stats line, detaches and exits 0. Needs root (or CAP_BPF,
-    /// CAP_NET_ADMIN and CAP_PERFMON).
+    /// on stdout; logs go to stderr. SIGHUP re-reads the configuration. On
+    /// SIGINT or SIGTERM it prints a final stats line, saves its state,
+    /// detaches and exits 0. Needs root (or CAP_BPF, CAP_NET_ADMIN and
+    /// CAP_PERFMON).
     Run(RunArgs),
     /// Check a configuration file and print what it sets up.
     CheckConfig {
@@ -34,14 +46,113 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Add, remove, list or import source blocks in the running daemon.
+    #[command(subcommand)]
+    Block(BlockCmd),
+    /// Add, remove or list allow-list entries (sources never dropped).
+    #[command(subcommand)]
+    Allow(AllowCmd),
+    /// Packets, bytes, drops and their rates per protocol.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Interfaces, XDP mode, program id, map fill levels, uptime, events lost.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the daemon re-read its configuration (as SIGHUP does). A bad
+    /// configuration is refused with its error and the running policy stays.
+    Reload,
+}
+
+#[derive(Subcommand)]
+enum BlockCmd {
+    /// Drop everything from these sources (added, or updated if present).
+    Add {
+        /// IPv4 or IPv6 addresses or prefixes, e.g. 192.0.2.7 or 2001:db8::/32.
+        #[arg(required = true, value_name = "IP|CIDR", value_parser = parse_prefix)]
+        prefixes: Vec<Prefix>,
+        /// Remove the block after this long (e.g. 90s, 10m, 2h, 7d); kept
+        /// across restarts. Without it the block stays until `block del`.
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+        /// Why, shown by `block list`.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Remove manual or automatic blocks (configured rules are changed in
+    /// the configuration).
+    Del {
+        /// Addresses or prefixes exactly as blocked.
+        #[arg(required = true, value_name = "IP|CIDR", value_parser = parse_prefix)]
+        prefixes: Vec<Prefix>,
+    },
+    /// List every block with its hits, expiry, reason and origin.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Block every address or prefix in FILE.
+    ///
+    /// One address or prefix per line; `#` and `;` start comments, so
+    /// FireHOL netsets and the Spamhaus DROP list are read as they are.
+    /// The import is all or nothing: any bad line (reported with its line
+    /// number) stops it before anything changes, unless --skip-invalid; a
+    /// file that does not fit in the block list is refused whole. Entries
+    /// the configuration already sets are left as they are.
+    Import {
+        /// The file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Expire the imported blocks after this long.
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+        /// Why (default: "import FILE").
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Report bad lines and import the good ones.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AllowCmd {
+    /// Never drop these sources, whatever the rules and blocks say.
+    Add {
+        /// IPv4 or IPv6 addresses or prefixes.
+        #[arg(required = true, value_name = "IP|CIDR", value_parser = parse_prefix)]
+        prefixes: Vec<Prefix>,
+        /// Why, shown by `allow list`.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Remove allow-list entries added at run time.
+    Del {
+        /// Addresses or prefixes exactly as added.
+        #[arg(required = true, value_name = "IP|CIDR", value_parser = parse_prefix)]
+        prefixes: Vec<Prefix>,
+    },
+    /// List the allow list with hits.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Arguments of `ironpost run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Interface to attach to (overrides ebpf.interface in the config).
+    /// Interface to attach to; repeat for several (overrides
+    /// ebpf.interfaces in the config).
     #[arg(short, long, value_name = "IFACE")]
-    pub interface: Option<String>,
+    pub interface: Vec<String>,
     /// Configuration file (TOML); without it, built-in defaults and no rules.
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -52,10 +163,30 @@ pub struct RunArgs {
     /// Seconds between stats lines; 0 prints only the final one.
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub stats_interval: u64,
+    /// State file for manual and automatic blocks (overrides
+    /// daemon.state_file) [default: /var/lib/ironpost/state.json]
+    #[arg(long, value_name = "PATH")]
+    pub state_file: Option<PathBuf>,
+    /// Set from the global --socket.
+    #[arg(skip)]
+    pub socket: Option<PathBuf>,
 }
 
 fn parse_mode(s: &str) -> Result<XdpMode, String> {
     s.parse()
+}
+
+fn parse_prefix(s: &str) -> Result<Prefix, String> {
+    s.parse()
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("\"{s}\" is not a duration ({e}); write e.g. 90s, 10m, 2h or 7d"))?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("\"{s}\" is shorter than one second"));
+    }
+    Ok(d)
 }
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
@@ -63,18 +194,37 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     let e = &cfg.ebpf;
     println!("{}: ok", path.display());
     println!(
-        "  ebpf: enabled={} interface={} xdp_mode={} ring_buffer_size={} blocklist_max_entries={} event_budget_per_cpu={}",
+        "  ebpf: enabled={} interfaces={} xdp_mode={} ring_buffer_size={} blocklist_max_entries={} allow_max_entries={} event_budget_per_cpu={}",
         e.enabled,
-        e.interface.as_deref().unwrap_or("(none)"),
+        if e.interfaces.is_empty() {
+            "(none)".to_owned()
+        } else {
+            e.interfaces.join(",")
+        },
         e.xdp_mode,
         e.ring_buffer_size,
         e.blocklist_max_entries,
+        e.allow_max_entries,
         e.event_budget_per_cpu
     );
     println!("  rules: {}", e.rules.len());
     for r in &e.rules {
-        println!("    {} {} {}  {}", r.id, r.action, r.src_ip, r.description);
+        println!("    {r}  {}", r.description);
     }
+    let allow: Vec<String> = e.allow.iter().map(ToString::to_string).collect();
+    println!(
+        "  allow: {}",
+        if allow.is_empty() {
+            "(none)".into()
+        } else {
+            allow.join(", ")
+        }
+    );
+    println!(
+        "  daemon: socket={} state_file={}",
+        cfg.daemon.socket.display(),
+        cfg.daemon.state_file.display()
+    );
     Ok(())
 }
 
@@ -89,9 +239,37 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(mut args) => {
+            args.socket = cli.socket;
+            daemon::run(args)
+        }
         Command::CheckConfig { config } => check_config(&config),
+        Command::Block(BlockCmd::Add {
+            prefixes,
+            ttl,
+            reason,
+        }) => commands::block_add(&socket, prefixes, ttl, reason),
+        Command::Block(BlockCmd::Del { prefixes }) => commands::block_del(&socket, prefixes),
+        Command::Block(BlockCmd::List { json }) => commands::block_list(&socket, json),
+        Command::Block(BlockCmd::Import {
+            file,
+            ttl,
+            reason,
+            skip_invalid,
+        }) => commands::block_import(&socket, &file, ttl, reason, skip_invalid),
+        Command::Allow(AllowCmd::Add { prefixes, reason }) => {
+            commands::allow_add(&socket, prefixes, reason)
+        }
+        Command::Allow(AllowCmd::Del { prefixes }) => commands::allow_del(&socket, prefixes),
+        Command::Allow(AllowCmd::List { json }) => commands::allow_list(&socket, json),
+        Command::Stats { json } => commands::stats(&socket, json),
+        Command::Status { json } => commands::status(&socket, json),
+        Command::Reload => commands::reload(&socket),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,118 +1,11 @@
-//! `ironpost` end to end, as an operator runs it.
+//! `ironpost run` end to end, as an operator runs it.
 
-use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Output, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
+mod common;
 
+use std::{process::Command, time::Duration};
+
+use common::{BIN, Daemon, TempFile, ironpost, stderr};
 use ironpost_lab::{Lab, kernel_tests_enabled, xdp_attached};
-use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ironpost");
-
-fn ironpost(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A file in a fresh temporary folder, removed on drop.
-struct TempFile {
-    dir: PathBuf,
-    path: PathBuf,
-}
-
-impl TempFile {
-    fn new(name: &str, text: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "ironpost-cli-{}-{}",
-            std::process::id(),
-            name.replace('.', "-")
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        Self { dir, path }
-    }
-    fn path(&self) -> &str {
-        self.path.to_str().unwrap()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A running `ironpost run`, killed if the test fails before stopping it.
-struct Daemon {
-    child: Child,
-    stderr_lines: mpsc::Receiver<String>,
-}
-
-impl Daemon {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let err = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("[ironpost] {line}");
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            stderr_lines: rx,
-        }
-    }
-
-    fn wait_for_stderr(&self, needle: &str) -> String {
-        loop {
-            match self.stderr_lines.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(e) => panic!("no stderr line with {needle:?}: {e}"),
-            }
-        }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill on our own child's pid.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
-    }
-
-    fn finish(mut self) -> (std::process::ExitStatus, Vec<Value>) {
-        let mut out = String::new();
-        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out).unwrap();
-        let status = self.child.wait().unwrap();
-        let lines = out
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-            .collect();
-        (status, lines)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn run_reports_drops_and_detaches_on_sigint() {
@@ -220,7 +113,7 @@ fn missing_interface_is_explained() {
     let o = ironpost(&["run"]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("pass --interface IFACE or set ebpf.interface"),
+        stderr(&o).contains("pass --interface IFACE or set ebpf.interfaces"),
         "{}",
         stderr(&o)
     );
@@ -238,7 +131,7 @@ fn bad_config_names_file_line_and_field() {
     assert_eq!(
         err.trim(),
         format!(
-            "ironpost: error: {}:6: ebpf.rules[0].src_ip: \"10.0.0.999\" is not an IPv4 address",
+            "ironpost: error: {}:6: ebpf.rules[0].src_ip: \"10.0.0.999\" is not an IP address or prefix",
             cfg.path()
         )
     );
@@ -316,8 +209,9 @@ fn example_config_checks_out() {
     let o = ironpost(&["check-config", "--config", path]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("rules: 2"), "{out}");
-    assert!(out.contains("doc-example-drop drop 192.0.2.1"), "{out}");
+    assert!(out.contains("rules: 4"), "{out}");
+    assert!(out.contains("doc-example-drop drop src 192.0.2.1"), "{out}");
+    assert!(out.contains("doc-example-telnet drop tcp/23"), "{out}");
 }
 
 #[test]
@@ -325,7 +219,17 @@ fn help_explains_every_command() {
     let o = ironpost(&["--help"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("run") && out.contains("check-config"));
+    for cmd in [
+        "run",
+        "check-config",
+        "block",
+        "allow",
+        "stats",
+        "status",
+        "reload",
+    ] {
+        assert!(out.contains(cmd), "{cmd} in {out}");
+    }
     for cmd in ["run", "check-config"] {
         let o = ironpost(&[cmd, "--help"]);
         assert!(o.status.success(), "{cmd} --help");
@@ -334,9 +238,18 @@ fn help_explains_every_command() {
     let o = ironpost(&["run", "--help"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("SIGINT") && out.contains("--xdp-mode"),
+        out.contains("SIGINT") && out.contains("--xdp-mode") && out.contains("SIGHUP"),
         "{out}"
     );
+    let o = ironpost(&["block", "import", "--help"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("all or nothing") && out.contains("--skip-invalid"),
+        "{out}"
+    );
+    let o = ironpost(&["block", "add", "--help"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("--ttl") && out.contains("--reason"), "{out}");
 }
 
 #[test]

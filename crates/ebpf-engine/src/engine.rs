@@ -284,7 +284,14 @@ impl EbpfEngine {
 
     /// The kernel's hit counters of every policy entry.
     pub fn hits(&mut self) -> Result<PolicyHits, EngineError> {
-        self.loaded()?.hits()
+        let loaded = self.inner.as_ref().ok_or(EngineError::NotLoaded)?;
+        let blocks: Vec<RuleKey> = self.policy.blocks().map(BlockEntry::key).collect();
+        let allow: Vec<Prefix> = self.policy.allow_entries().map(|a| a.prefix).collect();
+        loaded.hits(
+            blocks.iter(),
+            allow.iter(),
+            self.policy.port_rules().len() as u32,
+        )
     }
 
     /// Where the program is attached (the first interface), if it is.
@@ -438,12 +445,7 @@ impl Pipeline for EbpfEngine {
 
 #[cfg(target_os = "linux")]
 mod imp {
-    use std::{
-        collections::HashMap as StdHashMap,
-        ffi::CString,
-        io,
-        net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    };
+    use std::{collections::HashMap as StdHashMap, ffi::CString, io};
 
     use aya::{
         Ebpf, EbpfLoader,
@@ -639,78 +641,72 @@ mod imp {
             })
         }
 
-        pub(super) fn hits(&mut self) -> Result<PolicyHits, EngineError> {
+        /// Hit counters of the given entries, looked up one by one (an
+        /// exact-key lookup per entry; iterating a large trie is slower).
+        pub(super) fn hits<'a>(
+            &self,
+            blocks: impl Iterator<Item = &'a RuleKey>,
+            allow: impl Iterator<Item = &'a Prefix>,
+            port_slots: u32,
+        ) -> Result<PolicyHits, EngineError> {
             let mut out = PolicyHits::default();
-            let hits = |v: &RuleValue| Hits {
+            let hits = |v: RuleValue| Hits {
                 packets: v.packets,
                 bytes: v.bytes,
             };
-            {
-                let map: HashMap<&MapData, u32, RuleValue> = HashMap::try_from(
-                    self.ebpf
-                        .map(maps::BLOCKLIST)
-                        .ok_or(EngineError::NotLoaded)?,
-                )
+            let get = |name: &'static str| {
+                self.ebpf.map(name).ok_or(EngineError::Map {
+                    map: name,
+                    message: "missing from the object".into(),
+                })
+            };
+            let exact: HashMap<&MapData, u32, RuleValue> = HashMap::try_from(get(maps::BLOCKLIST)?)
                 .map_err(|e| map_err(maps::BLOCKLIST, e))?;
-                for item in map.iter() {
-                    let (k, v) = item.map_err(|e| map_err(maps::BLOCKLIST, e))?;
-                    let p = Prefix::host(IpAddr::V4(Ipv4Addr::from(k.to_ne_bytes())));
-                    out.blocks.insert((Direction::Src, p), hits(&v));
+            let trie4 = |name| -> Result<LpmTrie<&MapData, [u8; 4], RuleValue>, EngineError> {
+                LpmTrie::try_from(get(name)?).map_err(|e| map_err(name, e))
+            };
+            let trie6 = |name| -> Result<LpmTrie<&MapData, [u8; 16], RuleValue>, EngineError> {
+                LpmTrie::try_from(get(name)?).map_err(|e| map_err(name, e))
+            };
+            let (src4, src6, dst4, dst6) = (
+                trie4(maps::SRC_V4)?,
+                trie6(maps::SRC_V6)?,
+                trie4(maps::DST_V4)?,
+                trie6(maps::DST_V6)?,
+            );
+            for key in blocks {
+                let v = if is_exact(key) {
+                    exact.get(&u32::from_ne_bytes(v4(&key.1).data()), 0)
+                } else {
+                    match (key.0, key.1.is_ipv4()) {
+                        (Direction::Src, true) => src4.get(&v4(&key.1), 0),
+                        (Direction::Src, false) => src6.get(&v6(&key.1), 0),
+                        (Direction::Dst, true) => dst4.get(&v4(&key.1), 0),
+                        (Direction::Dst, false) => dst6.get(&v6(&key.1), 0),
+                    }
+                };
+                if let Ok(v) = v {
+                    out.blocks.insert(*key, hits(v));
                 }
             }
-            for (name, dir) in [
-                (maps::SRC_V4, Direction::Src),
-                (maps::DST_V4, Direction::Dst),
-            ] {
-                for (p, v) in self.trie_entries::<4>(name)? {
-                    out.blocks.insert((dir, p), hits(&v));
+            let (allow4, allow6) = (trie4(maps::ALLOW_V4)?, trie6(maps::ALLOW_V6)?);
+            for p in allow {
+                let v = if p.is_ipv4() {
+                    allow4.get(&v4(p), 0)
+                } else {
+                    allow6.get(&v6(p), 0)
+                };
+                if let Ok(v) = v {
+                    out.allow.insert(*p, hits(v));
                 }
             }
-            for (name, dir) in [
-                (maps::SRC_V6, Direction::Src),
-                (maps::DST_V6, Direction::Dst),
-            ] {
-                for (p, v) in self.trie_entries::<16>(name)? {
-                    out.blocks.insert((dir, p), hits(&v));
-                }
-            }
-            for (p, v) in self.trie_entries::<4>(maps::ALLOW_V4)? {
-                out.allow.insert(p, hits(&v));
-            }
-            for (p, v) in self.trie_entries::<16>(maps::ALLOW_V6)? {
-                out.allow.insert(p, hits(&v));
-            }
-            let table: Array<&MapData, RuleValue> = Array::try_from(
-                self.ebpf
-                    .map(maps::PORT_RULE_TABLE)
-                    .ok_or(EngineError::NotLoaded)?,
-            )
-            .map_err(|e| map_err(maps::PORT_RULE_TABLE, e))?;
-            for slot in 1..table.len() {
+            let table: Array<&MapData, RuleValue> = Array::try_from(get(maps::PORT_RULE_TABLE)?)
+                .map_err(|e| map_err(maps::PORT_RULE_TABLE, e))?;
+            for slot in 1..=port_slots {
                 let v = table
                     .get(&slot, 0)
                     .map_err(|e| map_err(maps::PORT_RULE_TABLE, e))?;
-                if v.packets > 0 {
-                    out.port_rules.insert(slot, hits(&v));
-                }
-            }
-            Ok(out)
-        }
-
-        fn trie_entries<const N: usize>(
-            &self,
-            name: &'static str,
-        ) -> Result<Vec<(Prefix, RuleValue)>, EngineError> {
-            let map: LpmTrie<&MapData, [u8; N], RuleValue> =
-                LpmTrie::try_from(self.ebpf.map(name).ok_or(EngineError::NotLoaded)?)
-                    .map_err(|e| map_err(name, e))?;
-            let mut out = Vec::new();
-            for item in map.iter() {
-                let (k, v) = item.map_err(|e| map_err(name, e))?;
-                let addr = octets_to_addr(&k.data());
-                if let Some(p) = Prefix::new(addr, k.prefix_len() as u8) {
-                    out.push((p, v));
-                }
+                out.port_rules.insert(slot, hits(v));
             }
             Ok(out)
         }
@@ -820,17 +816,6 @@ mod imp {
                     }
                 }
             }))
-        }
-    }
-
-    fn octets_to_addr(b: &[u8]) -> IpAddr {
-        match b.len() {
-            4 => IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])),
-            _ => {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(&b[..16]);
-                IpAddr::V6(Ipv6Addr::from(a))
-            }
         }
     }
 
@@ -1130,7 +1115,12 @@ mod imp {
         pub(super) fn detach_all(&mut self) -> Result<(), EngineError> {
             match *self {}
         }
-        pub(super) fn hits(&mut self) -> Result<PolicyHits, EngineError> {
+        pub(super) fn hits<'a>(
+            &self,
+            _: impl Iterator<Item = &'a RuleKey>,
+            _: impl Iterator<Item = &'a Prefix>,
+            _: u32,
+        ) -> Result<PolicyHits, EngineError> {
             match *self {}
         }
         pub(super) fn stats_reader(&self) -> Result<StatsReader, EngineError> {

@@ -48,6 +48,7 @@ pub type RuleKey = (Direction, Prefix);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockEntry {
     /// Source or destination.
+    #[serde(default = "src", skip_serializing_if = "is_src")]
     pub direction: Direction,
     /// Address or prefix matched.
     pub prefix: Prefix,
@@ -55,6 +56,7 @@ pub struct BlockEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,
     /// What to do with matching packets.
+    #[serde(default, skip_serializing_if = "is_drop")]
     pub action: RuleAction,
     /// Where the entry came from.
     pub origin: Origin,
@@ -62,13 +64,25 @@ pub struct BlockEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Why it is there.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
     /// When it was added (Unix time, milliseconds).
     pub added_ms: u64,
     /// When it expires (Unix time, milliseconds); `None` for never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_ms: Option<u64>,
+}
+
+fn src() -> Direction {
+    Direction::Src
+}
+
+fn is_src(d: &Direction) -> bool {
+    *d == Direction::Src
+}
+
+fn is_drop(a: &RuleAction) -> bool {
+    *a == RuleAction::Drop
 }
 
 impl BlockEntry {

@@ -421,21 +421,22 @@ fn policy(ctx: &XdpContext, pkt: &Packet, len: u64) -> u8 {
     if action != ACTION_NONE {
         return action;
     }
-    if flags & POLICY_PORTS != 0 && pkt.has_l4 {
-        if let Some(action) = port_rule(pkt, len) {
-            return action;
-        }
+    if flags & POLICY_PORTS != 0
+        && pkt.has_l4
+        && let Some(action) = port_rule(pkt, len)
+    {
+        return action;
     }
     ACTION_PASS
 }
 
 #[inline(always)]
 fn policy_v4(pkt: &Packet, flags: u32, len: u64) -> u8 {
-    if flags & POLICY_ALLOW_V4 != 0 {
-        if let Some(rule) = ALLOW_V4.get(Key::new(32, pkt.src4)) {
-            hit(rule, len);
-            return ACTION_PASS;
-        }
+    if flags & POLICY_ALLOW_V4 != 0
+        && let Some(rule) = ALLOW_V4.get(Key::new(32, pkt.src4))
+    {
+        hit(rule, len);
+        return ACTION_PASS;
     }
     let mut exact = false;
     if flags & POLICY_EXACT_V4 != 0 {
@@ -449,18 +450,19 @@ fn policy_v4(pkt: &Packet, flags: u32, len: u64) -> u8 {
             }
         }
     }
-    if !exact && flags & POLICY_SRC_V4 != 0 {
-        if let Some(rule) = SRC_V4.get(Key::new(32, pkt.src4)) {
-            let action = decide(rule, pkt, len);
-            if action != ACTION_NONE {
-                return action;
-            }
+    if !exact
+        && flags & POLICY_SRC_V4 != 0
+        && let Some(rule) = SRC_V4.get(Key::new(32, pkt.src4))
+    {
+        let action = decide(rule, pkt, len);
+        if action != ACTION_NONE {
+            return action;
         }
     }
-    if flags & POLICY_DST_V4 != 0 {
-        if let Some(rule) = DST_V4.get(Key::new(32, pkt.dst4)) {
-            return decide(rule, pkt, len);
-        }
+    if flags & POLICY_DST_V4 != 0
+        && let Some(rule) = DST_V4.get(Key::new(32, pkt.dst4))
+    {
+        return decide(rule, pkt, len);
     }
     ACTION_NONE
 }
@@ -475,24 +477,24 @@ fn policy_v6(ctx: &XdpContext, pkt: &Packet, flags: u32, len: u64) -> u8 {
     };
     // SAFETY: ptr_at checked the bounds; alignment 1.
     let ip = unsafe { &*ip };
-    if flags & POLICY_ALLOW_V6 != 0 {
-        if let Some(rule) = ALLOW_V6.get(Key::new(128, ip.src)) {
-            hit(rule, len);
-            return ACTION_PASS;
+    if flags & POLICY_ALLOW_V6 != 0
+        && let Some(rule) = ALLOW_V6.get(Key::new(128, ip.src))
+    {
+        hit(rule, len);
+        return ACTION_PASS;
+    }
+    if flags & POLICY_SRC_V6 != 0
+        && let Some(rule) = SRC_V6.get(Key::new(128, ip.src))
+    {
+        let action = decide(rule, pkt, len);
+        if action != ACTION_NONE {
+            return action;
         }
     }
-    if flags & POLICY_SRC_V6 != 0 {
-        if let Some(rule) = SRC_V6.get(Key::new(128, ip.src)) {
-            let action = decide(rule, pkt, len);
-            if action != ACTION_NONE {
-                return action;
-            }
-        }
-    }
-    if flags & POLICY_DST_V6 != 0 {
-        if let Some(rule) = DST_V6.get(Key::new(128, ip.dst)) {
-            return decide(rule, pkt, len);
-        }
+    if flags & POLICY_DST_V6 != 0
+        && let Some(rule) = DST_V6.get(Key::new(128, ip.dst))
+    {
+        return decide(rule, pkt, len);
     }
     ACTION_NONE
 }

@@ -1,0 +1,709 @@
+//! `ironpost run`: the daemon. Attaches the datapath to its interfaces,
+//! owns the policy (config, manual and automatic entries), answers the
+//! control socket, expires blocks, saves its state, and reports events and
+//! stats as JSON lines on stdout until SIGINT or SIGTERM. SIGHUP reloads the
+//! configuration.
+
+use std::{
+    collections::HashSet,
+    io::{self, Write},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use ironpost_core::{
+    Direction, IronpostConfig, PacketEvent, Pipeline, Prefix, RuleAction,
+    config::check_interface_name,
+};
+use ironpost_ebpf_engine::{
+    AllowEntry, Attachment, BlockEntry, EbpfEngine, EngineConfig, OnConfigConflict, Origin,
+    TrafficStats, engine::now_ms,
+};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::UnixStream,
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+};
+
+use crate::{
+    RunArgs,
+    control::{self, MAX_REQUEST_BYTES, Reply, Request, SocketGuard},
+    privileges,
+    state::State,
+};
+
+/// How often expiries are checked: entries leave the maps within this much
+/// of their expiry time.
+const EXPIRY_TICK: Duration = Duration::from_millis(200);
+/// Expiries are saved to the state file at most this often (changes made
+/// through the control socket are saved before they are answered).
+const EXPIRY_SAVE_DELAY: Duration = Duration::from_secs(2);
+
+/// Runs the daemon until a signal.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let cfg = match &args.config {
+        Some(path) => IronpostConfig::load(path)?,
+        None => IronpostConfig::default(),
+    };
+    if !cfg.ebpf.enabled {
+        tracing::warn!("ebpf.enabled is false in the configuration: nothing to run");
+        return Ok(());
+    }
+    let interfaces = if args.interface.is_empty() {
+        cfg.ebpf.interfaces.clone()
+    } else {
+        args.interface.clone()
+    };
+    if interfaces.is_empty() {
+        bail!("no interface given: pass --interface IFACE or set ebpf.interfaces");
+    }
+    let mut seen = HashSet::new();
+    for iface in &interfaces {
+        check_interface_name(iface).map_err(anyhow::Error::msg)?;
+        check_interface_exists(iface)?;
+        if !seen.insert(iface) {
+            bail!("interface {iface} is given twice");
+        }
+    }
+    if !privileges::can_load_xdp() {
+        bail!(
+            "loading XDP programs needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON): \
+             run ironpost as root"
+        );
+    }
+    let socket = args.socket.clone().unwrap_or(cfg.daemon.socket.clone());
+    let state_file = args
+        .state_file
+        .clone()
+        .unwrap_or(cfg.daemon.state_file.clone());
+    if control::daemon_running(&socket) {
+        bail!(
+            "another ironpost daemon is running: it answers on {} (stop it first, or use \
+             another --socket)",
+            socket.display()
+        );
+    }
+    let state = State::load(&state_file)?;
+    let mut engine_cfg = EngineConfig::from_core(&cfg.ebpf);
+    if let Some(mode) = args.xdp_mode {
+        engine_cfg.xdp_mode = mode;
+    }
+    let mut builder = EbpfEngine::builder().config(engine_cfg);
+    for iface in &interfaces {
+        builder = builder.interface(iface);
+    }
+    let engine = builder.build();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let daemon = Daemon {
+        engine,
+        config_path: args.config.clone(),
+        interfaces_from_cli: !args.interface.is_empty(),
+        xdp_mode_from_cli: args.xdp_mode,
+        state_file,
+        socket,
+        started: Instant::now(),
+        live: TrafficStats::new(),
+        expired_unsaved: false,
+        last_save: Instant::now(),
+    };
+    rt.block_on(daemon.serve(state, args.stats_interval))
+}
+
+fn check_interface_exists(iface: &str) -> anyhow::Result<()> {
+    if !Path::new("/sys/class/net").join(iface).exists() {
+        bail!("no such network interface: {iface}");
+    }
+    Ok(())
+}
+
+type ControlMsg = (Request, mpsc::Sender<Reply>);
+
+struct Daemon {
+    engine: EbpfEngine,
+    config_path: Option<PathBuf>,
+    interfaces_from_cli: bool,
+    xdp_mode_from_cli: Option<ironpost_core::XdpMode>,
+    state_file: PathBuf,
+    socket: PathBuf,
+    started: Instant,
+    /// Counters and rates over the last second, for `ironpost stats`.
+    live: TrafficStats,
+    expired_unsaved: bool,
+    last_save: Instant,
+}
+
+impl Daemon {
+    async fn serve(mut self, state: Option<State>, stats_interval: u64) -> anyhow::Result<()> {
+        // Signals first, so a signal during start-up is not lost.
+        let mut sigint =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut sigterm =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+
+        // Policy before attaching: config, then what the last run saved.
+        self.engine.load()?;
+        self.engine.apply_config()?;
+        if let Some(mut state) = state {
+            let expired = state.drop_expired(now_ms());
+            let blocks = state.blocks.len();
+            let r = self
+                .engine
+                .block(state.blocks, OnConfigConflict::Skip, &mut |_| {})
+                .context("restoring the saved blocks")?;
+            let a = self
+                .engine
+                .allow(state.allow)
+                .context("restoring the saved allow list")?;
+            tracing::info!(
+                "restored {blocks} blocks ({} now set by the config instead, {expired} expired \
+                 while stopped) and {} allow entries from {}",
+                r.skipped_config,
+                a.added + a.updated,
+                self.state_file.display()
+            );
+        }
+        self.engine.start().await?;
+        let attachments: Vec<Attachment> = self.engine.attachments().to_vec();
+
+        let (ev_tx, mut ev_rx) = mpsc::channel::<PacketEvent>(4096);
+        self.engine.spawn_event_reader(ev_tx)?;
+        let (st_tx, mut st_rx) = mpsc::channel::<TrafficStats>(4);
+        self.engine
+            .spawn_stats_poller(Duration::from_secs(1), st_tx)?;
+
+        let listener = control::bind(&self.socket)?;
+        let _socket_guard = SocketGuard::new(&self.socket);
+        let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(16);
+        let accept = tokio::spawn(accept_loop(listener, ctl_tx));
+
+        let names: Vec<&str> = attachments.iter().map(|a| a.interface.as_str()).collect();
+        tracing::info!(
+            "ready: reporting events and stats from {} (control socket {}, stop with SIGINT or \
+             SIGTERM, reload with SIGHUP)",
+            names.join(", "),
+            self.socket.display()
+        );
+
+        let mut out = io::BufWriter::new(io::stdout().lock());
+        let mut printed = TrafficStats::new();
+        let mut ticks = 0u64;
+        let mut expiry = tokio::time::interval(EXPIRY_TICK);
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let reason = loop {
+            tokio::select! {
+                _ = sigint.recv() => break "SIGINT",
+                _ = sigterm.recv() => break "SIGTERM",
+                _ = sighup.recv() => {
+                    match self.reload() {
+                        Ok(v) => tracing::info!("SIGHUP: configuration reloaded: {v}"),
+                        Err(e) => tracing::error!("SIGHUP: reload refused, the running policy stays: {e:#}"),
+                    }
+                }
+                ev = ev_rx.recv() => match ev {
+                    Some(ev) => {
+                        if emit(&mut out, &event_line(&ev)).is_err() {
+                            break "stdout closed";
+                        }
+                    }
+                    None => break "event reader stopped",
+                },
+                st = st_rx.recv() => match st {
+                    Some(st) => {
+                        self.live = st;
+                        if stats_interval > 0 && ticks > 0 && ticks.is_multiple_of(stats_interval) {
+                            if let Some(snap) = self.live.snapshot() {
+                                printed.update(snap, Instant::now());
+                            }
+                            let line = stats_line(self.engine.attachments(), &printed, false);
+                            if emit(&mut out, &line).is_err() {
+                                break "stdout closed";
+                            }
+                        } else if ticks == 0 && let Some(snap) = self.live.snapshot() {
+                            printed.update(snap, Instant::now());
+                        }
+                        ticks += 1;
+                    }
+                    None => break "stats poller stopped",
+                },
+                msg = ctl_rx.recv() => {
+                    if let Some((req, reply)) = msg {
+                        let answer = self.handle(req, &reply);
+                        let _ = reply.send(answer).await;
+                    }
+                }
+                _ = expiry.tick() => self.expire(),
+            }
+        };
+        tracing::info!("{reason}: stopping");
+        accept.abort();
+        while let Ok(ev) = ev_rx.try_recv() {
+            let _ = emit(&mut out, &event_line(&ev));
+        }
+        match self.engine.counters() {
+            Ok(snap) => {
+                printed.update(snap, Instant::now());
+                let _ = emit(
+                    &mut out,
+                    &stats_line(self.engine.attachments(), &printed, true),
+                );
+            }
+            Err(e) => tracing::warn!("reading the final counters: {e}"),
+        }
+        if self.expired_unsaved
+            && let Err(e) = self.save()
+        {
+            tracing::error!("{e:#}");
+        }
+        self.engine.stop().await?;
+        Ok(())
+    }
+
+    fn save(&mut self) -> anyhow::Result<()> {
+        let policy = self.engine.policy();
+        let state = State::collect(policy.blocks(), policy.allow_entries(), now_ms());
+        state.save(&self.state_file)?;
+        self.expired_unsaved = false;
+        self.last_save = Instant::now();
+        Ok(())
+    }
+
+    fn expire(&mut self) {
+        match self.engine.expire(now_ms()) {
+            Ok(gone) => {
+                for e in &gone {
+                    tracing::info!("{} block on {} {} expired", e.origin, e.direction, e.prefix);
+                }
+                if !gone.is_empty() {
+                    self.expired_unsaved = true;
+                }
+            }
+            Err(e) => tracing::error!("removing expired blocks: {e}"),
+        }
+        if self.expired_unsaved
+            && self.last_save.elapsed() >= EXPIRY_SAVE_DELAY
+            && let Err(e) = self.save()
+        {
+            tracing::error!("{e:#}");
+        }
+    }
+
+    /// Answers one control request. Changes are saved before the answer:
+    /// an acknowledged change survives a crash.
+    fn handle(&mut self, req: Request, reply: &mpsc::Sender<Reply>) -> Reply {
+        let started = Instant::now();
+        let result = match req {
+            Request::BlockAdd {
+                prefixes,
+                ttl_secs,
+                reason,
+                import,
+            } => self.block_add(prefixes, ttl_secs, reason, import, reply),
+            Request::BlockDel { prefixes } => {
+                let keys: Vec<_> = prefixes.iter().map(|p| (Direction::Src, *p)).collect();
+                self.engine
+                    .unblock(&keys)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|gone| {
+                        self.save()?;
+                        for e in &gone {
+                            tracing::info!(
+                                "unblocked {} (was {}, {})",
+                                e.prefix,
+                                e.origin,
+                                e.reason
+                            );
+                        }
+                        Ok(json!({ "removed": gone.len() }))
+                    })
+            }
+            Request::BlockList => self.block_list(),
+            Request::AllowAdd { prefixes, reason } => {
+                let now = now_ms();
+                let entries = prefixes
+                    .iter()
+                    .map(|p| AllowEntry {
+                        prefix: *p,
+                        origin: Origin::Manual,
+                        reason: reason.clone(),
+                        added_ms: now,
+                    })
+                    .collect();
+                self.engine
+                    .allow(entries)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| {
+                        self.save()?;
+                        tracing::info!("allowed {}", join(&prefixes));
+                        Ok(serde_json::to_value(r)?)
+                    })
+            }
+            Request::AllowDel { prefixes } => self
+                .engine
+                .disallow(&prefixes)
+                .map_err(anyhow::Error::from)
+                .and_then(|gone| {
+                    self.save()?;
+                    tracing::info!("removed {} from the allow list", join(&prefixes));
+                    Ok(json!({ "removed": gone.len() }))
+                }),
+            Request::AllowList => self.allow_list(),
+            Request::Stats => Ok(stats_line(self.engine.attachments(), &self.live, false)),
+            Request::Status => Ok(self.status()),
+            Request::Reload => self.reload(),
+        };
+        match result {
+            Ok(mut v) => {
+                if let Value::Object(m) = &mut v {
+                    m.insert(
+                        "elapsed_ms".into(),
+                        json!(started.elapsed().as_secs_f64() * 1000.0),
+                    );
+                }
+                Reply::Ok(v)
+            }
+            Err(e) => Reply::Error(format!("{e:#}")),
+        }
+    }
+
+    fn block_add(
+        &mut self,
+        prefixes: Vec<Prefix>,
+        ttl_secs: Option<u64>,
+        reason: String,
+        import: bool,
+        reply: &mpsc::Sender<Reply>,
+    ) -> anyhow::Result<Value> {
+        let now = now_ms();
+        let total = prefixes.len();
+        let expires = ttl_secs.map(|t| now + t.saturating_mul(1000));
+        let mut notes = Vec::new();
+        if !import {
+            for p in &prefixes {
+                if let Some(a) = self
+                    .engine
+                    .policy()
+                    .allow_entries()
+                    .find(|a| a.prefix.contains(p) || p.contains(&a.prefix))
+                {
+                    notes.push(format!(
+                        "{p} overlaps allow-list entry {}: the allow list wins for its addresses",
+                        a.prefix
+                    ));
+                }
+            }
+        }
+        let entries: Vec<BlockEntry> = prefixes
+            .iter()
+            .map(|p| {
+                let mut e = BlockEntry::source(*p, RuleAction::Drop, Origin::Manual, now);
+                e.reason = reason.clone();
+                e.expires_ms = expires;
+                e
+            })
+            .collect();
+        let conflict = if import {
+            OnConfigConflict::Skip
+        } else {
+            OnConfigConflict::Refuse
+        };
+        let mut progress = |done: usize| {
+            let _ = reply.try_send(Reply::Progress { done, total });
+        };
+        let t = Instant::now();
+        let r = self.engine.block(entries, conflict, &mut progress)?;
+        let applied = t.elapsed();
+        self.save()?;
+        tracing::debug!(
+            "block_add: {total} entries applied in {applied:?}, state saved in {:?}",
+            t.elapsed() - applied
+        );
+        if import {
+            tracing::info!(
+                "imported {total} entries ({} new, {} updated, {} set by config) ({reason})",
+                r.added,
+                r.updated,
+                r.skipped_config
+            );
+        } else {
+            tracing::info!(
+                "blocked {}{} ({reason})",
+                join(&prefixes),
+                ttl_secs.map_or(String::new(), |t| format!(" for {t} s"))
+            );
+        }
+        let mut v = serde_json::to_value(r)?;
+        if let Value::Object(m) = &mut v {
+            m.insert("notes".into(), json!(notes));
+        }
+        Ok(v)
+    }
+
+    fn block_list(&mut self) -> anyhow::Result<Value> {
+        let hits = self.engine.hits()?;
+        let now = now_ms();
+        let mut rows: Vec<&BlockEntry> = self.engine.policy().blocks().collect();
+        rows.sort_by_key(|e| (e.origin as u8, e.key()));
+        let rows: Vec<Value> = rows
+            .into_iter()
+            .map(|e| {
+                let h = hits.blocks.get(&e.key()).copied().unwrap_or_default();
+                json!({
+                    "prefix": e.prefix,
+                    "direction": e.direction,
+                    "condition": e.condition.map(|c| c.to_string()),
+                    "action": e.action,
+                    "origin": e.origin,
+                    "id": e.id,
+                    "reason": e.reason,
+                    "added": rfc3339(e.added_ms),
+                    "expires": e.expires_ms.map(rfc3339),
+                    "expires_in_secs": e.expires_ms.map(|t| t.saturating_sub(now) as f64 / 1000.0),
+                    "packets": h.packets,
+                    "bytes": h.bytes,
+                })
+            })
+            .collect();
+        let ports: Vec<Value> = self
+            .engine
+            .policy()
+            .port_rules()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let h = hits
+                    .port_rules
+                    .get(&(i as u32 + 1))
+                    .copied()
+                    .unwrap_or_default();
+                json!({
+                    "id": r.id,
+                    "condition": r.condition.to_string(),
+                    "action": r.action,
+                    "origin": Origin::Config,
+                    "reason": r.description,
+                    "packets": h.packets,
+                    "bytes": h.bytes,
+                })
+            })
+            .collect();
+        Ok(json!({ "entries": rows, "port_rules": ports }))
+    }
+
+    fn allow_list(&mut self) -> anyhow::Result<Value> {
+        let hits = self.engine.hits()?;
+        let mut rows: Vec<&AllowEntry> = self.engine.policy().allow_entries().collect();
+        rows.sort_by_key(|a| a.prefix);
+        let rows: Vec<Value> = rows
+            .into_iter()
+            .map(|a| {
+                let h = hits.allow.get(&a.prefix).copied().unwrap_or_default();
+                json!({
+                    "prefix": a.prefix,
+                    "origin": a.origin,
+                    "reason": a.reason,
+                    "added": rfc3339(a.added_ms),
+                    "packets": h.packets,
+                    "bytes": h.bytes,
+                })
+            })
+            .collect();
+        Ok(json!({ "entries": rows }))
+    }
+
+    fn status(&self) -> Value {
+        let events = self.live.events();
+        json!({
+            "pid": std::process::id(),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "interfaces": self.engine.attachments(),
+            "program_id": self.engine.attachment().map(|a| a.program_id),
+            "maps": self.engine.policy().fill_levels(),
+            "events": events,
+            "events_lost": events.lost(),
+            "config": self.config_path,
+            "state_file": self.state_file,
+            "socket": self.socket,
+        })
+    }
+
+    /// Re-reads the configuration. A bad file, or one that needs a
+    /// restart, changes nothing.
+    fn reload(&mut self) -> anyhow::Result<Value> {
+        let Some(path) = self.config_path.clone() else {
+            bail!("the daemon was started without --config: there is nothing to reload");
+        };
+        let cfg = IronpostConfig::load(&path)?;
+        let want: Vec<String> = if self.interfaces_from_cli {
+            self.engine
+                .attachments()
+                .iter()
+                .map(|a| a.interface.clone())
+                .collect()
+        } else {
+            cfg.ebpf.interfaces.clone()
+        };
+        if want.is_empty() {
+            bail!(
+                "{}: ebpf.interfaces is empty; nothing was changed",
+                path.display()
+            );
+        }
+        for iface in &want {
+            check_interface_exists(iface)?;
+        }
+        let mut engine_cfg = EngineConfig::from_core(&cfg.ebpf);
+        if let Some(mode) = self.xdp_mode_from_cli {
+            engine_cfg.xdp_mode = mode;
+        }
+        let report = self.engine.reload_config(engine_cfg)?;
+        let have: Vec<String> = self
+            .engine
+            .attachments()
+            .iter()
+            .map(|a| a.interface.clone())
+            .collect();
+        let mut notes = Vec::new();
+        for gone in have.iter().filter(|i| !want.contains(i)) {
+            self.engine.detach_interface(gone)?;
+            notes.push(format!("detached from {gone}"));
+        }
+        for new in want.iter().filter(|i| !have.contains(i)) {
+            match self.engine.attach_interface(new) {
+                Ok(a) => notes.push(format!("attached to {new} in {} mode", a.mode.as_str())),
+                Err(e) => bail!("the rules were reloaded, but attaching to {new} failed: {e}"),
+            }
+        }
+        let mut v = serde_json::to_value(&report)?;
+        if let Value::Object(m) = &mut v {
+            m.insert("notes".into(), json!(notes));
+        }
+        Ok(v)
+    }
+}
+
+fn join(prefixes: &[Prefix]) -> String {
+    let mut s: Vec<String> = prefixes.iter().take(5).map(ToString::to_string).collect();
+    if prefixes.len() > 5 {
+        s.push(format!("and {} more", prefixes.len() - 5));
+    }
+    s.join(", ")
+}
+
+fn rfc3339(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+async fn accept_loop(listener: tokio::net::UnixListener, ctl: mpsc::Sender<ControlMsg>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, ctl.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("control socket: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, ctl: mpsc::Sender<ControlMsg>) {
+    // The socket is 0600; this also refuses any other user that could
+    // reach it through a file descriptor passed along.
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    match stream.peer_cred() {
+        Ok(c) if c.uid() == 0 || c.uid() == me => {}
+        Ok(c) => {
+            tracing::warn!("control socket: refused a connection from uid {}", c.uid());
+            return;
+        }
+        Err(e) => {
+            tracing::warn!("control socket: no peer credentials: {e}");
+            return;
+        }
+    }
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = BufReader::new(rd.take(MAX_REQUEST_BYTES as u64 + 1));
+    let mut line = String::new();
+    let reply = match reader.read_line(&mut line).await {
+        Ok(n) if n > MAX_REQUEST_BYTES => Err(format!(
+            "request larger than {} MiB",
+            MAX_REQUEST_BYTES >> 20
+        )),
+        Ok(_) => serde_json::from_str::<Request>(line.trim_end())
+            .map_err(|e| format!("bad request: {e}")),
+        Err(e) => Err(format!("reading the request: {e}")),
+    };
+    let req = match reply {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = write_reply(&mut wr, &Reply::Error(e)).await;
+            return;
+        }
+    };
+    let (tx, mut rx) = mpsc::channel::<Reply>(64);
+    if ctl.send((req, tx)).await.is_err() {
+        let _ = write_reply(&mut wr, &Reply::Error("the daemon is stopping".into())).await;
+        return;
+    }
+    while let Some(r) = rx.recv().await {
+        let last = !matches!(r, Reply::Progress { .. });
+        if write_reply(&mut wr, &r).await.is_err() || last {
+            break;
+        }
+    }
+}
+
+async fn write_reply(wr: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec(reply)?;
+    bytes.push(b'\n');
+    wr.write_all(&bytes).await
+}
+
+fn emit(out: &mut impl Write, line: &Value) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, line)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+fn event_line(ev: &PacketEvent) -> Value {
+    let mut v = serde_json::to_value(ev).unwrap_or_else(|_| json!({}));
+    if let Value::Object(map) = &mut v {
+        map.insert("type".into(), json!("event"));
+    }
+    v
+}
+
+/// A stats line: per-class counters and rates, and where they come from.
+pub fn stats_line(atts: &[Attachment], st: &TrafficStats, last: bool) -> Value {
+    let first = atts.first();
+    let mut v = json!({
+        "type": "stats",
+        "time": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        "interface": first.map(|a| a.interface.clone()),
+        "interfaces": atts.iter().map(|a| a.interface.clone()).collect::<Vec<_>>(),
+        "xdp_mode": first.map(|a| a.mode),
+        "program_id": first.map(|a| a.program_id),
+        "events": st.events(),
+    });
+    if let Value::Object(map) = &mut v {
+        for (name, m) in st.by_name() {
+            map.insert(name.into(), serde_json::to_value(m).unwrap_or(Value::Null));
+        }
+        map.insert("events_lost".into(), json!(st.events().lost()));
+        if last {
+            map.insert("final".into(), json!(true));
+        }
+    }
+    v
+}

@@ -1,0 +1,173 @@
+//! Helpers shared by the end-to-end tests: temporary files, and a daemon
+//! with a control socket and state file of its own.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ironpost");
+
+pub fn ironpost(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A file in a fresh temporary folder, removed on drop.
+pub struct TempFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl TempFile {
+    pub fn new(name: &str, text: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "ironpost-cli-{}-{}",
+            std::process::id(),
+            name.replace('.', "-")
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        Self { dir, path }
+    }
+    pub fn path(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `ironpost run` with a control socket and state file of its
+/// own, killed if the test fails before stopping it.
+pub struct Daemon {
+    child: Child,
+    stderr_lines: mpsc::Receiver<String>,
+    dir: PathBuf,
+}
+
+static DAEMONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Daemon {
+    pub fn start(args: &[&str]) -> Self {
+        let n = DAEMONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ironpost-d-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self::start_in(dir, args)
+    }
+
+    /// Starts a daemon using the socket and state file in `dir`.
+    pub fn start_in(dir: PathBuf, args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .arg("--socket")
+            .arg(dir.join("ctl.sock"))
+            .arg("--state-file")
+            .arg(dir.join("state.json"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("[ironpost] {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            stderr_lines: rx,
+            dir,
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("ctl.sock")
+    }
+
+    /// Runs an `ironpost` control command against this daemon.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a control command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert!(o.status.success(), "ironpost {args:?}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs a control command with `--json` and parses its output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    pub fn wait_for_stderr(&self, needle: &str) -> String {
+        loop {
+            match self.stderr_lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no stderr line with {needle:?}: {e}"),
+            }
+        }
+    }
+
+    /// Kills the daemon with SIGKILL and returns its folder, which is kept
+    /// (socket file and state) for a restart with [`Daemon::start_in`].
+    pub fn crash(mut self) -> PathBuf {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+        std::mem::take(&mut self.dir)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    pub fn finish(mut self) -> (std::process::ExitStatus, Vec<Value>) {
+        let mut out = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        let status = self.child.wait().unwrap();
+        let lines = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+            .collect();
+        (status, lines)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() && !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! The control commands against a daemon running on a namespace lab: block,
+//! see the drop, unblock, see the pass; TTL expiry; import; allow list;
+//! status and stats; reload; persistence across `kill -9`; and every bad
+//! input giving its clear error.
+
+mod common;
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    time::{Duration, Instant},
+};
+
+use common::{Daemon, TempFile, ironpost, stderr};
+use ironpost_lab::{Lab, kernel_tests_enabled, xdp_attached};
+use serde_json::Value;
+
+fn start(lab: &Lab, extra: &[&str]) -> Daemon {
+    let mut args = vec![
+        "run",
+        "-i",
+        lab.host_if(),
+        "--xdp-mode",
+        "skb",
+        "--stats-interval",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let d = Daemon::start(&args);
+    d.wait_for_stderr("ready:");
+    d
+}
+
+fn entries(d: &Daemon) -> Vec<Value> {
+    d.json(&["block", "list"])["entries"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn find<'a>(rows: &'a [Value], prefix: &str) -> &'a Value {
+    rows.iter()
+        .find(|r| r["prefix"] == prefix)
+        .unwrap_or_else(|| panic!("{prefix} not in {rows:?}"))
+}
+
+#[test]
+fn block_see_the_drop_unblock_see_the_pass() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let (good, bad) = (lab.peer_addr(0), lab.peer_addr(1));
+    let d = start(&lab, &[]);
+    // The socket is root's alone.
+    let mode = std::fs::metadata(d.socket()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(lab.ping(bad, 2).unwrap(), 2);
+
+    let out = d.ok(&["block", "add", &bad.to_string(), "--reason", "test block"]);
+    assert!(out.contains("blocked 1 entry"), "{out}");
+    assert_eq!(lab.ping(bad, 3).unwrap(), 0, "blocked at once");
+    assert_eq!(lab.ping(good, 2).unwrap(), 2);
+    let rows = entries(&d);
+    let row = find(&rows, &bad.to_string());
+    assert_eq!(row["origin"], "manual");
+    assert_eq!(row["action"], "drop");
+    assert_eq!(row["reason"], "test block");
+    assert_eq!(row["expires"], Value::Null);
+    assert_eq!(row["packets"], 3, "per-entry hit counter: {row}");
+    let table = d.ok(&["block", "list"]);
+    assert!(
+        table.contains(&bad.to_string()) && table.contains("never") && table.contains("manual"),
+        "{table}"
+    );
+
+    let out = d.ok(&["block", "del", &bad.to_string()]);
+    assert!(out.contains("removed 1"), "{out}");
+    assert_eq!(lab.ping(bad, 2).unwrap(), 2, "passes again");
+    assert!(entries(&d).is_empty());
+
+    // Deleting what is not there changes nothing and says so.
+    let o = d.ctl(&["block", "del", &bad.to_string()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is not in the block list"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn ttl_blocks_expire_within_a_second() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let peer = lab.peer_addr(0);
+    let d = start(&lab, &[]);
+    let added = Instant::now();
+    d.ok(&["block", "add", &peer.to_string(), "--ttl", "2s"]);
+    assert_eq!(lab.ping(peer, 1).unwrap(), 0);
+    let row = find(&entries(&d), &peer.to_string()).clone();
+    let left = row["expires_in_secs"].as_f64().unwrap();
+    assert!(left > 0.0 && left <= 2.0, "{row}");
+    // Poll until the entry is gone; it must go within a second of expiry.
+    let gone = loop {
+        if entries(&d).is_empty() {
+            break added.elapsed();
+        }
+        assert!(
+            added.elapsed() < Duration::from_secs(4),
+            "still listed 4 s after a 2 s TTL"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(gone <= Duration::from_millis(3_000), "gone after {gone:?}");
+    assert_eq!(lab.ping(peer, 2).unwrap(), 2, "out of the kernel map too");
+    d.wait_for_stderr("expired");
+}
+
+#[test]
+fn import_reports_bad_lines_and_is_all_or_nothing() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let bad_peer = lab.peer_addr(1);
+    let d = start(&lab, &[]);
+    let text = format!(
+        "# a FireHOL-style list\n198.51.100.0/24\nnot-an-address\n{bad_peer}   # the lab peer\n\
+         10.1.2.3/8\n2001:db8::/32 ; spamhaus style\n198.51.100.0/24\n"
+    );
+    let file = TempFile::new("list.netset", &text);
+    let o = d.ctl(&["block", "import", file.path()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains(&format!("{}:3: ", file.path())), "{err}");
+    assert!(err.contains(&format!("{}:5: ", file.path())), "{err}");
+    assert!(err.contains("host bits"), "{err}");
+    assert!(
+        err.contains("2 bad lines") && err.contains("nothing was imported"),
+        "{err}"
+    );
+    assert!(entries(&d).is_empty(), "nothing applied");
+    assert_eq!(lab.ping(bad_peer, 1).unwrap(), 1);
+
+    let out = d.ok(&[
+        "block",
+        "import",
+        file.path(),
+        "--skip-invalid",
+        "--ttl",
+        "1h",
+    ]);
+    assert!(out.contains("imported 3 entries"), "{out}");
+    assert!(
+        out.contains("1 duplicate lines, 2 bad lines skipped"),
+        "{out}"
+    );
+    let rows = entries(&d);
+    assert_eq!(rows.len(), 3);
+    assert!(
+        find(&rows, "2001:db8::/32")["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("import ")
+    );
+    assert!(
+        find(&rows, "198.51.100.0/24")["expires_in_secs"]
+            .as_f64()
+            .unwrap()
+            > 3000.0
+    );
+    assert_eq!(lab.ping(bad_peer, 2).unwrap(), 0);
+}
+
+#[test]
+fn over_capacity_is_refused_whole() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let cfg = TempFile::new("small.toml", "[ebpf]\nblocklist_max_entries = 3\n");
+    let d = start(&lab, &["--config", cfg.path()]);
+    d.ok(&["block", "add", "192.0.2.1", "192.0.2.2"]);
+    let list = TempFile::new("three.txt", "198.51.100.1\n198.51.100.2\n198.51.100.3\n");
+    let o = d.ctl(&["block", "import", list.path()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("3 new entries do not fit") && err.contains("1 free"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(entries(&d).len(), 2);
+    let st = d.json(&["status"]);
+    assert_eq!(st["maps"]["blocks"], 2);
+    assert_eq!(st["maps"]["blocks_capacity"], 3);
+}
+
+#[test]
+fn allow_list_wins_and_status_and_stats_report() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let (a, b) = (lab.peer_addr(0), lab.peer_addr(1));
+    let second = Lab::new(1).unwrap();
+    let d = Daemon::start(&[
+        "run",
+        "-i",
+        lab.host_if(),
+        "-i",
+        second.host_if(),
+        "--xdp-mode",
+        "skb",
+        "--stats-interval",
+        "0",
+    ]);
+    d.wait_for_stderr("ready:");
+    assert!(xdp_attached(lab.host_if()) && xdp_attached(second.host_if()));
+    let o = lab.host_addr().octets();
+    let subnet = format!("{}.{}.{}.0/24", o[0], o[1], o[2]);
+    d.ok(&["allow", "add", &a.to_string(), "--reason", "trusted"]);
+    let out = d.ok(&["block", "add", &subnet]);
+    assert!(out.contains("blocked 1 entry"), "{out}");
+    let o = d.ctl(&["block", "add", &a.to_string()]);
+    assert!(stderr(&o).contains("allow list wins"), "{}", stderr(&o));
+    d.ok(&["block", "del", &a.to_string()]);
+    assert_eq!(lab.ping(a, 2).unwrap(), 2, "allowed despite the /24 block");
+    assert_eq!(lab.ping(b, 2).unwrap(), 0, "the rest of the /24 is blocked");
+    let allow = d.json(&["allow", "list"]);
+    let row = &allow["entries"][0];
+    assert_eq!(row["prefix"], a.to_string());
+    assert!(row["packets"].as_u64().unwrap() >= 2, "{row}");
+
+    let st = d.json(&["status"]);
+    let ifaces: Vec<&str> = st["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["interface"].as_str().unwrap())
+        .collect();
+    assert_eq!(ifaces, [lab.host_if(), second.host_if()]);
+    assert_eq!(st["interfaces"][0]["mode"], "skb");
+    assert!(st["program_id"].as_u64().unwrap() > 0);
+    assert_eq!(st["maps"]["allow"], 1);
+    assert_eq!(st["maps"]["blocks"], 1);
+    assert!(st["uptime_secs"].is_u64());
+    assert!(st["events_lost"].is_u64());
+    let text = d.ok(&["status"]);
+    assert!(text.contains("block list: 1 of 10000"), "{text}");
+
+    // Stats are polled every second.
+    std::thread::sleep(Duration::from_millis(1_200));
+    let stats = d.json(&["stats"]);
+    assert!(stats["icmp"]["packets"].as_u64().unwrap() >= 4, "{stats}");
+    assert!(stats["icmp"]["drops"].as_u64().unwrap() >= 2, "{stats}");
+    for class in ["tcp", "udp", "icmp", "other", "total"] {
+        assert!(stats[class]["pps"].is_number(), "{stats}");
+    }
+    let text = d.ok(&["stats"]);
+    assert!(text.contains("icmp") && text.contains("PPS"), "{text}");
+
+    let o = d.ctl(&["allow", "del", "203.0.113.1"]);
+    assert!(
+        stderr(&o).contains("not in the allow list"),
+        "{}",
+        stderr(&o)
+    );
+    d.ok(&["allow", "del", &a.to_string()]);
+    assert_eq!(lab.ping(a, 1).unwrap(), 0);
+}
+
+#[test]
+fn reload_applies_a_good_config_and_refuses_a_bad_one() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let (a, b) = (lab.peer_addr(0), lab.peer_addr(1));
+    let cfg = TempFile::new(
+        "reload.toml",
+        &format!("[[ebpf.rules]]\nid = \"a\"\nsrc = \"{a}\"\n"),
+    );
+    let d = start(&lab, &["--config", cfg.path()]);
+    assert_eq!(lab.ping(a, 1).unwrap(), 0);
+    assert_eq!(lab.ping(b, 1).unwrap(), 1);
+    // A configured entry cannot be removed from the command line.
+    let o = d.ctl(&["block", "del", &a.to_string()]);
+    assert!(stderr(&o).contains("config rule \"a\""), "{}", stderr(&o));
+    d.ok(&["block", "add", "192.0.2.9"]);
+
+    std::fs::write(
+        cfg.path(),
+        format!("[[ebpf.rules]]\nid = \"b\"\nsrc = \"{b}\"\n"),
+    )
+    .unwrap();
+    let out = d.ok(&["reload"]);
+    assert!(
+        out.contains("1 added") && out.contains("1 removed"),
+        "{out}"
+    );
+    assert_eq!(lab.ping(a, 1).unwrap(), 1);
+    assert_eq!(lab.ping(b, 1).unwrap(), 0);
+    assert!(
+        entries(&d).iter().any(|r| r["prefix"] == "192.0.2.9"),
+        "manual entry kept"
+    );
+
+    std::fs::write(
+        cfg.path(),
+        "[[ebpf.rules]]\nid = \"c\"\n\nsrc = \"10.0.0.0/33\"\n",
+    )
+    .unwrap();
+    let o = d.ctl(&["reload"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains(":4: ebpf.rules[0].src:"), "{err}");
+    assert_eq!(lab.ping(b, 1).unwrap(), 0, "the running policy stays");
+
+    // SIGHUP does the same.
+    std::fs::write(cfg.path(), "").unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_for_stderr("configuration reloaded");
+    assert_eq!(lab.ping(b, 1).unwrap(), 1);
+    std::fs::write(cfg.path(), "[ebpf]\nblocklist_max_entries = 7\n").unwrap();
+    let o = d.ctl(&["reload"]);
+    assert!(
+        stderr(&o).contains("blocklist_max_entries changed") && stderr(&o).contains("restart"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn blocks_survive_kill_9_and_the_restart_takes_over() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let (a, b) = (lab.peer_addr(0), lab.peer_addr(1));
+    let d = start(&lab, &[]);
+    d.ok(&[
+        "block",
+        "add",
+        &a.to_string(),
+        "--ttl",
+        "1h",
+        "--reason",
+        "kept",
+    ]);
+    d.ok(&["block", "add", "2001:db8::/48"]);
+    d.ok(&["allow", "add", &b.to_string()]);
+    assert_eq!(lab.ping(a, 1).unwrap(), 0);
+    let socket = d.socket();
+    let dir = d.crash();
+    // The kernel released the program with the process: nothing filters
+    // that no one owns.
+    assert!(!xdp_attached(lab.host_if()));
+    assert_eq!(lab.ping(a, 1).unwrap(), 1);
+    let o = ironpost(&["--socket", socket.to_str().unwrap(), "status"]);
+    assert!(
+        stderr(&o).contains("no ironpost daemon is running"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The same socket and state file: the stale socket is replaced.
+    let d = Daemon::start_in(
+        dir,
+        &[
+            "run",
+            "-i",
+            lab.host_if(),
+            "--xdp-mode",
+            "skb",
+            "--stats-interval",
+            "0",
+        ],
+    );
+    let restored = d.wait_for_stderr("restored");
+    assert!(
+        restored.contains("restored 2 blocks") && restored.contains("1 allow"),
+        "{restored}"
+    );
+    d.wait_for_stderr("ready:");
+    assert_eq!(lab.ping(a, 1).unwrap(), 0, "the block is back");
+    let rows = entries(&d);
+    let row = find(&rows, &a.to_string());
+    assert_eq!(row["reason"], "kept");
+    let left = row["expires_in_secs"].as_f64().unwrap();
+    assert!(left > 3500.0 && left < 3600.0, "remaining TTL kept: {row}");
+    assert!(rows.iter().any(|r| r["prefix"] == "2001:db8::/48"));
+    assert_eq!(
+        d.json(&["allow", "list"])["entries"][0]["prefix"],
+        b.to_string()
+    );
+
+    // A second daemon on the same socket is refused, leaving this one be.
+    let o = ironpost(&[
+        "--socket",
+        d.socket().to_str().unwrap(),
+        "run",
+        "-i",
+        lab.host_if(),
+    ]);
+    assert!(
+        stderr(&o).contains("another ironpost daemon is running"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(lab.ping(a, 1).unwrap(), 0);
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["block", "add", "10.1.2.3/8"],
+            "host bits set: the network is 10.0.0.0/8",
+        ),
+        (
+            &["block", "add", "example.com"],
+            "is not an IP address or prefix",
+        ),
+        (&["block", "add", "10.0.0.0/40"], "0 to 32"),
+        (
+            &["block", "add", "10.0.0.1", "--ttl", "5 parsecs"],
+            "is not a duration",
+        ),
+        (
+            &["block", "add", "10.0.0.1", "--ttl", "0s"],
+            "shorter than one second",
+        ),
+        (&["block", "add"], "required"),
+        (&["allow", "add", "2001:db8::/129"], "0 to 128"),
+    ];
+    for (args, needle) in cases {
+        let o = ironpost(args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+    // Against no daemon.
+    let sock = std::env::temp_dir().join(format!("ironpost-none-{}.sock", std::process::id()));
+    for args in [
+        &["block", "list"][..],
+        &["block", "add", "192.0.2.1"],
+        &["stats"],
+        &["status"],
+        &["reload"],
+        &["allow", "list"],
+    ] {
+        let o = ironpost(&[&["--socket", sock.to_str().unwrap()], args].concat());
+        assert!(!o.status.success());
+        let err = stderr(&o);
+        assert!(
+            err.trim()
+                .starts_with("ironpost: error: no ironpost daemon is running")
+                && err.contains("ironpost run"),
+            "{args:?}: {err}"
+        );
+    }
+    // A missing import file is named before any daemon is asked.
+    let o = ironpost(&[
+        "--socket",
+        sock.to_str().unwrap(),
+        "block",
+        "import",
+        "/nonexistent/list",
+    ]);
+    assert!(
+        stderr(&o).contains("reading /nonexistent/list"),
+        "{}",
+        stderr(&o)
+    );
+}
