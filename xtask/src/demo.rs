@@ -22,7 +22,7 @@ const UDP_PAYLOAD: usize = 64;
 const PINGS_PER_PEER: u32 = 5;
 
 /// Kills the daemon if the demo fails half-way.
-struct Child(std::process::Child);
+pub(crate) struct Child(pub(crate) std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -31,12 +31,8 @@ impl Drop for Child {
     }
 }
 
-/// Runs the demo.
-pub fn demo(tools: &Tools, root: &Path) -> Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the demo creates network namespaces and loads XDP programs: run it as root");
-    }
+/// Builds `target/release/ironpost` and returns its path.
+pub(crate) fn build_release(tools: &Tools, root: &Path) -> Result<std::path::PathBuf> {
     println!("== building ironpost (release)");
     run_status(
         cargo()
@@ -44,7 +40,16 @@ pub fn demo(tools: &Tools, root: &Path) -> Result<()> {
             .env("PATH", tools.path_env())
             .current_dir(root),
     )?;
-    let bin = root.join("target/release/ironpost");
+    Ok(root.join("target/release/ironpost"))
+}
+
+/// Runs the demo.
+pub fn demo(tools: &Tools, root: &Path) -> Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the demo creates network namespaces and loads XDP programs: run it as root");
+    }
+    let bin = build_release(tools, root)?;
 
     println!("== creating the lab: a network namespace and a veth pair");
     let lab = Lab::new(3).context("creating the lab (needs iproute2 and root)")?;

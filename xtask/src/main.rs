@@ -1,6 +1,7 @@
-//! Project tasks: `cargo xtask setup | build-ebpf | test | demo`.
+//! Project tasks: `cargo xtask setup | build-ebpf | test | demo | bench-import`.
 
 mod demo;
+mod import_bench;
 mod setup;
 
 use std::{
@@ -44,6 +45,13 @@ enum Task {
     /// Run setup if needed, build, and run Ironpost on a lab of network
     /// namespaces and a veth pair: normal and blocked traffic, then a report.
     Demo,
+    /// Measure `ironpost block import` of N addresses and N /24 prefixes
+    /// into a release daemon on a lab veth (needs root).
+    BenchImport {
+        /// Entries per list.
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u32,
+    },
 }
 
 /// Where the project keeps the tools setup installs.
@@ -269,6 +277,9 @@ fn main() -> ExitCode {
             cargo_args,
         } => test(&tools, &root, skip_kernel, no_lint, &cargo_args),
         Task::Demo => ensure_setup(&tools).and_then(|()| demo::demo(&tools, &root)),
+        Task::BenchImport { entries } => {
+            ensure_setup(&tools).and_then(|()| import_bench::bench_import(&tools, &root, entries))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use rustc_hash::FxHashMap;
+
 use ironpost_core::{Condition, Direction, L4Protocol, Prefix, RuleAction, RuleConfig};
 use ironpost_ebpf_common::{
     ACTION_NONE, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6, POLICY_EXACT_V4,
@@ -340,7 +342,7 @@ pub struct FillLevels {
 pub struct Policy {
     block_capacity: usize,
     allow_capacity: usize,
-    blocks: HashMap<RuleKey, BlockEntry>,
+    blocks: FxHashMap<RuleKey, BlockEntry>,
     allow: HashMap<Prefix, AllowEntry>,
     port_rules: Vec<PortRule>,
     /// PORT_RULES as written: slot per index.
@@ -362,7 +364,7 @@ impl Policy {
         Self {
             block_capacity,
             allow_capacity,
-            blocks: HashMap::new(),
+            blocks: FxHashMap::default(),
             allow: HashMap::new(),
             port_rules: Vec::new(),
             port_slots: vec![0; PORT_INDEX_LEN as usize],
@@ -499,7 +501,8 @@ impl Policy {
     ) -> Result<ChangeReport, EngineError> {
         let mut report = ChangeReport::default();
         // Later entries for the same key win.
-        let mut batch: HashMap<RuleKey, BlockEntry> = HashMap::with_capacity(entries.len());
+        let mut batch: FxHashMap<RuleKey, BlockEntry> = FxHashMap::default();
+        batch.reserve(entries.len());
         let mut order = Vec::with_capacity(entries.len());
         for e in entries {
             let key = e.key();
@@ -567,6 +570,7 @@ impl Policy {
         }
         progress(order.len());
         let mut maps = journal.maps.take();
+        self.blocks.reserve(new_keys);
         for key in order {
             let e = batch.remove(&key).expect("every key was batched");
             let else_action = if e.condition.is_some() {
@@ -913,8 +917,8 @@ impl Policy {
 
     fn insert_entry(&mut self, e: BlockEntry) {
         let key = e.key();
-        if let Some(old) = self.remove_entry(&key) {
-            drop(old);
+        if self.blocks.contains_key(&key) {
+            self.remove_entry(&key);
         }
         if let Some(t) = e.expires_ms {
             self.expiries.insert((t, key));
