@@ -43,6 +43,36 @@ pub(crate) fn build_release(tools: &Tools, root: &Path) -> Result<std::path::Pat
     Ok(root.join("target/release/ironpost"))
 }
 
+/// Starts `ironpost run` as `cmd` says (stdout is the caller's choice),
+/// printing its log when `echo`, and waits until it logs "ready:". Returns
+/// the daemon and its "attached" log line.
+pub(crate) fn start_daemon(cmd: &mut Command, echo: bool) -> Result<(Child, String)> {
+    let mut child = Child(
+        cmd.stderr(Stdio::piped())
+            .spawn()
+            .context("starting ironpost")?,
+    );
+    let stderr = child.0.stderr.take().context("no stderr")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            if echo {
+                println!("   [ironpost] {line}");
+            }
+            let _ = tx.send(line);
+        }
+    });
+    let mut attached = String::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) if line.contains("attached") => attached = line,
+            Ok(line) if line.contains("ready:") => return Ok((child, attached)),
+            Ok(_) => {}
+            Err(_) => bail!("ironpost was not ready within 30 s (see its output above)"),
+        }
+    }
+}
+
 /// Runs the demo.
 pub fn demo(tools: &Tools, root: &Path) -> Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -103,7 +133,7 @@ fn run_lab(
         "== starting: ironpost run --interface {} --config <demo config>",
         lab.host_if()
     );
-    let mut child = Child(
+    let (mut child, attached) = start_daemon(
         Command::new(bin)
             .args([
                 "run",
@@ -118,28 +148,9 @@ fn run_lab(
             .arg(&socket)
             .arg("--state-file")
             .arg(dir.join("state.json"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?,
-    );
-    let stderr = child.0.stderr.take().context("no stderr")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
-            println!("   [ironpost] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let mut attached = String::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line.contains("attached") => attached = line,
-            Ok(line) if line.contains("ready:") => break,
-            Ok(_) => {}
-            Err(_) => bail!("ironpost was not ready within 30 s (see its output above)"),
-        }
-    }
+            .stdout(Stdio::piped()),
+        true,
+    )?;
     let mode = if attached.contains("native mode") {
         "native"
     } else {

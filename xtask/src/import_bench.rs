@@ -5,12 +5,10 @@
 
 use std::{
     fmt::Write as _,
-    io::{BufRead, BufReader},
     net::Ipv4Addr,
     path::Path,
     process::{Command, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -68,7 +66,7 @@ fn run(bin: &Path, dir: &Path, entries: u32) -> Result<()> {
         lab.host_if(),
         2 * entries
     );
-    let mut child = demo::Child(
+    let (mut child, _) = demo::start_daemon(
         Command::new(bin)
             .args([
                 "run",
@@ -83,25 +81,9 @@ fn run(bin: &Path, dir: &Path, entries: u32) -> Result<()> {
             .arg(&socket)
             .arg("--state-file")
             .arg(dir.join("state.json"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?,
-    );
-    let stderr = child.0.stderr.take().context("no stderr")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line.contains("ready:") => break,
-            Ok(_) => {}
-            Err(_) => bail!("ironpost was not ready within 30 s"),
-        }
-    }
+            .stdout(Stdio::null()),
+        false,
+    )?;
     let ctl = |args: &[&str]| -> Result<String> {
         let o = Command::new(bin)
             .arg("--socket")
