@@ -354,7 +354,8 @@ pub struct Policy {
     conditioned: BTreeSet<RuleKey>,
     /// `else_action` as written, per conditioned key.
     applied_else: HashMap<RuleKey, u8>,
-    /// Block entries per flag bit.
+    /// Block and allow entries per flag bit, so the flags word is computed
+    /// without walking the tables.
     counts: HashMap<u32, usize>,
 }
 
@@ -426,9 +427,6 @@ impl Policy {
             if *n > 0 {
                 f |= bit;
             }
-        }
-        for p in self.allow.keys() {
-            f |= allow_bit(p);
         }
         if !self.port_rules.is_empty() {
             f |= POLICY_PORTS;
@@ -547,10 +545,15 @@ impl Policy {
         if let Some(m) = journal.maps.as_deref_mut() {
             m.set_flags(self.flags() | extra)?;
         }
+        // The fallback written for each conditioned entry, as the kernel
+        // now holds it; `refresh_else` corrects it once all are in.
+        let mut written_else = Vec::new();
         for (n, key) in order.iter().enumerate() {
             let e = &batch[key];
             let else_action = if e.condition.is_some() {
-                self.enclosing_action(key)
+                let a = self.enclosing_action(key);
+                written_else.push((*key, a));
+                a
             } else {
                 ACTION_NONE
             };
@@ -572,17 +575,9 @@ impl Policy {
         let mut maps = journal.maps.take();
         self.blocks.reserve(new_keys);
         for key in order {
-            let e = batch.remove(&key).expect("every key was batched");
-            let else_action = if e.condition.is_some() {
-                Some(self.enclosing_action(&key))
-            } else {
-                None
-            };
-            self.insert_entry(e);
-            if let Some(a) = else_action {
-                self.applied_else.insert(key, a);
-            }
+            self.insert_entry(batch.remove(&key).expect("every key was batched"));
         }
+        self.applied_else.extend(written_else);
         self.refresh_else(maps.as_deref_mut());
         self.write_flags(maps)?;
         Ok(report)
@@ -699,6 +694,11 @@ impl Policy {
             }
         }
         let maps = journal.maps.take();
+        for p in batch.keys() {
+            if !self.allow.contains_key(p) {
+                *self.counts.entry(allow_bit(p)).or_default() += 1;
+            }
+        }
         self.allow.extend(batch);
         self.write_flags(maps)?;
         Ok(report)
@@ -738,7 +738,16 @@ impl Policy {
             }
         }
         let maps = journal.maps.take();
-        let removed = unique.iter().filter_map(|p| self.allow.remove(p)).collect();
+        let removed = unique
+            .iter()
+            .filter_map(|p| {
+                let e = self.allow.remove(p)?;
+                if let Some(n) = self.counts.get_mut(&allow_bit(p)) {
+                    *n -= 1;
+                }
+                Some(e)
+            })
+            .collect();
         self.write_flags(maps)?;
         Ok(removed)
     }
