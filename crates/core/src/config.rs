@@ -14,6 +14,13 @@ use toml::Spanned;
 
 use crate::net::{L4Protocol, PortRange, Prefix};
 
+mod detection;
+
+pub use detection::{
+    AlertFormat, DetectionConfig, DetectorResponse, FloodConfig, MAX_SECS, MAX_TRACKED_SOURCES,
+    PortScanConfig, ResponseConfig, SynFloodConfig,
+};
+
 /// Smallest ring buffer the kernel accepts: one page.
 pub const MIN_RING_BUFFER_SIZE: u32 = 4096;
 /// Largest ring buffer Ironpost accepts (1 GiB).
@@ -126,6 +133,10 @@ pub struct IronpostConfig {
     pub ebpf: EbpfConfig,
     /// The `[daemon]` section.
     pub daemon: DaemonConfig,
+    /// The `[detection]` section.
+    pub detection: DetectionConfig,
+    /// The `[response]` section.
+    pub response: ResponseConfig,
 }
 
 /// The `[daemon]` section: how the running daemon is reached and where it
@@ -270,6 +281,10 @@ struct RawFile {
     ebpf: Option<RawEbpf>,
     #[serde(default)]
     daemon: Option<RawDaemon>,
+    #[serde(default)]
+    detection: Option<detection::RawDetection>,
+    #[serde(default)]
+    response: Option<detection::RawResponse>,
 }
 
 #[derive(Deserialize)]
@@ -335,7 +350,20 @@ impl IronpostConfig {
             Some(raw) => src.daemon(raw)?,
             None => DaemonConfig::default(),
         };
-        Ok(Self { ebpf, daemon })
+        let detection = match raw.detection {
+            Some(raw) => src.detection(raw)?,
+            None => DetectionConfig::default(),
+        };
+        let response = match raw.response {
+            Some(raw) => src.response(raw)?,
+            None => ResponseConfig::default(),
+        };
+        Ok(Self {
+            ebpf,
+            daemon,
+            detection,
+            response,
+        })
     }
 }
 

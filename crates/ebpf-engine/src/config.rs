@@ -1,8 +1,8 @@
 //! The engine's runtime configuration: the validated `[ebpf]` section.
 
-use ironpost_core::{EbpfConfig, Prefix, RuleConfig};
+use ironpost_core::{EbpfConfig, Prefix, RuleConfig, config::DetectionConfig};
 pub use ironpost_core::{RuleAction, XdpMode};
-use ironpost_ebpf_common::{ACTION_DROP, ACTION_MONITOR, ACTION_PASS};
+use ironpost_ebpf_common::{ACTION_DROP, ACTION_MONITOR, ACTION_PASS, DetectConfig};
 
 /// The datapath's action code for a rule action.
 pub fn action_code(action: RuleAction) -> u8 {
@@ -30,6 +30,9 @@ pub struct EngineConfig {
     pub rules: Vec<RuleConfig>,
     /// Configured allow list.
     pub allow: Vec<Prefix>,
+    /// Detection: what the datapath tracks, and the SIGNALS and SOURCES
+    /// sizes.
+    pub detection: DetectionConfig,
 }
 
 impl Default for EngineConfig {
@@ -49,7 +52,37 @@ impl EngineConfig {
             event_budget_per_cpu: cfg.event_budget_per_cpu,
             rules: cfg.rules.clone(),
             allow: cfg.allow.clone(),
+            detection: DetectionConfig::default(),
         }
+    }
+
+    /// The same, with the `[detection]` section.
+    pub fn with_detection(mut self, detection: &DetectionConfig) -> Self {
+        self.detection = detection.clone();
+        self
+    }
+}
+
+/// The datapath's DETECT_CONFIG for a `[detection]` section: a detector
+/// that is off has its thresholds at 0 (no signal).
+pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
+    const NS: u64 = 1_000_000_000;
+    let on = |b: bool, v: u32| if b { v } else { 0 };
+    let syn = d.syn_flood.enabled;
+    let scan = d.port_scan.enabled;
+    DetectConfig {
+        enabled: u32::from(d.enabled),
+        syn_ratio_permille: d.syn_flood.syn_only_permille,
+        syn_window_ns: d.syn_flood.window_secs * NS,
+        scan_window_ns: d.port_scan.window_secs * NS,
+        udp_window_ns: d.udp_flood.window_secs * NS,
+        icmp_window_ns: d.icmp_flood.window_secs * NS,
+        syn_threshold: on(syn, d.syn_flood.source_threshold),
+        target_syn_threshold: on(syn, d.syn_flood.target_threshold),
+        port_threshold: on(scan, d.port_scan.distinct_ports),
+        host_threshold: on(scan, d.port_scan.distinct_hosts),
+        udp_threshold: on(d.udp_flood.enabled, d.udp_flood.threshold),
+        icmp_threshold: on(d.icmp_flood.enabled, d.icmp_flood.threshold),
     }
 }
 
@@ -69,5 +102,23 @@ mod tests {
         assert_eq!(cfg.rules.len(), 1);
         assert_eq!(cfg.allow.len(), 1);
         assert_eq!(action_code(cfg.rules[0].action), ACTION_MONITOR);
+    }
+
+    #[test]
+    fn detect_params_turn_off_what_is_off() {
+        let core = ironpost_core::IronpostConfig::parse(
+            "[detection.port_scan]\nenabled = false\n[detection.syn_flood]\nwindow_secs = 3\n",
+            "t.toml",
+        )
+        .unwrap();
+        let p = detect_params(&core.detection);
+        assert_eq!(p.enabled, 1);
+        assert_eq!(p.syn_window_ns, 3_000_000_000);
+        assert_eq!(p.syn_ratio_permille, 700);
+        assert_eq!((p.port_threshold, p.host_threshold), (0, 0));
+        assert_eq!(p.syn_threshold, 5_000);
+        let mut off = core.detection.clone();
+        off.enabled = false;
+        assert_eq!(detect_params(&off).enabled, 0);
     }
 }

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use ironpost_core::{HealthStatus, IronpostError, PacketEvent, Pipeline, Prefix};
+use ironpost_core::{HealthStatus, IronpostError, PacketEvent, Pipeline, Prefix, Signal};
 use serde::Serialize;
 use tokio::{sync::mpsc, task::JoinHandle};
 
@@ -228,17 +228,29 @@ impl EbpfEngine {
         if config.event_budget_per_cpu != self.config.event_budget_per_cpu {
             fixed.push("event_budget_per_cpu");
         }
+        let mut fixed: Vec<String> = fixed.into_iter().map(|f| format!("ebpf.{f}")).collect();
+        if config.detection.max_tracked_sources != self.config.detection.max_tracked_sources {
+            fixed.push("detection.max_tracked_sources".into());
+        }
+        if config.detection.signal_ring_buffer_size != self.config.detection.signal_ring_buffer_size
+        {
+            fixed.push("detection.signal_ring_buffer_size".into());
+        }
         if !fixed.is_empty() {
             return Err(EngineError::Rule(format!(
-                "ebpf.{} changed: these take effect only at start; restart ironpost \
+                "{} changed: these take effect only at start; restart ironpost \
                  (nothing was changed)",
-                fixed.join(", ebpf.")
+                fixed.join(", ")
             )));
         }
         let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
         let report = self
             .policy
             .set_config(&config.rules, &config.allow, now_ms(), maps)?;
+        if let Some(l) = self.inner.as_mut() {
+            l.set_detection(&crate::config::detect_params(&config.detection))?;
+        }
+        self.config.detection = config.detection;
         self.config.rules = config.rules;
         self.config.allow = config.allow;
         self.config.xdp_mode = config.xdp_mode;
@@ -350,6 +362,15 @@ impl EbpfEngine {
         Ok(())
     }
 
+    /// Starts the task that reads SIGNALS (threshold crossings of the
+    /// detection tracking) and sends each decoded signal to `tx`. Must be
+    /// called within a tokio runtime.
+    pub fn spawn_signal_reader(&mut self, tx: mpsc::Sender<Signal>) -> Result<(), EngineError> {
+        let task = self.loaded()?.spawn_signal_reader(tx)?;
+        self.tasks.push(task);
+        Ok(())
+    }
+
     /// Starts the task that reads the counters every `interval` and sends
     /// the updated statistics (with rates) to `tx`; the first message,
     /// at once, holds the counters as they were when this was called.
@@ -455,9 +476,10 @@ mod imp {
         },
         programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode as AyaXdpMode},
     };
-    use ironpost_core::{Direction, PacketEvent, Prefix};
+    use ironpost_core::{Direction, PacketEvent, Prefix, Signal};
     use ironpost_ebpf_common::{
-        EVENT_BUDGET_GLOBAL, EventCounters, PROGRAM_NAME, RuleValue, TrafficCounters, maps,
+        DetectConfig, DetectCounters, EVENT_BUDGET_GLOBAL, EventCounters, PROGRAM_NAME, RuleValue,
+        SignalRecord, TrafficCounters, maps,
     };
     use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
 
@@ -502,6 +524,8 @@ mod imp {
                 .map_max_entries(maps::ALLOW_V4, allow)
                 .map_max_entries(maps::ALLOW_V6, allow)
                 .map_max_entries(maps::EVENTS, cfg.ring_buffer_size)
+                .map_max_entries(maps::SOURCES, cfg.detection.max_tracked_sources)
+                .map_max_entries(maps::SIGNALS, cfg.detection.signal_ring_buffer_size)
                 .override_global(EVENT_BUDGET_GLOBAL, &budget, true)
                 .load(XDP_OBJECT)
                 .map_err(|e| {
@@ -528,12 +552,22 @@ mod imp {
                 .map_err(|e| EngineError::Load(e.to_string()))?
                 .id();
             tracing::debug!(program_id, "loaded {PROGRAM_NAME}");
-            Ok(Self {
+            let mut loaded = Self {
                 ebpf,
                 program_id,
                 links: Vec::new(),
                 attachments: Vec::new(),
-            })
+            };
+            loaded.set_detection(&crate::config::detect_params(&cfg.detection))?;
+            Ok(loaded)
+        }
+
+        /// Writes the detection windows and thresholds.
+        pub(super) fn set_detection(&mut self, params: &DetectConfig) -> Result<(), EngineError> {
+            let name = maps::DETECT_CONFIG;
+            let mut map: Array<&mut MapData, DetectConfig> =
+                Array::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+            map.set(0, *params, 0).map_err(|e| map_err(name, e))
         }
 
         fn program(&mut self) -> Result<&mut Xdp, EngineError> {
@@ -738,6 +772,8 @@ mod imp {
                     .map_err(|e| map_err(maps::STATS, e))?,
                 events: PerCpuArray::try_from(open(maps::EVENT_COUNTERS)?)
                     .map_err(|e| map_err(maps::EVENT_COUNTERS, e))?,
+                detect: PerCpuArray::try_from(open(maps::DETECT_COUNTERS)?)
+                    .map_err(|e| map_err(maps::DETECT_COUNTERS, e))?,
             })
         }
 
@@ -812,6 +848,65 @@ mod imp {
                                 }
                             }
                             Err(e) => tracing::warn!("skipping an event: {e}"),
+                        }
+                    }
+                }
+            }))
+        }
+    }
+
+    impl Loaded {
+        /// Takes SIGNALS and starts the task that decodes each record and
+        /// sends it to `tx`; it waits on the ring buffer's fd (epoll).
+        pub(super) fn spawn_signal_reader(
+            &mut self,
+            tx: mpsc::Sender<Signal>,
+        ) -> Result<JoinHandle<()>, EngineError> {
+            let map = self.ebpf.take_map(maps::SIGNALS).ok_or(EngineError::Map {
+                map: maps::SIGNALS,
+                message: "already taken by another reader".into(),
+            })?;
+            let ring = RingBuf::try_from(map).map_err(|e| map_err(maps::SIGNALS, e))?;
+            // SAFETY: as in spawn_event_reader: the RingBuf keeps its fd open
+            // and unchanged while the AsyncFd owns it.
+            let registered =
+                unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) };
+            let mut fd = registered.map_err(|e| EngineError::Map {
+                map: maps::SIGNALS,
+                message: format!("registering with the runtime: {e}"),
+            })?;
+            let clock = event::Clock::now();
+            Ok(tokio::spawn(async move {
+                let mut names = InterfaceNames::default();
+                let mut batch = Vec::new();
+                loop {
+                    let mut guard = match fd.readable_mut().await {
+                        Ok(g) => g,
+                        Err(e) => {
+                            tracing::error!("signal reader stopped: {e}");
+                            return;
+                        }
+                    };
+                    let ring = guard.get_inner_mut();
+                    while let Some(item) = ring.next() {
+                        batch.push(SignalRecord::from_bytes(&item));
+                    }
+                    guard.clear_ready();
+                    for rec in batch.drain(..) {
+                        let Some(rec) = rec else {
+                            tracing::warn!("skipping a short signal record");
+                            continue;
+                        };
+                        let name = names.get(rec.ifindex);
+                        match event::decode_signal(&rec, &name, &clock) {
+                            Some(sig) => {
+                                if tx.send(sig).await.is_err() {
+                                    return;
+                                }
+                            }
+                            None => {
+                                tracing::warn!("skipping a signal of unknown kind {}", rec.kind)
+                            }
                         }
                     }
                 }
@@ -994,6 +1089,7 @@ mod imp {
     pub(crate) struct StatsReader {
         stats: PerCpuArray<MapData, TrafficCounters>,
         events: PerCpuArray<MapData, EventCounters>,
+        detect: PerCpuArray<MapData, DetectCounters>,
     }
 
     impl StatsReader {
@@ -1003,7 +1099,11 @@ mod imp {
                 .events
                 .get(&0, 0)
                 .map_err(|e| map_err(maps::EVENT_COUNTERS, e))?;
-            Ok(TrafficSnapshot::from_per_cpu(&stats, &events))
+            let detect = self
+                .detect
+                .get(&0, 0)
+                .map_err(|e| map_err(maps::DETECT_COUNTERS, e))?;
+            Ok(TrafficSnapshot::from_per_cpu(&stats, &events, &detect))
         }
     }
 
@@ -1058,8 +1158,8 @@ mod imp {
 #[cfg(not(target_os = "linux"))]
 mod imp {
     //! Elsewhere the engine compiles and refuses to load.
-    use ironpost_core::{PacketEvent, Prefix};
-    use ironpost_ebpf_common::RuleValue;
+    use ironpost_core::{PacketEvent, Prefix, Signal};
+    use ironpost_ebpf_common::{DetectConfig, RuleValue};
     use tokio::{sync::mpsc, task::JoinHandle};
 
     use super::{Attachment, PolicyHits, TestRunOutcome};
@@ -1136,6 +1236,15 @@ mod imp {
             &mut self,
             _: mpsc::Sender<PacketEvent>,
         ) -> Result<JoinHandle<()>, EngineError> {
+            match *self {}
+        }
+        pub(super) fn spawn_signal_reader(
+            &mut self,
+            _: mpsc::Sender<Signal>,
+        ) -> Result<JoinHandle<()>, EngineError> {
+            match *self {}
+        }
+        pub(super) fn set_detection(&mut self, _: &DetectConfig) -> Result<(), EngineError> {
             match *self {}
         }
     }

@@ -1,13 +1,15 @@
-//! Decoding the datapath's event records into [`PacketEvent`]s.
+//! Decoding the datapath's event records into [`PacketEvent`]s and its
+//! signal records into [`Signal`]s.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::{Duration, SystemTime},
 };
 
-use ironpost_core::{PacketAction, PacketEvent, Protocol};
+use ironpost_core::{PacketAction, PacketEvent, Protocol, Signal, SignalKind};
 use ironpost_ebpf_common::{
-    ACTION_DROP, ACTION_MONITOR, FAMILY_IPV4, FAMILY_IPV6, PacketEventRecord, tcp_flags,
+    ACTION_DROP, ACTION_MONITOR, FAMILY_IPV4, FAMILY_IPV6, PacketEventRecord, SignalRecord, signal,
+    tcp_flags,
 };
 
 /// Why a record could not be decoded.
@@ -78,6 +80,63 @@ pub fn tcp_flag_names(flags: u8) -> Vec<&'static str> {
         .filter(|(bit, _)| flags & bit != 0)
         .map(|(_, n)| *n)
         .collect()
+}
+
+/// An address as the detection maps store it (IPv4 as `::ffff:a.b.c.d`).
+pub fn tracked_addr(bytes: &[u8; 16]) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::from(*bytes)).to_canonical()
+}
+
+/// Decodes a signal record; `None` for an unknown kind.
+pub fn decode_signal(rec: &SignalRecord, interface: &str, clock: &Clock) -> Option<Signal> {
+    let kind = match rec.kind {
+        signal::SYN_SOURCE => SignalKind::SynSource,
+        signal::SYN_TARGET => SignalKind::SynTarget,
+        signal::PORT_SCAN => SignalKind::PortScan,
+        signal::HOST_SWEEP => SignalKind::HostSweep,
+        signal::UDP_FLOOD => SignalKind::UdpFlood,
+        signal::ICMP_FLOOD => SignalKind::IcmpFlood,
+        _ => return None,
+    };
+    let ms = |ns: u64| {
+        clock
+            .wall_time(ns)
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    let mut sample_ports: Vec<u16> = rec
+        .sample_ports
+        .iter()
+        .copied()
+        .filter(|&p| p != 0)
+        .collect();
+    sample_ports.sort_unstable();
+    sample_ports.dedup();
+    let sample_sources = rec
+        .sample_sources
+        .iter()
+        .filter(|a| a.iter().any(|&b| b != 0))
+        .map(tracked_addr)
+        .collect();
+    Some(Signal {
+        kind,
+        time_ms: ms(rec.timestamp_ns),
+        window_start_ms: ms(rec.window_start_ns),
+        src: tracked_addr(&rec.src_addr),
+        dst: tracked_addr(&rec.dst_addr),
+        protocol: Protocol::from_number(rec.protocol),
+        dst_port: rec.dst_port,
+        interface: interface.to_owned(),
+        syn: rec.syn,
+        ack: rec.ack,
+        udp: rec.udp,
+        icmp: rec.icmp,
+        ports: rec.ports,
+        hosts: rec.hosts,
+        sources: rec.sources,
+        sample_ports,
+        sample_sources,
+    })
 }
 
 /// Decodes one ring buffer entry. `interface` names the interface the

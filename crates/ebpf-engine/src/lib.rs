@@ -4,13 +4,16 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod detector;
 pub mod engine;
 pub mod error;
 pub mod event;
 pub mod policy;
+pub mod response;
 pub mod stats;
 
 pub use config::{EngineConfig, RuleAction, XdpMode};
+pub use detector::{Outcome, PacketDetector};
 pub use engine::{AttachedMode, Attachment, EbpfEngine, EbpfEngineBuilder, TestRunOutcome};
 pub use error::EngineError;
 pub use ironpost_ebpf_common as common;
@@ -18,4 +21,5 @@ pub use policy::{
     AllowEntry, BlockEntry, ChangeReport, FillLevels, OnConfigConflict, Origin, Policy, PortRule,
     RuleKey,
 };
-pub use stats::{TrafficSnapshot, TrafficStats};
+pub use response::{Decision, Responder};
+pub use stats::{DetectTotals, TrafficSnapshot, TrafficStats};

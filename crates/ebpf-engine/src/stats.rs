@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use ironpost_ebpf_common::{
-    CLASS_COUNT, CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_TOTAL, CLASS_UDP, EventCounters,
-    ProtoStats, TrafficCounters,
+    CLASS_COUNT, CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_TOTAL, CLASS_UDP, DetectCounters,
+    EventCounters, ProtoStats, TrafficCounters,
 };
 use serde::Serialize;
 
@@ -46,6 +46,20 @@ impl EventTotals {
     }
 }
 
+/// What the datapath's detection tracking did, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DetectTotals {
+    /// Sources that entered the tracking map (once full, each new one
+    /// evicts the least recently seen).
+    pub sources_new: u64,
+    /// Destination ports that entered the target map.
+    pub targets_new: u64,
+    /// Threshold signals delivered to user space.
+    pub signals: u64,
+    /// Signals lost because the SIGNALS ring buffer was full.
+    pub signals_lost: u64,
+}
+
 /// All counters at one moment, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrafficSnapshot {
@@ -53,11 +67,17 @@ pub struct TrafficSnapshot {
     pub classes: [ClassCounters; CLASS_COUNT],
     /// Event delivery.
     pub events: EventTotals,
+    /// Detection tracking.
+    pub detect: DetectTotals,
 }
 
 impl TrafficSnapshot {
-    /// Sums the per-CPU values of STATS and EVENT_COUNTERS.
-    pub fn from_per_cpu(stats: &[TrafficCounters], events: &[EventCounters]) -> Self {
+    /// Sums the per-CPU values of STATS, EVENT_COUNTERS and DETECT_COUNTERS.
+    pub fn from_per_cpu(
+        stats: &[TrafficCounters],
+        events: &[EventCounters],
+        detect: &[DetectCounters],
+    ) -> Self {
         let mut snap = Self::default();
         for cpu in stats {
             for (sum, s) in snap.classes.iter_mut().zip(cpu.classes.iter()) {
@@ -69,6 +89,13 @@ impl TrafficSnapshot {
             snap.events.lost_ring_full =
                 snap.events.lost_ring_full.wrapping_add(cpu.lost_ring_full);
             snap.events.lost_budget = snap.events.lost_budget.wrapping_add(cpu.lost_budget);
+        }
+        for cpu in detect {
+            let d = &mut snap.detect;
+            d.sources_new = d.sources_new.wrapping_add(cpu.sources_new);
+            d.targets_new = d.targets_new.wrapping_add(cpu.targets_new);
+            d.signals = d.signals.wrapping_add(cpu.signals);
+            d.signals_lost = d.signals_lost.wrapping_add(cpu.signals_lost);
         }
         snap
     }
@@ -121,6 +148,7 @@ pub struct TrafficStats {
     last: Option<(Instant, TrafficSnapshot)>,
     metrics: [ClassMetrics; CLASS_COUNT],
     events: EventTotals,
+    detect: DetectTotals,
 }
 
 impl TrafficStats {
@@ -160,6 +188,7 @@ impl TrafficStats {
             };
         }
         self.events = snap.events;
+        self.detect = snap.detect;
         self.last = Some((now, snap));
     }
 
@@ -184,6 +213,11 @@ impl TrafficStats {
     /// Event delivery totals.
     pub fn events(&self) -> EventTotals {
         self.events
+    }
+
+    /// Detection tracking totals.
+    pub fn detect(&self) -> DetectTotals {
+        self.detect
     }
 
     /// The latest snapshot, if any.
@@ -234,7 +268,7 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let snap = TrafficSnapshot::from_per_cpu(&stats, &events);
+        let snap = TrafficSnapshot::from_per_cpu(&stats, &events, &[]);
         assert_eq!(
             snap.tcp(),
             ClassCounters {
@@ -252,7 +286,7 @@ mod tests {
 
     #[test]
     fn no_cpus_is_zero() {
-        let snap = TrafficSnapshot::from_per_cpu(&[], &[]);
+        let snap = TrafficSnapshot::from_per_cpu(&[], &[], &[]);
         assert_eq!(snap, TrafficSnapshot::default());
     }
 

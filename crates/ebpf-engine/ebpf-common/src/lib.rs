@@ -46,6 +46,18 @@ pub mod maps {
     pub const EVENTS: &str = "EVENTS";
     /// `PerCpuArray<EventCounters>` with one entry: event budget and losses.
     pub const EVENT_COUNTERS: &str = "EVENT_COUNTERS";
+    /// `LruHashMap<[u8; 16], SourceState>`: detection state per source
+    /// address (IPv4 as `::ffff:a.b.c.d`).
+    pub const SOURCES: &str = "SOURCES";
+    /// `LruHashMap<TargetKey, TargetState>`: SYN flood state per
+    /// destination address and TCP port.
+    pub const TARGETS: &str = "TARGETS";
+    /// `RingBuf` of [`SignalRecord`](super::SignalRecord).
+    pub const SIGNALS: &str = "SIGNALS";
+    /// `Array<DetectConfig>` with one entry: windows and thresholds.
+    pub const DETECT_CONFIG: &str = "DETECT_CONFIG";
+    /// `PerCpuArray<DetectCounters>` with one entry: signals and losses.
+    pub const DETECT_COUNTERS: &str = "DETECT_COUNTERS";
 }
 
 /// Name of the read-only global holding the per-CPU event budget
@@ -94,6 +106,18 @@ pub const POLICY_PORTS: u32 = 1 << 7;
 pub const DEFAULT_RING_BUFFER_SIZE: u32 = 256 * 1024;
 /// Default event budget: events per second per CPU.
 pub const DEFAULT_EVENT_BUDGET_PER_SEC: u32 = 2_000;
+
+/// Default capacity of SOURCES (tracked source addresses).
+pub const DEFAULT_TRACKED_SOURCES: u32 = 65_536;
+/// Capacity of TARGETS (tracked destination address and port pairs).
+pub const TRACKED_TARGETS: u32 = 4_096;
+/// Default size of the SIGNALS ring buffer in bytes.
+pub const DEFAULT_SIGNAL_RING_SIZE: u32 = 256 * 1024;
+/// Bins of the per-source destination port set.
+pub const PORT_BINS: u32 = 512;
+/// Bins of the per-source destination host set and the per-target
+/// source set.
+pub const HOST_BINS: u32 = 256;
 
 /// Let the packet through without reporting it.
 pub const ACTION_PASS: u8 = 0;
@@ -227,6 +251,208 @@ pub struct EventCounters {
     pub lost_budget: u64,
 }
 
+/// What a signal reports; see [`SignalRecord::kind`].
+pub mod signal {
+    /// One source sent `syn_threshold` bare SYNs within the SYN window,
+    /// with a SYN-only ratio at or above the configured one.
+    pub const SYN_SOURCE: u8 = 1;
+    /// One destination address and port received `target_syn_threshold`
+    /// bare SYNs within the SYN window, SYN-only ratio as above.
+    pub const SYN_TARGET: u8 = 2;
+    /// One source probed `port_threshold` distinct destination ports
+    /// (bins) within the scan window.
+    pub const PORT_SCAN: u8 = 3;
+    /// One source probed `host_threshold` distinct destination hosts
+    /// (bins) within the scan window.
+    pub const HOST_SWEEP: u8 = 4;
+    /// One source sent `udp_threshold` UDP packets within the UDP window.
+    pub const UDP_FLOOD: u8 = 5;
+    /// One source sent `icmp_threshold` ICMP packets within the ICMP window.
+    pub const ICMP_FLOOD: u8 = 6;
+}
+
+/// SourceState::signalled / TargetState::signalled bit for a signal kind.
+#[inline(always)]
+pub const fn signal_bit(kind: u8) -> u32 {
+    1 << (kind as u32)
+}
+
+/// The single DETECT_CONFIG entry: what the datapath tracks and when it
+/// signals. A threshold of 0 turns that signal off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectConfig {
+    /// 0: no tracking at all.
+    pub enabled: u32,
+    /// SYN-only ratio in thousandths: SYNs / (SYNs + ACK-bearing packets).
+    pub syn_ratio_permille: u32,
+    /// Length of the SYN window (per source and per target).
+    pub syn_window_ns: u64,
+    /// Length of the scan window (ports and hosts).
+    pub scan_window_ns: u64,
+    /// Length of the UDP flood window.
+    pub udp_window_ns: u64,
+    /// Length of the ICMP flood window.
+    pub icmp_window_ns: u64,
+    /// Bare SYNs from one source per SYN window.
+    pub syn_threshold: u32,
+    /// Bare SYNs to one destination and port per SYN window.
+    pub target_syn_threshold: u32,
+    /// Distinct destination port bins per source per scan window.
+    pub port_threshold: u32,
+    /// Distinct destination host bins per source per scan window.
+    pub host_threshold: u32,
+    /// UDP packets per source per UDP window.
+    pub udp_threshold: u32,
+    /// ICMP packets per source per ICMP window.
+    pub icmp_threshold: u32,
+}
+
+/// Detection state of one source address, in SOURCES.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceState {
+    /// Start of the SYN window.
+    pub syn_start_ns: u64,
+    /// Start of the scan window.
+    pub scan_start_ns: u64,
+    /// Start of the UDP window.
+    pub udp_start_ns: u64,
+    /// Start of the ICMP window.
+    pub icmp_start_ns: u64,
+    /// Bare SYNs (SYN without ACK) in the SYN window.
+    pub syn: u32,
+    /// TCP packets with ACK in the SYN window.
+    pub ack: u32,
+    /// UDP packets in the UDP window.
+    pub udp: u32,
+    /// ICMP packets in the ICMP window.
+    pub icmp: u32,
+    /// Distinct port bins set in the scan window.
+    pub ports: u32,
+    /// Distinct host bins set in the scan window.
+    pub hosts: u32,
+    /// `signal_bit`s of the signals sent in the current windows.
+    pub signalled: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// Destination port set ([`PORT_BINS`] bits).
+    pub port_bits: [u64; 8],
+    /// Destination host set ([`HOST_BINS`] bits).
+    pub host_bits: [u64; 4],
+    /// The last eight distinct probed ports (a sample), ring-indexed by
+    /// `ports`.
+    pub sample_ports: [u16; 8],
+}
+
+/// Key of TARGETS: a destination address and TCP port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TargetKey {
+    /// Destination address (IPv4 as `::ffff:a.b.c.d`).
+    pub addr: [u8; 16],
+    /// Destination port.
+    pub port: u16,
+    /// Reserved, zero.
+    pub reserved: u16,
+}
+
+/// SYN flood state of one destination address and port, in TARGETS.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TargetState {
+    /// Start of the SYN window.
+    pub syn_start_ns: u64,
+    /// Bare SYNs in the window.
+    pub syn: u32,
+    /// TCP packets with ACK in the window.
+    pub ack: u32,
+    /// Distinct source bins of the SYNs in the window.
+    pub sources: u32,
+    /// `signal_bit`s sent in the current window.
+    pub signalled: u32,
+    /// Source set ([`HOST_BINS`] bits).
+    pub source_bits: [u64; 4],
+    /// The last four distinct SYN sources (a sample).
+    pub sample_sources: [[u8; 16]; 4],
+}
+
+/// A source or target that crossed a threshold, as written to SIGNALS.
+/// Every counter is a copy of the state at the moment of crossing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignalRecord {
+    /// `bpf_ktime_get_ns()` at the crossing.
+    pub timestamp_ns: u64,
+    /// Start of the window the threshold was crossed in.
+    pub window_start_ns: u64,
+    /// Source address (IPv4 as `::ffff:a.b.c.d`); the crossing packet's
+    /// source for target signals.
+    pub src_addr: [u8; 16],
+    /// Destination address of the crossing packet.
+    pub dst_addr: [u8; 16],
+    /// A [`signal`] kind.
+    pub kind: u8,
+    /// IP protocol of the crossing packet.
+    pub protocol: u8,
+    /// Destination port of the crossing packet (0 for ICMP).
+    pub dst_port: u16,
+    /// Interface index.
+    pub ifindex: u32,
+    /// Bare SYNs in the SYN window (source or target).
+    pub syn: u32,
+    /// ACK-bearing TCP packets in the SYN window.
+    pub ack: u32,
+    /// UDP packets in the UDP window.
+    pub udp: u32,
+    /// ICMP packets in the ICMP window.
+    pub icmp: u32,
+    /// Distinct port bins in the scan window.
+    pub ports: u32,
+    /// Distinct host bins in the scan window.
+    pub hosts: u32,
+    /// Distinct source bins (target signals).
+    pub sources: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// Sampled destination ports (0: empty slot).
+    pub sample_ports: [u16; 8],
+    /// Sampled sources (target signals; all-zero: empty slot).
+    pub sample_sources: [[u8; 16]; 4],
+}
+
+impl SignalRecord {
+    /// Size of a record in the ring buffer.
+    pub const SIZE: usize = size_of::<Self>();
+
+    /// Reads a record from the bytes of a ring buffer entry; `None` when the
+    /// entry is too short.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < Self::SIZE {
+            return None;
+        }
+        // SAFETY: the slice holds at least SIZE bytes of a `#[repr(C)]`
+        // plain-data type valid for every bit pattern; read_unaligned makes
+        // no alignment assumption.
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Self>()) })
+    }
+}
+
+/// The single DETECT_COUNTERS entry, on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectCounters {
+    /// Sources that entered SOURCES (each may have evicted the least
+    /// recently seen one once the map was full).
+    pub sources_new: u64,
+    /// Targets that entered TARGETS.
+    pub targets_new: u64,
+    /// Signals written to SIGNALS.
+    pub signals: u64,
+    /// Signals lost because SIGNALS was full.
+    pub signals_lost: u64,
+}
+
 /// Address family of an event record: IPv4.
 pub const FAMILY_IPV4: u8 = 4;
 /// Address family of an event record: IPv6.
@@ -305,11 +531,27 @@ const _: () = {
     assert!(offset_of!(PacketEventRecord, vlan_id) == 56);
     assert!(offset_of!(EventCounters, lost_budget) == 32);
     assert!(CLASS_TOTAL == CLASS_COUNT - 1);
+    assert!(size_of::<DetectConfig>() == 64);
+    assert!(offset_of!(DetectConfig, syn_window_ns) == 8);
+    assert!(size_of::<SourceState>() == 176);
+    assert!(offset_of!(SourceState, port_bits) == 64);
+    assert!(size_of::<TargetKey>() == 20);
+    assert!(size_of::<TargetState>() == 120);
+    assert!(size_of::<SignalRecord>() == 168);
+    assert!(offset_of!(SignalRecord, kind) == 48);
+    assert!(offset_of!(SignalRecord, syn) == 56);
+    assert!(offset_of!(SignalRecord, sample_ports) == 88);
+    assert!(offset_of!(SignalRecord, sample_sources) == 104);
+    assert!(size_of::<DetectCounters>() == 32);
+    assert!(PORT_BINS == 64 * 8 && HOST_BINS == 64 * 4);
 };
 
 #[cfg(feature = "user")]
 mod pod {
-    use super::{EventCounters, PacketEventRecord, ProtoStats, RuleValue, TrafficCounters};
+    use super::{
+        DetectConfig, DetectCounters, EventCounters, PacketEventRecord, ProtoStats, RuleValue,
+        SignalRecord, SourceState, TargetKey, TargetState, TrafficCounters,
+    };
 
     // SAFETY: each type is `#[repr(C)]`, made only of integers and integer
     // arrays with no implicit padding (sizes checked above), so every bit
@@ -323,4 +565,16 @@ mod pod {
     unsafe impl aya::Pod for EventCounters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for PacketEventRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for DetectConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for DetectCounters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for SignalRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for SourceState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for TargetKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for TargetState {}
 }

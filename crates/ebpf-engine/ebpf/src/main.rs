@@ -5,7 +5,10 @@
 //! port rules, in that order; see `policy`); counts every packet per
 //! traffic class and every rule hit; and reports dropped and monitored
 //! packets through the EVENTS ring buffer within a per-CPU budget, counting
-//! every report it could not deliver. It fails open: whatever it cannot
+//! every report it could not deliver. Packets the policy lets through are
+//! also tracked for detection (see `track`): per-source and per-target
+//! state in LRU maps, and a signal in SIGNALS when a threshold is crossed.
+//! It fails open: whatever it cannot
 //! parse is passed and counted as OTHER. It never returns `XDP_ABORTED` and
 //! never logs per packet.
 #![no_std]
@@ -25,16 +28,18 @@ use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, xdp_action},
     helpers::bpf_ktime_get_ns,
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
 use ironpost_ebpf_common::{
     ACTION_DROP, ACTION_NONE, ACTION_PASS, CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_TOTAL,
     CLASS_UDP, DEFAULT_ALLOW_MAX_ENTRIES, DEFAULT_BLOCKLIST_MAX_ENTRIES,
-    DEFAULT_EVENT_BUDGET_PER_SEC, DEFAULT_RING_BUFFER_SIZE, EventCounters, FAMILY_IPV4,
-    FAMILY_IPV6, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6, POLICY_EXACT_V4,
-    POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, PORT_RULE_SLOTS, PacketEventRecord,
-    RuleValue, TrafficCounters, ipproto, port_index,
+    DEFAULT_EVENT_BUDGET_PER_SEC, DEFAULT_RING_BUFFER_SIZE, DEFAULT_SIGNAL_RING_SIZE,
+    DEFAULT_TRACKED_SOURCES, DetectConfig, DetectCounters, EventCounters, FAMILY_IPV4, FAMILY_IPV6,
+    POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6, POLICY_EXACT_V4, POLICY_PORTS,
+    POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, PORT_RULE_SLOTS, PacketEventRecord, RuleValue,
+    SignalRecord, SourceState, TRACKED_TARGETS, TargetKey, TargetState, TrafficCounters, ipproto,
+    port_index, signal, signal_bit, tcp_flags,
 };
 
 /// [`RuleValue`] as the program sees it: the same layout, with the hit
@@ -116,6 +121,59 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BUFFER_SIZE, 0);
 #[map]
 static EVENT_COUNTERS: PerCpuArray<EventCounters> = PerCpuArray::with_max_entries(1, 0);
 
+/// Detection state per source address.
+#[map]
+static SOURCES: LruHashMap<[u8; 16], SourceState> =
+    LruHashMap::with_max_entries(DEFAULT_TRACKED_SOURCES, 0);
+
+/// SYN flood state per destination address and TCP port.
+#[map]
+static TARGETS: LruHashMap<TargetKey, TargetState> =
+    LruHashMap::with_max_entries(TRACKED_TARGETS, 0);
+
+/// Threshold crossings for the detectors in user space.
+#[map]
+static SIGNALS: RingBuf = RingBuf::with_byte_size(DEFAULT_SIGNAL_RING_SIZE, 0);
+
+/// Detection windows and thresholds, written by user space.
+#[map]
+static DETECT_CONFIG: Array<DetectConfig> = Array::with_max_entries(1, 0);
+
+/// Per-CPU detection counters.
+#[map]
+static DETECT_COUNTERS: PerCpuArray<DetectCounters> = PerCpuArray::with_max_entries(1, 0);
+
+/// The value a new SOURCES entry starts from: zero windows start, so the
+/// first packet opens each of them.
+static EMPTY_SOURCE: SourceState = SourceState {
+    syn_start_ns: 0,
+    scan_start_ns: 0,
+    udp_start_ns: 0,
+    icmp_start_ns: 0,
+    syn: 0,
+    ack: 0,
+    udp: 0,
+    icmp: 0,
+    ports: 0,
+    hosts: 0,
+    signalled: 0,
+    reserved: 0,
+    port_bits: [0; 8],
+    host_bits: [0; 4],
+    sample_ports: [0; 8],
+};
+
+/// The value a new TARGETS entry starts from.
+static EMPTY_TARGET: TargetState = TargetState {
+    syn_start_ns: 0,
+    syn: 0,
+    ack: 0,
+    sources: 0,
+    signalled: 0,
+    source_bits: [0; 4],
+    sample_sources: [[0; 16]; 4],
+};
+
 /// Events per second per CPU; the loader overrides it.
 #[unsafe(no_mangle)]
 static EVENT_BUDGET_PER_SEC: u32 = DEFAULT_EVENT_BUDGET_PER_SEC;
@@ -131,6 +189,14 @@ const ETH_P_8021AD: u16 = 0x88a8;
 /// VLAN tags parsed at most (802.1ad outer + 802.1Q inner).
 const MAX_VLAN_TAGS: usize = 2;
 const NS_PER_SEC: u64 = 1_000_000_000;
+/// Internal to the program: the allow list passed the packet (so it is
+/// neither reported nor tracked).
+const ALLOWED: u8 = 254;
+/// ICMP echo request (ICMPv4) and ICMPv6 echo request.
+const ICMP_ECHO: u8 = 8;
+const ICMPV6_ECHO: u8 = 128;
+/// Multiplier for the bin hashes (Fibonacci hashing).
+const GOLDEN: u32 = 0x9e37_79b1;
 
 /// The bytes of an IPv4 header the program reads (no options).
 #[repr(C)]
@@ -187,6 +253,8 @@ struct Packet {
     family: u8,
     protocol: u8,
     tcp_flags: u8,
+    /// ICMP or ICMPv6 type, when the L4 header was read.
+    icmp_type: u8,
     vlan_id: u16,
     src_port: u16,
     dst_port: u16,
@@ -208,6 +276,7 @@ impl Packet {
             family: 0,
             protocol: 0,
             tcp_flags: 0,
+            icmp_type: 0,
             vlan_id: 0,
             src_port: 0,
             dst_port: 0,
@@ -232,7 +301,14 @@ pub fn ironpost_xdp(ctx: XdpContext) -> u32 {
             ACTION_PASS
         }
     };
+    let allowed = action == ALLOWED;
+    let action = if allowed { ACTION_PASS } else { action };
     count(pkt.class, len, action == ACTION_DROP);
+    // Dropped packets are not tracked (a blocked source stays quiet for the
+    // detectors), nor allow-listed ones.
+    if action != ACTION_DROP && pkt.has_l4 && !allowed {
+        track(&ctx, &pkt);
+    }
     if action != ACTION_PASS {
         report(&ctx, &pkt, action, len);
     }
@@ -382,7 +458,9 @@ fn parse_l4(
         if has_header {
             // Type, code, checksum and the 4-byte rest of header that
             // every ICMP and ICMPv6 message has.
-            ptr_at::<[u8; 8]>(ctx, off)?;
+            let hdr: *const [u8; 8] = ptr_at(ctx, off)?;
+            // SAFETY: ptr_at checked the bounds; alignment 1.
+            pkt.icmp_type = unsafe { (*hdr)[0] };
             pkt.has_l4 = true;
         }
     } else {
@@ -436,7 +514,7 @@ fn policy_v4(pkt: &Packet, flags: u32, len: u64) -> u8 {
         && let Some(rule) = ALLOW_V4.get(Key::new(32, pkt.src4))
     {
         hit(rule, len);
-        return ACTION_PASS;
+        return ALLOWED;
     }
     let mut exact = false;
     if flags & POLICY_EXACT_V4 != 0 {
@@ -481,7 +559,7 @@ fn policy_v6(ctx: &XdpContext, pkt: &Packet, flags: u32, len: u64) -> u8 {
         && let Some(rule) = ALLOW_V6.get(Key::new(128, ip.src))
     {
         hit(rule, len);
-        return ACTION_PASS;
+        return ALLOWED;
     }
     if flags & POLICY_SRC_V6 != 0
         && let Some(rule) = SRC_V6.get(Key::new(128, ip.src))
@@ -549,6 +627,335 @@ fn hit(rule: &Rule, len: u64) {
         atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(rule.packets.get(), 1);
         atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(rule.bytes.get(), len);
     }
+}
+
+/// Updates the detection state of the packet's source (and, for TCP, of
+/// its destination address and port), and signals user space when a
+/// threshold is crossed: at most once per kind per window per source or
+/// target. Counters are updated without atomics; two CPUs updating the
+/// same source at once may lose an increment, which only delays a signal.
+#[inline(always)]
+fn track(ctx: &XdpContext, pkt: &Packet) {
+    let Some(cfg) = DETECT_CONFIG.get(0) else {
+        return;
+    };
+    if cfg.enabled == 0 {
+        return;
+    }
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    if pkt.family == FAMILY_IPV4 {
+        src[10] = 0xff;
+        src[11] = 0xff;
+        src[12..].copy_from_slice(&pkt.src4);
+        dst[10] = 0xff;
+        dst[11] = 0xff;
+        dst[12..].copy_from_slice(&pkt.dst4);
+    } else {
+        let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) else {
+            return;
+        };
+        // SAFETY: ptr_at checked the bounds; alignment 1.
+        let ip = unsafe { &*ip };
+        src = ip.src;
+        dst = ip.dst;
+    }
+    let Some(counters) = DETECT_COUNTERS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's own entry, non-null (as in `count`).
+    let counters = unsafe { &mut *counters };
+    // SAFETY: a helper without arguments or preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let tcp = pkt.class == CLASS_TCP;
+    let syn = tcp && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+    let ack = tcp && pkt.tcp_flags & tcp_flags::ACK != 0;
+    // A probe opens a connection or asks a service: bare SYNs, and UDP from
+    // an unprivileged port (answers from DNS, NTP and the like come from
+    // their well-known port and are not probes).
+    let port_probe = syn || (pkt.class == CLASS_UDP && pkt.src_port >= 1024);
+    let host_probe = port_probe
+        || (pkt.class == CLASS_ICMP
+            && (pkt.icmp_type == ICMP_ECHO || pkt.icmp_type == ICMPV6_ECHO));
+    let ifindex = ctx.ingress_ifindex() as u32;
+
+    if let Some(s) = source_state(&src, counters) {
+        // SAFETY: a live LRU value; the program is its only writer besides
+        // other CPUs running this same code (see the function comment).
+        let s = unsafe { &mut *s };
+        let mut fire = 0u8;
+        if tcp && (syn || ack) {
+            if roll(&mut s.syn_start_ns, cfg.syn_window_ns, now) {
+                s.syn = 0;
+                s.ack = 0;
+                s.signalled &= !signal_bit(signal::SYN_SOURCE);
+            }
+            if syn {
+                s.syn = s.syn.saturating_add(1);
+                if crossed(s.syn, cfg.syn_threshold, s.signalled, signal::SYN_SOURCE)
+                    && syn_only(s.syn, s.ack, cfg.syn_ratio_permille)
+                {
+                    fire = signal::SYN_SOURCE;
+                }
+            } else {
+                s.ack = s.ack.saturating_add(1);
+            }
+        }
+        if port_probe || host_probe {
+            if roll(&mut s.scan_start_ns, cfg.scan_window_ns, now) {
+                s.ports = 0;
+                s.hosts = 0;
+                s.port_bits = [0; 8];
+                s.host_bits = [0; 4];
+                s.signalled &= !(signal_bit(signal::PORT_SCAN) | signal_bit(signal::HOST_SWEEP));
+            }
+            if port_probe {
+                let bin = (u32::from(pkt.dst_port).wrapping_mul(GOLDEN) >> 23) as usize;
+                let word = &mut s.port_bits[(bin >> 6) & 7];
+                let bit = 1u64 << (bin & 63);
+                if *word & bit == 0 {
+                    *word |= bit;
+                    s.sample_ports[(s.ports & 7) as usize] = pkt.dst_port;
+                    s.ports += 1;
+                    if fire == 0
+                        && crossed(s.ports, cfg.port_threshold, s.signalled, signal::PORT_SCAN)
+                    {
+                        fire = signal::PORT_SCAN;
+                    }
+                }
+            }
+            let bin = (fold(&dst).wrapping_mul(GOLDEN) >> 24) as usize;
+            let word = &mut s.host_bits[(bin >> 6) & 3];
+            let bit = 1u64 << (bin & 63);
+            if *word & bit == 0 {
+                *word |= bit;
+                s.hosts += 1;
+                if fire == 0
+                    && crossed(s.hosts, cfg.host_threshold, s.signalled, signal::HOST_SWEEP)
+                {
+                    fire = signal::HOST_SWEEP;
+                }
+            }
+        }
+        if pkt.class == CLASS_UDP {
+            if roll(&mut s.udp_start_ns, cfg.udp_window_ns, now) {
+                s.udp = 0;
+                s.signalled &= !signal_bit(signal::UDP_FLOOD);
+            }
+            s.udp = s.udp.saturating_add(1);
+            if fire == 0 && crossed(s.udp, cfg.udp_threshold, s.signalled, signal::UDP_FLOOD) {
+                fire = signal::UDP_FLOOD;
+            }
+        }
+        if pkt.class == CLASS_ICMP {
+            if roll(&mut s.icmp_start_ns, cfg.icmp_window_ns, now) {
+                s.icmp = 0;
+                s.signalled &= !signal_bit(signal::ICMP_FLOOD);
+            }
+            s.icmp = s.icmp.saturating_add(1);
+            if fire == 0 && crossed(s.icmp, cfg.icmp_threshold, s.signalled, signal::ICMP_FLOOD) {
+                fire = signal::ICMP_FLOOD;
+            }
+        }
+        if fire != 0 {
+            s.signalled |= signal_bit(fire);
+            signal_source(fire, s, &src, &dst, pkt, ifindex, now, counters);
+        }
+    }
+
+    if tcp && (syn || ack) {
+        let key = TargetKey {
+            addr: dst,
+            port: pkt.dst_port,
+            reserved: 0,
+        };
+        if let Some(t) = target_state(&key, counters) {
+            // SAFETY: as for the source state above.
+            let t = unsafe { &mut *t };
+            if roll(&mut t.syn_start_ns, cfg.syn_window_ns, now) {
+                t.syn = 0;
+                t.ack = 0;
+                t.sources = 0;
+                t.source_bits = [0; 4];
+                t.signalled = 0;
+            }
+            if syn {
+                t.syn = t.syn.saturating_add(1);
+                let bin = (fold(&src).wrapping_mul(GOLDEN) >> 24) as usize;
+                let word = &mut t.source_bits[(bin >> 6) & 3];
+                let bit = 1u64 << (bin & 63);
+                if *word & bit == 0 {
+                    *word |= bit;
+                    t.sample_sources[(t.sources & 3) as usize] = src;
+                    t.sources += 1;
+                }
+                if crossed(
+                    t.syn,
+                    cfg.target_syn_threshold,
+                    t.signalled,
+                    signal::SYN_TARGET,
+                ) && syn_only(t.syn, t.ack, cfg.syn_ratio_permille)
+                {
+                    t.signalled |= signal_bit(signal::SYN_TARGET);
+                    signal_target(t, &src, &dst, pkt, ifindex, now, counters);
+                }
+            } else {
+                t.ack = t.ack.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// Restarts a window that has run its length; true when it did.
+#[inline(always)]
+fn roll(start: &mut u64, window: u64, now: u64) -> bool {
+    if now.wrapping_sub(*start) >= window {
+        *start = now;
+        true
+    } else {
+        false
+    }
+}
+
+/// Whether `count` has reached a threshold (0: off) not yet signalled.
+#[inline(always)]
+fn crossed(count: u32, threshold: u32, signalled: u32, kind: u8) -> bool {
+    threshold != 0 && count >= threshold && signalled & signal_bit(kind) == 0
+}
+
+/// Whether SYNs make up at least `permille` of SYNs and ACK-bearing packets.
+#[inline(always)]
+fn syn_only(syn: u32, ack: u32, permille: u32) -> bool {
+    u64::from(syn) * 1000 >= u64::from(permille) * (u64::from(syn) + u64::from(ack))
+}
+
+/// The four 32-bit words of an address, xored: the input of the bin hashes.
+#[inline(always)]
+fn fold(a: &[u8; 16]) -> u32 {
+    let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    w(0) ^ w(4) ^ w(8) ^ w(12)
+}
+
+/// The source's state, created empty when it is new.
+#[inline(always)]
+fn source_state(key: &[u8; 16], counters: &mut DetectCounters) -> Option<*mut SourceState> {
+    if let Some(s) = SOURCES.get_ptr_mut(key) {
+        return Some(s);
+    }
+    if SOURCES.insert(key, &EMPTY_SOURCE, 0).is_ok() {
+        counters.sources_new += 1;
+    }
+    SOURCES.get_ptr_mut(key)
+}
+
+/// The target's state, created empty when it is new.
+#[inline(always)]
+fn target_state(key: &TargetKey, counters: &mut DetectCounters) -> Option<*mut TargetState> {
+    if let Some(t) = TARGETS.get_ptr_mut(key) {
+        return Some(t);
+    }
+    if TARGETS.insert(key, &EMPTY_TARGET, 0).is_ok() {
+        counters.targets_new += 1;
+    }
+    TARGETS.get_ptr_mut(key)
+}
+
+/// Reserves a signal record with the fields every kind shares, or counts
+/// the signal as lost when SIGNALS is full.
+#[inline(always)]
+fn reserve_signal(
+    kind: u8,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    pkt: &Packet,
+    ifindex: u32,
+    now: u64,
+    counters: &mut DetectCounters,
+) -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<SignalRecord>> {
+    let Some(mut entry) = SIGNALS.reserve::<SignalRecord>(0) else {
+        counters.signals_lost += 1;
+        return None;
+    };
+    entry.write(SignalRecord {
+        timestamp_ns: now,
+        window_start_ns: 0,
+        src_addr: *src,
+        dst_addr: *dst,
+        kind,
+        protocol: pkt.protocol,
+        dst_port: pkt.dst_port,
+        ifindex,
+        syn: 0,
+        ack: 0,
+        udp: 0,
+        icmp: 0,
+        ports: 0,
+        hosts: 0,
+        sources: 0,
+        reserved: 0,
+        sample_ports: [0; 8],
+        sample_sources: [[0; 16]; 4],
+    });
+    counters.signals += 1;
+    Some(entry)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn signal_source(
+    kind: u8,
+    s: &SourceState,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    pkt: &Packet,
+    ifindex: u32,
+    now: u64,
+    counters: &mut DetectCounters,
+) {
+    let Some(mut entry) = reserve_signal(kind, src, dst, pkt, ifindex, now, counters) else {
+        return;
+    };
+    // SAFETY: `reserve_signal` initialised the whole record.
+    let rec = unsafe { entry.assume_init_mut() };
+    rec.window_start_ns = match kind {
+        signal::SYN_SOURCE => s.syn_start_ns,
+        signal::UDP_FLOOD => s.udp_start_ns,
+        signal::ICMP_FLOOD => s.icmp_start_ns,
+        _ => s.scan_start_ns,
+    };
+    rec.syn = s.syn;
+    rec.ack = s.ack;
+    rec.udp = s.udp;
+    rec.icmp = s.icmp;
+    rec.ports = s.ports;
+    rec.hosts = s.hosts;
+    rec.sample_ports = s.sample_ports;
+    entry.submit(0);
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn signal_target(
+    t: &TargetState,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    pkt: &Packet,
+    ifindex: u32,
+    now: u64,
+    counters: &mut DetectCounters,
+) {
+    let Some(mut entry) = reserve_signal(signal::SYN_TARGET, src, dst, pkt, ifindex, now, counters)
+    else {
+        return;
+    };
+    // SAFETY: `reserve_signal` initialised the whole record.
+    let rec = unsafe { entry.assume_init_mut() };
+    rec.window_start_ns = t.syn_start_ns;
+    rec.syn = t.syn;
+    rec.ack = t.ack;
+    rec.sources = t.sources;
+    rec.sample_sources = t.sample_sources;
+    entry.submit(0);
 }
 
 /// Adds the packet to its class and to TOTAL.

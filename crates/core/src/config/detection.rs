@@ -1,0 +1,583 @@
+//! The `[detection]` and `[response]` sections.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{ConfigError, Source};
+use crate::{DetectorKind, Severity};
+
+/// Largest number of tracked sources (kernel LRU map and user space).
+pub const MAX_TRACKED_SOURCES: u32 = 4 << 20;
+/// Longest detection window or block TTL accepted, in seconds (one week).
+pub const MAX_SECS: u64 = 7 * 24 * 3600;
+
+/// How alerts are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AlertFormat {
+    /// The alert schema (docs/alerts.md).
+    #[default]
+    Alert,
+    /// The core `LogEntry` shape.
+    LogEntry,
+}
+
+/// The `[detection]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DetectionConfig {
+    /// Whether the datapath tracks sources and the detectors run.
+    pub enabled: bool,
+    /// Sources tracked at most, in the kernel (LRU: the least recently
+    /// seen is evicted) and in user space (the oldest state is dropped).
+    pub max_tracked_sources: u32,
+    /// Size of the SIGNALS ring buffer in bytes (a power of two).
+    pub signal_ring_buffer_size: u32,
+    /// How often stale detector state is cleaned.
+    pub cleanup_interval_secs: u64,
+    /// Write alerts to stdout (with `"type": "alert"`).
+    pub alerts_stdout: bool,
+    /// Also append alerts to this file, one JSON line each.
+    pub alerts_file: Option<PathBuf>,
+    /// The shape alerts are written in.
+    pub alert_format: AlertFormat,
+    /// `[detection.syn_flood]`.
+    pub syn_flood: SynFloodConfig,
+    /// `[detection.port_scan]`.
+    pub port_scan: PortScanConfig,
+    /// `[detection.udp_flood]`.
+    pub udp_flood: FloodConfig,
+    /// `[detection.icmp_flood]`.
+    pub icmp_flood: FloodConfig,
+}
+
+/// `[detection.syn_flood]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SynFloodConfig {
+    /// Whether this detector runs.
+    pub enabled: bool,
+    /// Window length.
+    pub window_secs: u64,
+    /// Minimum share of bare SYNs among SYNs and ACK-bearing packets, in
+    /// thousandths (the file says `syn_only_ratio = 0.7`).
+    pub syn_only_permille: u32,
+    /// Bare SYNs from one source per window.
+    pub source_threshold: u32,
+    /// Bare SYNs onto one destination address and port per window.
+    pub target_threshold: u32,
+}
+
+/// `[detection.port_scan]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortScanConfig {
+    /// Whether this detector runs.
+    pub enabled: bool,
+    /// Window length.
+    pub window_secs: u64,
+    /// Distinct destination ports one source may probe per window.
+    pub distinct_ports: u32,
+    /// Distinct destination hosts one source may probe per window (the
+    /// horizontal sweep); 0 turns the sweep check off.
+    pub distinct_hosts: u32,
+}
+
+/// `[detection.udp_flood]` and `[detection.icmp_flood]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FloodConfig {
+    /// Whether this detector runs.
+    pub enabled: bool,
+    /// Window length.
+    pub window_secs: u64,
+    /// Packets from one source per window.
+    pub threshold: u32,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_tracked_sources: 65_536,
+            signal_ring_buffer_size: 256 * 1024,
+            cleanup_interval_secs: 10,
+            alerts_stdout: true,
+            alerts_file: None,
+            alert_format: AlertFormat::Alert,
+            syn_flood: SynFloodConfig {
+                enabled: true,
+                window_secs: 10,
+                syn_only_permille: 700,
+                source_threshold: 5_000,
+                target_threshold: 10_000,
+            },
+            port_scan: PortScanConfig {
+                enabled: true,
+                window_secs: 60,
+                distinct_ports: 20,
+                distinct_hosts: 20,
+            },
+            udp_flood: FloodConfig {
+                enabled: true,
+                window_secs: 10,
+                threshold: 10_000,
+            },
+            icmp_flood: FloodConfig {
+                enabled: true,
+                window_secs: 10,
+                threshold: 1_000,
+            },
+        }
+    }
+}
+
+impl DetectionConfig {
+    /// Whether a detector runs (detection on, and the detector on).
+    pub fn runs(&self, kind: DetectorKind) -> bool {
+        self.enabled
+            && match kind {
+                DetectorKind::SynFlood => self.syn_flood.enabled,
+                DetectorKind::PortScan => self.port_scan.enabled,
+                DetectorKind::UdpFlood => self.udp_flood.enabled,
+                DetectorKind::IcmpFlood => self.icmp_flood.enabled,
+            }
+    }
+}
+
+/// The `[response]` section: automatic blocks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponseConfig {
+    /// Master switch for automatic blocks.
+    pub auto_block: bool,
+    /// Report what would be blocked, block nothing.
+    pub dry_run: bool,
+    /// TTL of a first block.
+    pub block_ttl_secs: u64,
+    /// Each repeat offence multiplies the TTL by this (1: no escalation).
+    pub escalation_factor: u32,
+    /// The TTL never grows past this.
+    pub max_block_ttl_secs: u64,
+    /// A source's offences are forgotten this long after its last one.
+    pub forget_after_secs: u64,
+    /// Per detector: auto-block or not, and from which severity.
+    pub detectors: BTreeMap<DetectorKind, DetectorResponse>,
+}
+
+/// `[response.<detector>]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DetectorResponse {
+    /// Whether this detector's alerts block their source.
+    pub auto_block: bool,
+    /// Alerts below this severity only report.
+    pub min_severity: Severity,
+}
+
+impl Default for ResponseConfig {
+    fn default() -> Self {
+        Self {
+            auto_block: true,
+            dry_run: false,
+            block_ttl_secs: 600,
+            escalation_factor: 2,
+            max_block_ttl_secs: 24 * 3600,
+            forget_after_secs: 24 * 3600,
+            detectors: DetectorKind::ALL
+                .into_iter()
+                .map(|k| {
+                    (
+                        k,
+                        DetectorResponse {
+                            auto_block: true,
+                            min_severity: Severity::Medium,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+impl ResponseConfig {
+    /// The settings for one detector.
+    pub fn detector(&self, kind: DetectorKind) -> DetectorResponse {
+        self.detectors
+            .get(&kind)
+            .copied()
+            .unwrap_or(DetectorResponse {
+                auto_block: true,
+                min_severity: Severity::Medium,
+            })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDetection {
+    enabled: Option<bool>,
+    max_tracked_sources: Option<Spanned<i64>>,
+    signal_ring_buffer_size: Option<Spanned<i64>>,
+    cleanup_interval_secs: Option<Spanned<i64>>,
+    alerts_stdout: Option<bool>,
+    alerts_file: Option<Spanned<String>>,
+    alert_format: Option<Spanned<String>>,
+    syn_flood: Option<RawSynFlood>,
+    port_scan: Option<RawPortScan>,
+    udp_flood: Option<RawFlood>,
+    icmp_flood: Option<RawFlood>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSynFlood {
+    enabled: Option<bool>,
+    window_secs: Option<Spanned<i64>>,
+    syn_only_ratio: Option<Spanned<f64>>,
+    source_threshold: Option<Spanned<i64>>,
+    target_threshold: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPortScan {
+    enabled: Option<bool>,
+    window_secs: Option<Spanned<i64>>,
+    distinct_ports: Option<Spanned<i64>>,
+    distinct_hosts: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlood {
+    enabled: Option<bool>,
+    window_secs: Option<Spanned<i64>>,
+    threshold: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResponse {
+    auto_block: Option<bool>,
+    dry_run: Option<bool>,
+    block_ttl_secs: Option<Spanned<i64>>,
+    escalation_factor: Option<Spanned<i64>>,
+    max_block_ttl_secs: Option<Spanned<i64>>,
+    forget_after_secs: Option<Spanned<i64>>,
+    syn_flood: Option<RawDetectorResponse>,
+    port_scan: Option<RawDetectorResponse>,
+    udp_flood: Option<RawDetectorResponse>,
+    icmp_flood: Option<RawDetectorResponse>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDetectorResponse {
+    auto_block: Option<bool>,
+    min_severity: Option<Spanned<String>>,
+}
+
+// Largest i64 a u32 setting takes; `range` does the checking.
+const U32: u32 = u32::MAX;
+
+impl Source<'_> {
+    fn secs(&self, v: &Spanned<i64>, field: &str, min: u64) -> Result<u64, ConfigError> {
+        let n = *v.get_ref();
+        if n < min as i64 || n > MAX_SECS as i64 {
+            return Err(self.error(
+                v.span(),
+                field,
+                format!("{n} is out of range: must be between {min} and {MAX_SECS} seconds"),
+            ));
+        }
+        Ok(n as u64)
+    }
+
+    pub(super) fn detection(&self, raw: RawDetection) -> Result<DetectionConfig, ConfigError> {
+        let mut cfg = DetectionConfig::default();
+        if let Some(v) = raw.enabled {
+            cfg.enabled = v;
+        }
+        if let Some(v) = &raw.max_tracked_sources {
+            cfg.max_tracked_sources =
+                self.range(v, "detection.max_tracked_sources", 16, MAX_TRACKED_SOURCES)?;
+        }
+        if let Some(v) = &raw.signal_ring_buffer_size {
+            let field = "detection.signal_ring_buffer_size";
+            let n = self.range(v, field, 4096, 1 << 30)?;
+            if !n.is_power_of_two() {
+                return Err(self.error(
+                    v.span(),
+                    field,
+                    format!("{n} is not a power of two (e.g. 262144)"),
+                ));
+            }
+            cfg.signal_ring_buffer_size = n;
+        }
+        if let Some(v) = &raw.cleanup_interval_secs {
+            cfg.cleanup_interval_secs = self.secs(v, "detection.cleanup_interval_secs", 1)?;
+        }
+        if let Some(v) = raw.alerts_stdout {
+            cfg.alerts_stdout = v;
+        }
+        if let Some(v) = raw.alerts_file {
+            let p = PathBuf::from(v.get_ref());
+            if !p.is_absolute() {
+                return Err(self.error(
+                    v.span(),
+                    "detection.alerts_file",
+                    format!("\"{}\" must be an absolute path", v.get_ref()),
+                ));
+            }
+            cfg.alerts_file = Some(p);
+        }
+        if let Some(v) = raw.alert_format {
+            cfg.alert_format = match v.get_ref().as_str() {
+                "alert" => AlertFormat::Alert,
+                "log_entry" => AlertFormat::LogEntry,
+                other => {
+                    return Err(self.error(
+                        v.span(),
+                        "detection.alert_format",
+                        format!("unknown format \"{other}\": expected alert or log_entry"),
+                    ));
+                }
+            };
+        }
+        if let Some(raw) = raw.syn_flood {
+            let c = &mut cfg.syn_flood;
+            if let Some(v) = raw.enabled {
+                c.enabled = v;
+            }
+            if let Some(v) = &raw.window_secs {
+                c.window_secs = self.secs(v, "detection.syn_flood.window_secs", 1)?;
+            }
+            if let Some(v) = &raw.syn_only_ratio {
+                let r = *v.get_ref();
+                if !(r > 0.0 && r <= 1.0) {
+                    return Err(self.error(
+                        v.span(),
+                        "detection.syn_flood.syn_only_ratio",
+                        format!("{r} is out of range: must be above 0 and at most 1"),
+                    ));
+                }
+                c.syn_only_permille = (r * 1000.0).round() as u32;
+            }
+            if let Some(v) = &raw.source_threshold {
+                c.source_threshold =
+                    self.range(v, "detection.syn_flood.source_threshold", 1, U32)?;
+            }
+            if let Some(v) = &raw.target_threshold {
+                c.target_threshold =
+                    self.range(v, "detection.syn_flood.target_threshold", 1, U32)?;
+            }
+        }
+        if let Some(raw) = raw.port_scan {
+            let c = &mut cfg.port_scan;
+            if let Some(v) = raw.enabled {
+                c.enabled = v;
+            }
+            if let Some(v) = &raw.window_secs {
+                c.window_secs = self.secs(v, "detection.port_scan.window_secs", 1)?;
+            }
+            // The datapath counts distinct bins of a 512-bit (ports) and
+            // 256-bit (hosts) set; thresholds must leave room below that.
+            if let Some(v) = &raw.distinct_ports {
+                c.distinct_ports = self.range(v, "detection.port_scan.distinct_ports", 2, 256)?;
+            }
+            if let Some(v) = &raw.distinct_hosts {
+                c.distinct_hosts = self.range(v, "detection.port_scan.distinct_hosts", 0, 128)?;
+            }
+        }
+        for (raw, c, name) in [
+            (raw.udp_flood, &mut cfg.udp_flood, "udp_flood"),
+            (raw.icmp_flood, &mut cfg.icmp_flood, "icmp_flood"),
+        ] {
+            let Some(raw) = raw else { continue };
+            if let Some(v) = raw.enabled {
+                c.enabled = v;
+            }
+            if let Some(v) = &raw.window_secs {
+                c.window_secs = self.secs(v, &format!("detection.{name}.window_secs"), 1)?;
+            }
+            if let Some(v) = &raw.threshold {
+                c.threshold = self.range(v, &format!("detection.{name}.threshold"), 1, U32)?;
+            }
+        }
+        Ok(cfg)
+    }
+
+    pub(super) fn response(&self, raw: RawResponse) -> Result<ResponseConfig, ConfigError> {
+        let mut cfg = ResponseConfig::default();
+        if let Some(v) = raw.auto_block {
+            cfg.auto_block = v;
+        }
+        if let Some(v) = raw.dry_run {
+            cfg.dry_run = v;
+        }
+        if let Some(v) = &raw.block_ttl_secs {
+            cfg.block_ttl_secs = self.secs(v, "response.block_ttl_secs", 1)?;
+        }
+        if let Some(v) = &raw.escalation_factor {
+            cfg.escalation_factor = self.range(v, "response.escalation_factor", 1, 100)?;
+        }
+        if let Some(v) = &raw.max_block_ttl_secs {
+            cfg.max_block_ttl_secs = self.secs(v, "response.max_block_ttl_secs", 1)?;
+        }
+        if let Some(v) = &raw.forget_after_secs {
+            cfg.forget_after_secs = self.secs(v, "response.forget_after_secs", 1)?;
+        }
+        if cfg.max_block_ttl_secs < cfg.block_ttl_secs {
+            let span = raw
+                .max_block_ttl_secs
+                .as_ref()
+                .or(raw.block_ttl_secs.as_ref())
+                .map_or(0..0, |v| v.span());
+            return Err(self.error(
+                span,
+                "response.max_block_ttl_secs",
+                format!(
+                    "{} is below block_ttl_secs ({})",
+                    cfg.max_block_ttl_secs, cfg.block_ttl_secs
+                ),
+            ));
+        }
+        for (raw, kind) in [
+            (raw.syn_flood, DetectorKind::SynFlood),
+            (raw.port_scan, DetectorKind::PortScan),
+            (raw.udp_flood, DetectorKind::UdpFlood),
+            (raw.icmp_flood, DetectorKind::IcmpFlood),
+        ] {
+            let Some(raw) = raw else { continue };
+            let entry = cfg
+                .detectors
+                .get_mut(&kind)
+                .expect("every detector has defaults");
+            if let Some(v) = raw.auto_block {
+                entry.auto_block = v;
+            }
+            if let Some(v) = raw.min_severity {
+                entry.min_severity = v.get_ref().parse().map_err(|m| {
+                    self.error(v.span(), &format!("response.{kind}.min_severity"), m)
+                })?;
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::IronpostConfig;
+
+    use super::*;
+
+    fn parse(text: &str) -> Result<IronpostConfig, ConfigError> {
+        IronpostConfig::parse(text, "t.toml")
+    }
+
+    #[test]
+    fn founding_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.detection.syn_flood.window_secs, 10);
+        assert_eq!(c.detection.syn_flood.syn_only_permille, 700);
+        assert_eq!(c.detection.port_scan.distinct_ports, 20);
+        assert_eq!(c.detection.port_scan.window_secs, 60);
+        assert!(c.response.auto_block && !c.response.dry_run);
+        assert_eq!(
+            c.response.detector(DetectorKind::PortScan).min_severity,
+            Severity::Medium
+        );
+    }
+
+    #[test]
+    fn every_setting_parses() {
+        let c = parse(
+            "[detection]\nenabled = true\nmax_tracked_sources = 1000\nsignal_ring_buffer_size = 8192\n\
+             cleanup_interval_secs = 5\nalerts_stdout = false\nalerts_file = \"/tmp/a.jsonl\"\n\
+             alert_format = \"log_entry\"\n\
+             [detection.syn_flood]\nwindow_secs = 5\nsyn_only_ratio = 0.9\nsource_threshold = 100\ntarget_threshold = 200\n\
+             [detection.port_scan]\nenabled = false\nwindow_secs = 30\ndistinct_ports = 10\ndistinct_hosts = 0\n\
+             [detection.udp_flood]\nthreshold = 50\n[detection.icmp_flood]\nwindow_secs = 2\n\
+             [response]\ndry_run = true\nblock_ttl_secs = 60\nescalation_factor = 3\nmax_block_ttl_secs = 600\n\
+             forget_after_secs = 3600\n[response.icmp_flood]\nauto_block = false\n[response.syn_flood]\nmin_severity = \"high\"\n",
+        )
+        .unwrap();
+        let d = &c.detection;
+        assert_eq!(d.max_tracked_sources, 1000);
+        assert_eq!(d.alert_format, AlertFormat::LogEntry);
+        assert_eq!(d.syn_flood.syn_only_permille, 900);
+        assert_eq!(d.syn_flood.target_threshold, 200);
+        assert!(!d.runs(DetectorKind::PortScan) && d.runs(DetectorKind::UdpFlood));
+        assert_eq!(d.udp_flood.threshold, 50);
+        assert_eq!(d.icmp_flood.window_secs, 2);
+        let r = &c.response;
+        assert!(r.dry_run);
+        assert_eq!(
+            (r.block_ttl_secs, r.escalation_factor, r.max_block_ttl_secs),
+            (60, 3, 600)
+        );
+        assert!(!r.detector(DetectorKind::IcmpFlood).auto_block);
+        assert_eq!(
+            r.detector(DetectorKind::SynFlood).min_severity,
+            Severity::High
+        );
+    }
+
+    #[test]
+    fn bad_values_name_line_and_field() {
+        let cases = [
+            (
+                "[detection.syn_flood]\nsyn_only_ratio = 1.5\n",
+                2,
+                "detection.syn_flood.syn_only_ratio",
+                "1.5",
+            ),
+            (
+                "[detection]\nsignal_ring_buffer_size = 5000\n",
+                2,
+                "detection.signal_ring_buffer_size",
+                "power of two",
+            ),
+            (
+                "\n[detection.port_scan]\ndistinct_ports = 1000\n",
+                3,
+                "detection.port_scan.distinct_ports",
+                "1000",
+            ),
+            (
+                "[detection.udp_flood]\nwindow_secs = 0\n",
+                2,
+                "detection.udp_flood.window_secs",
+                "0 is out of range",
+            ),
+            (
+                "[response.port_scan]\nmin_severity = \"severe\"\n",
+                2,
+                "response.port_scan.min_severity",
+                "severe",
+            ),
+            (
+                "[response]\nblock_ttl_secs = 600\nmax_block_ttl_secs = 60\n",
+                3,
+                "response.max_block_ttl_secs",
+                "below",
+            ),
+            (
+                "[detection]\nalerts_file = \"alerts.jsonl\"\n",
+                2,
+                "detection.alerts_file",
+                "absolute",
+            ),
+            (
+                "[detection]\nalert_format = \"xml\"\n",
+                2,
+                "detection.alert_format",
+                "xml",
+            ),
+        ];
+        for (text, line, field, needle) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!((e.line, e.field.as_str()), (line, field), "{text}: {e}");
+            assert!(e.message.contains(needle), "{text}: {e}");
+        }
+        let e = parse("[detection.syn_flood]\nthreshold = 5\n").unwrap_err();
+        assert!(e.to_string().contains("threshold"), "{e}");
+    }
+}

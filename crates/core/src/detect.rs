@@ -1,0 +1,111 @@
+//! Detection signals (what the datapath reports when a source or target
+//! crosses a threshold) and the trait the detectors implement.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::{DetectorKind, Protocol, Severity, alert::Evidence};
+
+/// Which threshold a signal reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalKind {
+    /// Bare SYNs from one source.
+    SynSource,
+    /// Bare SYNs onto one destination address and port.
+    SynTarget,
+    /// Distinct destination ports probed by one source.
+    PortScan,
+    /// Distinct destination hosts probed by one source.
+    HostSweep,
+    /// UDP packets from one source.
+    UdpFlood,
+    /// ICMP packets from one source.
+    IcmpFlood,
+}
+
+impl SignalKind {
+    /// The detector that handles this signal.
+    pub fn detector(self) -> DetectorKind {
+        match self {
+            Self::SynSource | Self::SynTarget => DetectorKind::SynFlood,
+            Self::PortScan | Self::HostSweep => DetectorKind::PortScan,
+            Self::UdpFlood => DetectorKind::UdpFlood,
+            Self::IcmpFlood => DetectorKind::IcmpFlood,
+        }
+    }
+}
+
+/// A threshold crossing, decoded. Counters are the state at the crossing;
+/// times are wall-clock milliseconds since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Signal {
+    /// What crossed.
+    pub kind: SignalKind,
+    /// When.
+    pub time_ms: u64,
+    /// Start of the window it crossed in.
+    pub window_start_ms: u64,
+    /// The source (for target signals, the crossing packet's source).
+    pub src: IpAddr,
+    /// Destination of the crossing packet.
+    pub dst: IpAddr,
+    /// Protocol of the crossing packet.
+    pub protocol: Protocol,
+    /// Destination port of the crossing packet (0 for ICMP).
+    pub dst_port: u16,
+    /// Interface.
+    pub interface: String,
+    /// Bare SYNs in the SYN window.
+    pub syn: u32,
+    /// ACK-bearing TCP packets in the SYN window.
+    pub ack: u32,
+    /// UDP packets in the UDP window.
+    pub udp: u32,
+    /// ICMP packets in the ICMP window.
+    pub icmp: u32,
+    /// Distinct destination port bins in the scan window.
+    pub ports: u32,
+    /// Distinct destination host bins in the scan window.
+    pub hosts: u32,
+    /// Distinct source bins (target signals).
+    pub sources: u32,
+    /// Sampled destination ports.
+    pub sample_ports: Vec<u16>,
+    /// Sampled sources (target signals).
+    pub sample_sources: Vec<IpAddr>,
+}
+
+/// What a detector concluded from a signal, before deduplication and
+/// response.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    /// The detector.
+    pub detector: DetectorKind,
+    /// How serious.
+    pub severity: Severity,
+    /// The single offending source, if there is one.
+    pub source: Option<IpAddr>,
+    /// What was attacked.
+    pub target: String,
+    /// One line for humans.
+    pub summary: String,
+    /// The numbers.
+    pub evidence: Evidence,
+    /// Findings with the same key within `window_ms` are one alert.
+    pub dedup_key: String,
+    /// The detector's window.
+    pub window_ms: u64,
+}
+
+/// A detector: turns the signals it handles into findings. Detectors are
+/// owned by one task and change their state through `&mut self`; nothing
+/// is skipped because a lock was busy.
+pub trait Detector {
+    /// Which detector this is.
+    fn kind(&self) -> DetectorKind;
+    /// Looks at one signal; `None` when it does not hold up (below this
+    /// detector's thresholds, or not a signal it handles).
+    fn observe(&mut self, signal: &Signal) -> Option<Finding>;
+}

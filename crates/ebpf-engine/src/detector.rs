@@ -1,0 +1,726 @@
+//! The detectors (SYN flood, port scan and sweep, UDP and ICMP floods) and
+//! [`PacketDetector`], which owns them and their state: it routes each
+//! signal, turns findings into alerts, and keeps one alert per detector
+//! and source per window, counting repeats instead of re-alerting.
+
+use std::collections::HashMap;
+
+use ironpost_core::{
+    Alert, AlertAction, Detector, DetectorKind, Evidence, Finding, Severity, Signal, SignalKind,
+    config::{DetectionConfig, FloodConfig, PortScanConfig, SynFloodConfig},
+};
+use ironpost_ebpf_common::{HOST_BINS, PORT_BINS};
+use serde::Serialize;
+
+/// Distinct items behind `bins` set bins of an `m`-bin set (linear
+/// counting); a full set is reported as `m`.
+pub fn estimate_distinct(bins: u32, m: u32) -> u64 {
+    if bins >= m {
+        return u64::from(m);
+    }
+    let (k, m) = (f64::from(bins), f64::from(m));
+    (-m * (1.0 - k / m).ln()).round().max(k) as u64
+}
+
+/// Severity from how much faster than the threshold rate the count was
+/// reached: `count / elapsed` against `threshold / window`. At about the
+/// threshold rate: medium; 3x: high; 10x: critical; never above `cap`.
+pub fn severity(
+    count: u64,
+    threshold: u64,
+    elapsed_secs: f64,
+    window_secs: u64,
+    cap: Severity,
+) -> Severity {
+    let rate = count as f64 / elapsed_secs.max(0.001);
+    let limit = threshold.max(1) as f64 / window_secs.max(1) as f64;
+    let s = match rate / limit {
+        f if f >= 10.0 => Severity::Critical,
+        f if f >= 3.0 => Severity::High,
+        _ => Severity::Medium,
+    };
+    s.min(cap)
+}
+
+fn evidence(s: &Signal, window_secs: u64, count: u64, threshold: u64) -> Evidence {
+    let elapsed_secs = s.time_ms.saturating_sub(s.window_start_ms) as f64 / 1000.0;
+    Evidence {
+        window_secs,
+        elapsed_secs,
+        count,
+        threshold,
+        rate_per_sec: (count as f64 / elapsed_secs.max(0.001) * 10.0).round() / 10.0,
+        ..Evidence::default()
+    }
+}
+
+fn ratio(syn: u32, ack: u32) -> f64 {
+    let total = u64::from(syn) + u64::from(ack);
+    if total == 0 {
+        0.0
+    } else {
+        (f64::from(syn) / total as f64 * 1000.0).round() / 1000.0
+    }
+}
+
+/// SYN floods: bare SYNs from one source, or onto one destination port,
+/// above the threshold within the window, with a SYN-only ratio at or
+/// above the configured one (a busy but healthy client or service
+/// completes its handshakes, so ACKs keep its ratio low).
+#[derive(Debug)]
+pub struct SynFloodDetector {
+    cfg: SynFloodConfig,
+}
+
+impl SynFloodDetector {
+    /// A detector with these settings.
+    pub fn new(cfg: SynFloodConfig) -> Self {
+        Self { cfg }
+    }
+}
+
+impl Detector for SynFloodDetector {
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::SynFlood
+    }
+
+    fn observe(&mut self, s: &Signal) -> Option<Finding> {
+        let c = &self.cfg;
+        let r = ratio(s.syn, s.ack);
+        if r * 1000.0 + 0.5 < f64::from(c.syn_only_permille) {
+            return None;
+        }
+        let (threshold, source, target, key) = match s.kind {
+            SignalKind::SynSource => (
+                c.source_threshold,
+                Some(s.src),
+                s.dst.to_string(),
+                format!("syn_flood:{}", s.src),
+            ),
+            SignalKind::SynTarget => {
+                let target = socket(s.dst, s.dst_port);
+                (
+                    c.target_threshold,
+                    None,
+                    target.clone(),
+                    format!("syn_flood:target:{target}"),
+                )
+            }
+            _ => return None,
+        };
+        if s.syn < threshold {
+            return None;
+        }
+        let mut ev = evidence(s, c.window_secs, s.syn.into(), threshold.into());
+        ev.syn = Some(s.syn.into());
+        ev.ack = Some(s.ack.into());
+        ev.syn_only_ratio = Some(r);
+        let severity = severity(
+            s.syn.into(),
+            threshold.into(),
+            ev.elapsed_secs,
+            c.window_secs,
+            Severity::Critical,
+        );
+        let summary = match source {
+            Some(src) => format!(
+                "SYN flood from {src}: {} SYNs in {:.1} s, {:.0}% without handshake",
+                s.syn,
+                ev.elapsed_secs,
+                r * 100.0
+            ),
+            None => {
+                let n = estimate_distinct(s.sources, HOST_BINS);
+                ev.distinct_sources = Some(n);
+                ev.sampled_sources = s.sample_sources.clone();
+                format!(
+                    "SYN flood onto {target}: {} SYNs in {:.1} s from about {n} sources, {:.0}% \
+                     without handshake",
+                    s.syn,
+                    ev.elapsed_secs,
+                    r * 100.0
+                )
+            }
+        };
+        Some(Finding {
+            detector: DetectorKind::SynFlood,
+            severity,
+            source,
+            target,
+            summary,
+            evidence: ev,
+            dedup_key: key,
+            window_ms: c.window_secs * 1000,
+        })
+    }
+}
+
+fn socket(addr: std::net::IpAddr, port: u16) -> String {
+    match addr {
+        std::net::IpAddr::V4(a) => format!("{a}:{port}"),
+        std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// Port scans: one source probing many destination ports (bare SYNs, or
+/// UDP from an unprivileged port) within the window; and the horizontal
+/// sweep: one source probing many hosts.
+#[derive(Debug)]
+pub struct PortScanDetector {
+    cfg: PortScanConfig,
+}
+
+impl PortScanDetector {
+    /// A detector with these settings.
+    pub fn new(cfg: PortScanConfig) -> Self {
+        Self { cfg }
+    }
+}
+
+impl Detector for PortScanDetector {
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::PortScan
+    }
+
+    fn observe(&mut self, s: &Signal) -> Option<Finding> {
+        let c = &self.cfg;
+        let (count, threshold, what) = match s.kind {
+            SignalKind::PortScan => (s.ports, c.distinct_ports, "ports"),
+            SignalKind::HostSweep if c.distinct_hosts > 0 => (s.hosts, c.distinct_hosts, "hosts"),
+            _ => return None,
+        };
+        if count < threshold {
+            return None;
+        }
+        let mut ev = evidence(s, c.window_secs, count.into(), threshold.into());
+        ev.distinct_ports = Some(estimate_distinct(s.ports, PORT_BINS));
+        ev.distinct_hosts = Some(estimate_distinct(s.hosts, HOST_BINS));
+        ev.sampled_ports = s.sample_ports.clone();
+        let proto = match s.protocol {
+            ironpost_core::Protocol::Udp => "UDP",
+            ironpost_core::Protocol::Tcp => "TCP",
+            _ => "ICMP",
+        };
+        let (summary, target) = if what == "ports" {
+            (
+                format!(
+                    "{proto} port scan from {}: {} distinct ports of {} in {:.1} s",
+                    s.src,
+                    ev.distinct_ports.unwrap_or(0),
+                    s.dst,
+                    ev.elapsed_secs
+                ),
+                s.dst.to_string(),
+            )
+        } else {
+            (
+                format!(
+                    "{proto} sweep from {}: {} distinct hosts in {:.1} s (last: {})",
+                    s.src,
+                    ev.distinct_hosts.unwrap_or(0),
+                    ev.elapsed_secs,
+                    socket(s.dst, s.dst_port)
+                ),
+                format!("{} hosts", ev.distinct_hosts.unwrap_or(0)),
+            )
+        };
+        Some(Finding {
+            detector: DetectorKind::PortScan,
+            severity: severity(
+                count.into(),
+                threshold.into(),
+                ev.elapsed_secs,
+                c.window_secs,
+                Severity::High,
+            ),
+            source: Some(s.src),
+            target,
+            summary,
+            evidence: ev,
+            dedup_key: format!("port_scan:{}", s.src),
+            window_ms: c.window_secs * 1000,
+        })
+    }
+}
+
+/// UDP or ICMP floods: packets from one source above the threshold within
+/// the window.
+#[derive(Debug)]
+pub struct FloodDetector {
+    kind: DetectorKind,
+    cfg: FloodConfig,
+}
+
+impl FloodDetector {
+    /// A UDP flood detector.
+    pub fn udp(cfg: FloodConfig) -> Self {
+        Self {
+            kind: DetectorKind::UdpFlood,
+            cfg,
+        }
+    }
+    /// An ICMP flood detector.
+    pub fn icmp(cfg: FloodConfig) -> Self {
+        Self {
+            kind: DetectorKind::IcmpFlood,
+            cfg,
+        }
+    }
+}
+
+impl Detector for FloodDetector {
+    fn kind(&self) -> DetectorKind {
+        self.kind
+    }
+
+    fn observe(&mut self, s: &Signal) -> Option<Finding> {
+        let (count, name) = match (self.kind, s.kind) {
+            (DetectorKind::UdpFlood, SignalKind::UdpFlood) => (s.udp, "UDP"),
+            (DetectorKind::IcmpFlood, SignalKind::IcmpFlood) => (s.icmp, "ICMP"),
+            _ => return None,
+        };
+        let c = &self.cfg;
+        if count < c.threshold {
+            return None;
+        }
+        let mut ev = evidence(s, c.window_secs, count.into(), c.threshold.into());
+        if self.kind == DetectorKind::UdpFlood {
+            ev.sampled_ports = s.sample_ports.clone();
+        }
+        Some(Finding {
+            detector: self.kind,
+            severity: severity(
+                count.into(),
+                c.threshold.into(),
+                ev.elapsed_secs,
+                c.window_secs,
+                Severity::Critical,
+            ),
+            source: Some(s.src),
+            target: s.dst.to_string(),
+            summary: format!(
+                "{name} flood from {} to {}: {count} packets in {:.1} s",
+                s.src, s.dst, ev.elapsed_secs
+            ),
+            evidence: ev,
+            dedup_key: format!("{}:{}", self.kind, s.src),
+            window_ms: c.window_secs * 1000,
+        })
+    }
+}
+
+/// What became of a signal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// A new alert (its action is `None { reason: "pending" }` until the
+    /// responder has decided).
+    Alert(Box<Alert>),
+    /// The same detector already alerted on this source in this window.
+    Repeat {
+        /// That alert.
+        alert_id: String,
+        /// Repeats so far.
+        repeats: u64,
+    },
+    /// No detector took it (off, or below its thresholds).
+    Ignored,
+}
+
+/// Per-detector counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DetectorCounts {
+    /// Alerts raised.
+    pub alerts: u64,
+    /// Findings folded into an earlier alert of the same window.
+    pub repeats: u64,
+}
+
+/// Counts of the whole detection stage.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DetectionCounts {
+    /// Signals received.
+    pub signals: u64,
+    /// Signals no detector turned into a finding.
+    pub ignored: u64,
+    /// Per detector.
+    pub detectors: std::collections::BTreeMap<DetectorKind, DetectorCounts>,
+    /// Alert windows dropped early because the cap was reached.
+    pub evicted: u64,
+    /// Alert windows tracked now.
+    pub tracked: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Window {
+    alert_id: String,
+    detector: DetectorKind,
+    until_ms: u64,
+    repeats: u64,
+}
+
+/// Owns the detectors and the per-(detector, source) alert windows. Its
+/// memory is bounded by `cap` windows: at the cap, the window closest to
+/// its end is dropped first. Call [`PacketDetector::cleanup`] on a timer.
+pub struct PacketDetector {
+    detectors: Vec<Box<dyn Detector + Send>>,
+    windows: HashMap<String, Window>,
+    cap: usize,
+    id_prefix: String,
+    next_id: u64,
+    counts: DetectionCounts,
+}
+
+impl PacketDetector {
+    /// The detectors the configuration turns on, with room for
+    /// `max_tracked_sources` alert windows. Alert ids are
+    /// `<id_prefix>-<n>`.
+    pub fn new(cfg: &DetectionConfig, id_prefix: impl Into<String>) -> Self {
+        let mut d = Self {
+            detectors: Vec::new(),
+            windows: HashMap::new(),
+            cap: cfg.max_tracked_sources as usize,
+            id_prefix: id_prefix.into(),
+            next_id: 1,
+            counts: DetectionCounts::default(),
+        };
+        d.reconfigure(cfg);
+        d
+    }
+
+    /// Replaces the detectors' settings; open alert windows are kept.
+    pub fn reconfigure(&mut self, cfg: &DetectionConfig) {
+        let mut v: Vec<Box<dyn Detector + Send>> = Vec::new();
+        if cfg.runs(DetectorKind::SynFlood) {
+            v.push(Box::new(SynFloodDetector::new(cfg.syn_flood.clone())));
+        }
+        if cfg.runs(DetectorKind::PortScan) {
+            v.push(Box::new(PortScanDetector::new(cfg.port_scan.clone())));
+        }
+        if cfg.runs(DetectorKind::UdpFlood) {
+            v.push(Box::new(FloodDetector::udp(cfg.udp_flood.clone())));
+        }
+        if cfg.runs(DetectorKind::IcmpFlood) {
+            v.push(Box::new(FloodDetector::icmp(cfg.icmp_flood.clone())));
+        }
+        self.detectors = v;
+        self.cap = cfg.max_tracked_sources as usize;
+    }
+
+    /// Runs one signal through the detectors.
+    pub fn observe(&mut self, s: &Signal) -> Outcome {
+        self.counts.signals += 1;
+        let want = s.kind.detector();
+        let finding = self
+            .detectors
+            .iter_mut()
+            .filter(|d| d.kind() == want)
+            .find_map(|d| d.observe(s));
+        let Some(f) = finding else {
+            self.counts.ignored += 1;
+            return Outcome::Ignored;
+        };
+        let counts = self.counts.detectors.entry(f.detector).or_default();
+        if let Some(w) = self.windows.get_mut(&f.dedup_key)
+            && s.time_ms < w.until_ms
+        {
+            w.repeats += 1;
+            counts.repeats += 1;
+            return Outcome::Repeat {
+                alert_id: w.alert_id.clone(),
+                repeats: w.repeats,
+            };
+        }
+        counts.alerts += 1;
+        if !self.windows.contains_key(&f.dedup_key) && self.windows.len() >= self.cap {
+            self.evict_one();
+        }
+        let id = format!("{}-{}", self.id_prefix, self.next_id);
+        self.next_id += 1;
+        // The window runs from the kernel window's start, so a flood that
+        // keeps going gets one alert per window.
+        let start = s.window_start_ms.min(s.time_ms);
+        self.windows.insert(
+            f.dedup_key.clone(),
+            Window {
+                alert_id: id.clone(),
+                detector: f.detector,
+                until_ms: start + f.window_ms,
+                repeats: 0,
+            },
+        );
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(s.time_ms);
+        Outcome::Alert(Box::new(Alert {
+            id,
+            time: humantime::format_rfc3339_millis(time).to_string(),
+            detector: f.detector,
+            severity: f.severity,
+            source: f.source,
+            target: f.target,
+            interface: s.interface.clone(),
+            summary: f.summary,
+            evidence: f.evidence,
+            action: AlertAction::None {
+                reason: "pending".into(),
+            },
+        }))
+    }
+
+    fn evict_one(&mut self) {
+        if let Some(key) = self
+            .windows
+            .iter()
+            .min_by_key(|(_, w)| w.until_ms)
+            .map(|(k, _)| k.clone())
+        {
+            self.windows.remove(&key);
+            self.counts.evicted += 1;
+        }
+    }
+
+    /// Drops the windows that ended before `now_ms`; returns how many, with
+    /// the alerts that had repeats and how many.
+    pub fn cleanup(&mut self, now_ms: u64) -> Vec<(String, DetectorKind, u64)> {
+        let mut closed = Vec::new();
+        self.windows.retain(|_, w| {
+            if w.until_ms <= now_ms {
+                closed.push((w.alert_id.clone(), w.detector, w.repeats));
+                false
+            } else {
+                true
+            }
+        });
+        closed
+    }
+
+    /// Alert windows open now.
+    pub fn tracked(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Counts so far.
+    pub fn counts(&self) -> DetectionCounts {
+        let mut c = self.counts.clone();
+        c.tracked = self.windows.len();
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use ironpost_core::{IronpostConfig, Protocol};
+
+    use super::*;
+
+    fn cfg(extra: &str) -> DetectionConfig {
+        IronpostConfig::parse(extra, "t.toml").unwrap().detection
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A signal of `kind` from `src`, crossing at `t` ms in a window that
+    /// started at `start` ms.
+    fn sig(kind: SignalKind, src: &str, start: u64, t: u64) -> Signal {
+        Signal {
+            kind,
+            time_ms: t,
+            window_start_ms: start,
+            src: ip(src),
+            dst: ip("10.0.0.1"),
+            protocol: Protocol::Tcp,
+            dst_port: 80,
+            interface: "eth0".into(),
+            syn: 0,
+            ack: 0,
+            udp: 0,
+            icmp: 0,
+            ports: 0,
+            hosts: 0,
+            sources: 0,
+            sample_ports: vec![],
+            sample_sources: vec![],
+        }
+    }
+
+    fn syn(src: &str, syn: u32, ack: u32, start: u64, t: u64) -> Signal {
+        Signal {
+            syn,
+            ack,
+            ..sig(SignalKind::SynSource, src, start, t)
+        }
+    }
+
+    fn alert(o: Outcome) -> Alert {
+        match o {
+            Outcome::Alert(a) => *a,
+            other => panic!("expected an alert, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn syn_flood_needs_count_and_ratio() {
+        let mut d = PacketDetector::new(&cfg(""), "t");
+        // Below the count.
+        assert_eq!(
+            d.observe(&syn("10.9.0.1", 4_999, 0, 0, 1_000)),
+            Outcome::Ignored
+        );
+        // Enough SYNs, but most connections completed: an HTTP load loop.
+        assert_eq!(
+            d.observe(&syn("10.9.0.2", 5_000, 15_000, 0, 1_000)),
+            Outcome::Ignored
+        );
+        // Exactly at the founding ratio 0.7.
+        let a = alert(d.observe(&syn("10.9.0.3", 7_000, 3_000, 0, 9_000)));
+        assert_eq!(a.detector, DetectorKind::SynFlood);
+        assert_eq!(a.source, Some(ip("10.9.0.3")));
+        assert_eq!(a.evidence.syn_only_ratio, Some(0.7));
+        assert_eq!(a.evidence.window_secs, 10);
+        assert_eq!(a.severity, Severity::Medium);
+        // A flood crossing in 100 ms: 100x the threshold rate.
+        let a = alert(d.observe(&syn("10.9.0.4", 5_000, 0, 0, 100)));
+        assert_eq!(a.severity, Severity::Critical);
+        assert_eq!(d.counts().ignored, 2);
+    }
+
+    #[test]
+    fn syn_flood_onto_a_target_has_no_single_source() {
+        let mut d = PacketDetector::new(&cfg(""), "t");
+        let mut s = sig(SignalKind::SynTarget, "203.0.113.7", 0, 500);
+        s.syn = 10_000;
+        s.sources = 250;
+        s.sample_sources = vec![ip("203.0.113.7"), ip("198.51.100.3")];
+        let a = alert(d.observe(&s));
+        assert_eq!(a.source, None);
+        assert_eq!(a.target, "10.0.0.1:80");
+        assert!(a.evidence.distinct_sources.unwrap() > 250);
+        assert_eq!(a.evidence.sampled_sources.len(), 2);
+        // Another crossing packet source, same target, same window: a repeat.
+        let mut s2 = s.clone();
+        s2.src = ip("192.0.2.55");
+        s2.time_ms = 900;
+        assert!(matches!(d.observe(&s2), Outcome::Repeat { repeats: 1, .. }));
+    }
+
+    #[test]
+    fn port_scan_and_sweep_are_one_detector_per_source() {
+        let mut d = PacketDetector::new(&cfg(""), "t");
+        let mut s = sig(SignalKind::PortScan, "10.9.0.5", 0, 2_000);
+        s.ports = 20;
+        s.sample_ports = vec![21, 22, 80, 443];
+        let a = alert(d.observe(&s));
+        assert_eq!(a.detector, DetectorKind::PortScan);
+        assert!(a.evidence.distinct_ports.unwrap() >= 20);
+        assert_eq!(a.evidence.sampled_ports, vec![21, 22, 80, 443]);
+        // The same source sweeping hosts within the same 60 s window.
+        let mut w = sig(SignalKind::HostSweep, "10.9.0.5", 0, 3_000);
+        w.hosts = 20;
+        assert!(matches!(d.observe(&w), Outcome::Repeat { .. }));
+        // Another source sweeping: an alert of its own.
+        let mut w2 = sig(SignalKind::HostSweep, "10.9.0.6", 0, 3_000);
+        w2.hosts = 25;
+        assert!(alert(d.observe(&w2)).summary.contains("sweep"));
+        // Below the threshold (a stale kernel config): ignored.
+        let mut low = sig(SignalKind::PortScan, "10.9.0.7", 0, 3_000);
+        low.ports = 19;
+        assert_eq!(d.observe(&low), Outcome::Ignored);
+    }
+
+    #[test]
+    fn sweep_check_can_be_off() {
+        let mut d = PacketDetector::new(&cfg("[detection.port_scan]\ndistinct_hosts = 0\n"), "t");
+        let mut w = sig(SignalKind::HostSweep, "10.9.0.6", 0, 3_000);
+        w.hosts = 100;
+        assert_eq!(d.observe(&w), Outcome::Ignored);
+    }
+
+    #[test]
+    fn udp_and_icmp_floods() {
+        let mut d = PacketDetector::new(&cfg("[detection.udp_flood]\nthreshold = 100\n"), "t");
+        let mut u = sig(SignalKind::UdpFlood, "10.9.0.8", 1_000, 1_500);
+        u.udp = 100;
+        let a = alert(d.observe(&u));
+        assert_eq!(a.detector, DetectorKind::UdpFlood);
+        assert_eq!(a.evidence.count, 100);
+        assert!((a.evidence.rate_per_sec - 200.0).abs() < 0.01);
+        let mut i = sig(SignalKind::IcmpFlood, "10.9.0.8", 1_000, 1_200);
+        i.icmp = 1_000;
+        assert_eq!(alert(d.observe(&i)).detector, DetectorKind::IcmpFlood);
+        let mut low = i.clone();
+        low.src = ip("10.9.0.9");
+        low.icmp = 999;
+        assert_eq!(d.observe(&low), Outcome::Ignored);
+    }
+
+    #[test]
+    fn one_alert_per_detector_and_source_per_window() {
+        let mut d = PacketDetector::new(&cfg(""), "ip");
+        let first = alert(d.observe(&syn("10.9.0.1", 5_000, 0, 0, 100)));
+        assert_eq!(first.id, "ip-1");
+        for n in 1..=3 {
+            match d.observe(&syn("10.9.0.1", 5_000, 0, 0, 100 + n * 1000)) {
+                Outcome::Repeat { alert_id, repeats } => {
+                    assert_eq!((alert_id.as_str(), repeats), ("ip-1", n));
+                }
+                o => panic!("{o:?}"),
+            }
+        }
+        // The next kernel window (10 s later): a new alert.
+        let next = alert(d.observe(&syn("10.9.0.1", 5_000, 0, 10_000, 10_100)));
+        assert_eq!(next.id, "ip-2");
+        let c = d.counts();
+        assert_eq!(
+            c.detectors[&DetectorKind::SynFlood],
+            DetectorCounts {
+                alerts: 2,
+                repeats: 3
+            }
+        );
+    }
+
+    #[test]
+    fn windows_are_capped_and_cleaned() {
+        let mut d = PacketDetector::new(&cfg("[detection]\nmax_tracked_sources = 16\n"), "t");
+        for i in 0..40u64 {
+            let src = format!("10.9.1.{i}");
+            alert(d.observe(&syn(&src, 5_000, 0, i * 100, i * 100 + 50)));
+            assert!(d.tracked() <= 16);
+        }
+        assert_eq!(d.counts().evicted, 24);
+        // The oldest went first: 10.9.1.39 is still deduplicated.
+        assert!(matches!(
+            d.observe(&syn("10.9.1.39", 5_000, 0, 3_900, 4_000)),
+            Outcome::Repeat { .. }
+        ));
+        // Windows end 10 s after their start.
+        let closed = d.cleanup(3_900 + 10_000);
+        assert_eq!(closed.len(), 16);
+        assert!(closed.iter().any(|(_, _, repeats)| *repeats == 1));
+        assert_eq!(d.tracked(), 0);
+    }
+
+    #[test]
+    fn disabled_detectors_ignore_their_signals() {
+        let mut d = PacketDetector::new(&cfg("[detection.syn_flood]\nenabled = false\n"), "t");
+        assert_eq!(
+            d.observe(&syn("10.9.0.1", 50_000, 0, 0, 100)),
+            Outcome::Ignored
+        );
+        d.reconfigure(&cfg(""));
+        assert!(matches!(
+            d.observe(&syn("10.9.0.1", 50_000, 0, 0, 100)),
+            Outcome::Alert(_)
+        ));
+    }
+
+    #[test]
+    fn distinct_estimates() {
+        assert_eq!(estimate_distinct(0, 512), 0);
+        assert_eq!(estimate_distinct(20, 512), 20);
+        assert!((980..1020).contains(&estimate_distinct(439, 512)));
+        assert_eq!(estimate_distinct(512, 512), 512);
+    }
+}

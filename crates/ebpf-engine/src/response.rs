@@ -1,0 +1,374 @@
+//! The responder: decides whether an alert blocks its source, and for how
+//! long (repeat offenders get longer blocks), and never blocks an address
+//! that must stay reachable.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use ironpost_core::{Alert, Prefix, config::ResponseConfig};
+use serde::Serialize;
+
+/// What to do about an alert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Block `prefix` for `ttl_secs`.
+    Block {
+        /// The source, as a host prefix.
+        prefix: Prefix,
+        /// Block length.
+        ttl_secs: u64,
+        /// 1 for a first offence, then 2, 3, ...
+        offence: u32,
+    },
+    /// Dry run: report the block that would have been made.
+    DryRun {
+        /// As in `Block`.
+        prefix: Prefix,
+        /// As in `Block`.
+        ttl_secs: u64,
+        /// As in `Block`.
+        offence: u32,
+    },
+    /// Do nothing, for this reason.
+    Skip(String),
+}
+
+/// Why an address must never be blocked, if it must not.
+pub fn protected(ip: IpAddr, allow: &[Prefix], own: &[IpAddr]) -> Option<String> {
+    let ip = ip.to_canonical();
+    if ip.is_loopback() {
+        return Some(format!("{ip} is a loopback address"));
+    }
+    if ip.is_unspecified() || ip.is_multicast() || ip == IpAddr::from([255, 255, 255, 255]) {
+        return Some(format!("{ip} is not a unicast source address"));
+    }
+    if own.iter().any(|o| o.to_canonical() == ip) {
+        return Some(format!("{ip} is an address of this host"));
+    }
+    let host = Prefix::host(ip);
+    if let Some(a) = allow.iter().find(|a| a.contains(&host)) {
+        return Some(format!("{ip} is allow-listed ({a})"));
+    }
+    None
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Offender {
+    offences: u32,
+    last_ms: u64,
+}
+
+/// Offence history counts, for status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ResponseCounts {
+    /// Blocks made.
+    pub blocked: u64,
+    /// Blocks a dry run reported.
+    pub dry_run: u64,
+    /// Alerts that blocked nothing.
+    pub skipped: u64,
+    /// Sources with offences remembered now.
+    pub offenders: usize,
+}
+
+/// Owns the response settings and the offence history, bounded by `cap`
+/// sources (at the cap the longest-quiet one is forgotten).
+pub struct Responder {
+    cfg: ResponseConfig,
+    offenders: HashMap<IpAddr, Offender>,
+    cap: usize,
+    counts: ResponseCounts,
+}
+
+impl Responder {
+    /// A responder remembering at most `cap` offenders.
+    pub fn new(cfg: ResponseConfig, cap: usize) -> Self {
+        Self {
+            cfg,
+            offenders: HashMap::new(),
+            cap: cap.max(1),
+            counts: ResponseCounts::default(),
+        }
+    }
+
+    /// Replaces the settings; the offence history is kept.
+    pub fn reconfigure(&mut self, cfg: ResponseConfig, cap: usize) {
+        self.cfg = cfg;
+        self.cap = cap.max(1);
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &ResponseConfig {
+        &self.cfg
+    }
+
+    /// Decides about `alert` at `now_ms`. `allow` is the allow list in
+    /// force and `own` the host's addresses; neither is ever blocked. A
+    /// block (or dry-run block) counts as an offence of the source.
+    pub fn decide(
+        &mut self,
+        alert: &Alert,
+        allow: &[Prefix],
+        own: &[IpAddr],
+        now_ms: u64,
+    ) -> Decision {
+        let d = self.decide_inner(alert, allow, own, now_ms);
+        match &d {
+            Decision::Block { .. } => self.counts.blocked += 1,
+            Decision::DryRun { .. } => self.counts.dry_run += 1,
+            Decision::Skip(_) => self.counts.skipped += 1,
+        }
+        d
+    }
+
+    fn decide_inner(
+        &mut self,
+        alert: &Alert,
+        allow: &[Prefix],
+        own: &[IpAddr],
+        now_ms: u64,
+    ) -> Decision {
+        let per = self.cfg.detector(alert.detector);
+        if !self.cfg.auto_block {
+            return Decision::Skip("auto-block is off ([response] auto_block = false)".into());
+        }
+        if !per.auto_block {
+            return Decision::Skip(format!(
+                "auto-block is off for {} ([response.{}] auto_block = false)",
+                alert.detector, alert.detector
+            ));
+        }
+        if alert.severity < per.min_severity {
+            return Decision::Skip(format!(
+                "severity {} is below the minimum for blocking ({})",
+                alert.severity, per.min_severity
+            ));
+        }
+        let Some(src) = alert.source else {
+            return Decision::Skip(
+                "no single source to block (many, likely spoofed, sources)".into(),
+            );
+        };
+        let src = src.to_canonical();
+        if let Some(why) = protected(src, allow, own) {
+            return Decision::Skip(format!("{why}: never blocked"));
+        }
+        let offence = self.record(src, now_ms);
+        let ttl_secs = self.ttl(offence);
+        let prefix = Prefix::host(src);
+        if self.cfg.dry_run {
+            Decision::DryRun {
+                prefix,
+                ttl_secs,
+                offence,
+            }
+        } else {
+            Decision::Block {
+                prefix,
+                ttl_secs,
+                offence,
+            }
+        }
+    }
+
+    /// The TTL of the `offence`-th block: the base TTL times the factor
+    /// for each earlier offence, at most the maximum.
+    pub fn ttl(&self, offence: u32) -> u64 {
+        let mut ttl = self.cfg.block_ttl_secs;
+        for _ in 1..offence {
+            ttl = ttl.saturating_mul(u64::from(self.cfg.escalation_factor));
+            if ttl >= self.cfg.max_block_ttl_secs {
+                break;
+            }
+        }
+        ttl.min(self.cfg.max_block_ttl_secs)
+    }
+
+    fn record(&mut self, src: IpAddr, now_ms: u64) -> u32 {
+        let forget_ms = self.cfg.forget_after_secs * 1000;
+        if let Some(o) = self.offenders.get_mut(&src) {
+            if now_ms.saturating_sub(o.last_ms) >= forget_ms {
+                o.offences = 0;
+            }
+            o.offences = o.offences.saturating_add(1);
+            o.last_ms = now_ms;
+            return o.offences;
+        }
+        if self.offenders.len() >= self.cap
+            && let Some(oldest) = self
+                .offenders
+                .iter()
+                .min_by_key(|(_, o)| o.last_ms)
+                .map(|(ip, _)| *ip)
+        {
+            self.offenders.remove(&oldest);
+        }
+        self.offenders.insert(
+            src,
+            Offender {
+                offences: 1,
+                last_ms: now_ms,
+            },
+        );
+        1
+    }
+
+    /// Forgets the offenders quiet for `forget_after_secs`; returns how many.
+    pub fn cleanup(&mut self, now_ms: u64) -> usize {
+        let forget_ms = self.cfg.forget_after_secs * 1000;
+        let before = self.offenders.len();
+        self.offenders
+            .retain(|_, o| now_ms.saturating_sub(o.last_ms) < forget_ms);
+        before - self.offenders.len()
+    }
+
+    /// Counts so far.
+    pub fn counts(&self) -> ResponseCounts {
+        ResponseCounts {
+            offenders: self.offenders.len(),
+            ..self.counts
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ironpost_core::{AlertAction, DetectorKind, Evidence, IronpostConfig, Severity};
+
+    use super::*;
+
+    fn responder(text: &str) -> Responder {
+        Responder::new(
+            IronpostConfig::parse(text, "t.toml").unwrap().response,
+            1000,
+        )
+    }
+
+    fn alert(src: Option<&str>, detector: DetectorKind, severity: Severity) -> Alert {
+        Alert {
+            id: "t-1".into(),
+            time: String::new(),
+            detector,
+            severity,
+            source: src.map(|s| s.parse().unwrap()),
+            target: "10.0.0.1".into(),
+            interface: "eth0".into(),
+            summary: String::new(),
+            evidence: Evidence::default(),
+            action: AlertAction::None {
+                reason: "pending".into(),
+            },
+        }
+    }
+
+    fn ttl_of(d: Decision) -> u64 {
+        match d {
+            Decision::Block { ttl_secs, .. } | Decision::DryRun { ttl_secs, .. } => ttl_secs,
+            Decision::Skip(why) => panic!("skipped: {why}"),
+        }
+    }
+
+    #[test]
+    fn repeat_offenders_get_doubled_blocks_up_to_the_maximum() {
+        let mut r = responder("[response]\nblock_ttl_secs = 60\nmax_block_ttl_secs = 300\n");
+        let a = alert(Some("198.51.100.9"), DetectorKind::SynFlood, Severity::High);
+        let ttls: Vec<u64> = (0..5)
+            .map(|i| ttl_of(r.decide(&a, &[], &[], i * 1000)))
+            .collect();
+        assert_eq!(ttls, [60, 120, 240, 300, 300]);
+        // Another source starts at the base TTL.
+        let b = alert(
+            Some("198.51.100.10"),
+            DetectorKind::SynFlood,
+            Severity::High,
+        );
+        assert_eq!(ttl_of(r.decide(&b, &[], &[], 5000)), 60);
+    }
+
+    #[test]
+    fn offences_are_forgotten_after_a_quiet_period() {
+        let mut r = responder("[response]\nblock_ttl_secs = 60\nforget_after_secs = 100\n");
+        let a = alert(
+            Some("198.51.100.9"),
+            DetectorKind::PortScan,
+            Severity::Medium,
+        );
+        assert_eq!(ttl_of(r.decide(&a, &[], &[], 0)), 60);
+        assert_eq!(ttl_of(r.decide(&a, &[], &[], 50_000)), 120);
+        assert_eq!(ttl_of(r.decide(&a, &[], &[], 150_000)), 60);
+        assert_eq!(r.cleanup(250_000), 1);
+        assert_eq!(r.counts().offenders, 0);
+    }
+
+    #[test]
+    fn protected_addresses_are_never_blocked() {
+        let mut r = responder("");
+        let allow: Vec<Prefix> = vec!["192.0.2.0/24".parse().unwrap()];
+        let own: Vec<IpAddr> = vec!["10.0.0.1".parse().unwrap()];
+        for (src, needle) in [
+            ("127.0.0.1", "loopback"),
+            ("::1", "loopback"),
+            ("::ffff:127.0.0.5", "loopback"),
+            ("10.0.0.1", "this host"),
+            ("192.0.2.77", "allow-listed"),
+            ("0.0.0.0", "unicast"),
+        ] {
+            let a = alert(Some(src), DetectorKind::SynFlood, Severity::Critical);
+            match r.decide(&a, &allow, &own, 0) {
+                Decision::Skip(why) => assert!(why.contains(needle), "{src}: {why}"),
+                d => panic!("{src} was not protected: {d:?}"),
+            }
+        }
+        assert_eq!(r.counts().blocked, 0);
+    }
+
+    #[test]
+    fn switches_severity_and_dry_run() {
+        let a = alert(
+            Some("198.51.100.9"),
+            DetectorKind::IcmpFlood,
+            Severity::Medium,
+        );
+        let skip = |r: &mut Responder, a: &Alert| match r.decide(a, &[], &[], 0) {
+            Decision::Skip(why) => why,
+            d => panic!("{d:?}"),
+        };
+        assert!(skip(&mut responder("[response]\nauto_block = false\n"), &a).contains("off"));
+        assert!(
+            skip(
+                &mut responder("[response.icmp_flood]\nauto_block = false\n"),
+                &a
+            )
+            .contains("icmp_flood")
+        );
+        assert!(
+            skip(
+                &mut responder("[response.icmp_flood]\nmin_severity = \"high\"\n"),
+                &a
+            )
+            .contains("below")
+        );
+        let mut dry = responder("[response]\ndry_run = true\n");
+        assert!(matches!(
+            dry.decide(&a, &[], &[], 0),
+            Decision::DryRun { offence: 1, .. }
+        ));
+        assert_eq!(dry.counts().dry_run, 1);
+        let none = alert(None, DetectorKind::SynFlood, Severity::Critical);
+        assert!(skip(&mut responder(""), &none).contains("spoofed"));
+    }
+
+    #[test]
+    fn offender_history_is_capped() {
+        let mut r = Responder::new(ironpost_core::config::ResponseConfig::default(), 3);
+        for i in 0..10u64 {
+            let a = alert(
+                Some(&format!("198.51.100.{i}")),
+                DetectorKind::SynFlood,
+                Severity::High,
+            );
+            r.decide(&a, &[], &[], i);
+        }
+        assert_eq!(r.counts().offenders, 3);
+        assert_eq!(r.counts().blocked, 10);
+    }
+}
