@@ -13,12 +13,13 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use ironpost_core::{
-    Direction, IronpostConfig, PacketEvent, Pipeline, Prefix, RuleAction,
-    config::check_interface_name,
+    Alert, AlertAction, Direction, IronpostConfig, PacketEvent, Pipeline, Prefix, RuleAction,
+    Signal,
+    config::{AlertFormat, DetectionConfig, check_interface_name},
 };
 use ironpost_ebpf_engine::{
-    AllowEntry, Attachment, BlockEntry, EbpfEngine, EngineConfig, OnConfigConflict, Origin,
-    TrafficStats, engine::now_ms,
+    AllowEntry, Attachment, BlockEntry, Decision, EbpfEngine, EngineConfig, OnConfigConflict,
+    Origin, Outcome, PacketDetector, Responder, TrafficStats, engine::now_ms,
 };
 use serde_json::{Value, json};
 use tokio::{
@@ -87,10 +88,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let state = State::load(&state_file)?;
-    let mut engine_cfg = EngineConfig::from_core(&cfg.ebpf);
+    let mut engine_cfg = EngineConfig::from_core(&cfg.ebpf).with_detection(&cfg.detection);
     if let Some(mode) = args.xdp_mode {
         engine_cfg.xdp_mode = mode;
     }
+    let alerts = AlertSink::open(&cfg.detection)?;
     let mut builder = EbpfEngine::builder().config(engine_cfg);
     for iface in &interfaces {
         builder = builder.interface(iface);
@@ -112,6 +114,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         live: TrafficStats::new(),
         expired_unsaved: false,
         last_save: Instant::now(),
+        detector: PacketDetector::new(&cfg.detection, alert_id_prefix()),
+        responder: Responder::new(
+            cfg.response.clone(),
+            cfg.detection.max_tracked_sources as usize,
+        ),
+        detection: cfg.detection.clone(),
+        alerts,
+        signals_lost_reported: 0,
     };
     rt.block_on(daemon.serve(state, args.stats_interval))
 }
@@ -137,6 +147,90 @@ struct Daemon {
     live: TrafficStats,
     expired_unsaved: bool,
     last_save: Instant,
+    /// The detectors and their alert windows (owned by the main task).
+    detector: PacketDetector,
+    /// Automatic blocks and the offence history.
+    responder: Responder,
+    detection: DetectionConfig,
+    alerts: AlertSink,
+    /// Signal losses already warned about.
+    signals_lost_reported: u64,
+}
+
+/// A prefix for alert ids that differs between runs: the start time in
+/// milliseconds, in base 36.
+fn alert_id_prefix() -> String {
+    let mut n = now_ms();
+    let mut s = Vec::new();
+    while n > 0 {
+        s.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+    }
+    s.reverse();
+    format!("a{}", String::from_utf8_lossy(&s))
+}
+
+/// Where alerts go: stdout (with the packet events and stats) and an
+/// optional file, appended to, one JSON line each.
+struct AlertSink {
+    stdout: bool,
+    file: Option<(PathBuf, std::fs::File)>,
+    format: AlertFormat,
+}
+
+impl AlertSink {
+    fn open(cfg: &DetectionConfig) -> anyhow::Result<Self> {
+        let file = match &cfg.alerts_file {
+            Some(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("opening the alerts file {}", path.display()))?;
+                Some((path.clone(), f))
+            }
+            None => None,
+        };
+        Ok(Self {
+            stdout: cfg.alerts_stdout,
+            file,
+            format: cfg.alert_format,
+        })
+    }
+
+    fn line(&self, alert: &Alert) -> Value {
+        match self.format {
+            AlertFormat::Alert => serde_json::to_value(alert).unwrap_or(Value::Null),
+            AlertFormat::LogEntry => {
+                serde_json::to_value(alert.to_log_entry()).unwrap_or(Value::Null)
+            }
+        }
+    }
+
+    /// Writes the alert; a failing file is reported, stdout failures are
+    /// returned (the daemon stops when stdout is gone).
+    fn write(&mut self, alert: &Alert, out: &mut impl Write) -> io::Result<()> {
+        let line = self.line(alert);
+        if let Some((path, f)) = &mut self.file {
+            let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+            bytes.push(b'\n');
+            if let Err(e) = f.write_all(&bytes) {
+                tracing::error!("writing alert {} to {}: {e}", alert.id, path.display());
+            }
+        }
+        if self.stdout {
+            let mut v = line;
+            if let Value::Object(m) = &mut v {
+                m.insert("type".into(), json!("alert"));
+            }
+            emit(out, &v)?;
+        }
+        Ok(())
+    }
 }
 
 impl Daemon {
@@ -175,6 +269,8 @@ impl Daemon {
 
         let (ev_tx, mut ev_rx) = mpsc::channel::<PacketEvent>(4096);
         self.engine.spawn_event_reader(ev_tx)?;
+        let (sig_tx, mut sig_rx) = mpsc::channel::<Signal>(4096);
+        self.engine.spawn_signal_reader(sig_tx)?;
         let (st_tx, mut st_rx) = mpsc::channel::<TrafficStats>(4);
         self.engine
             .spawn_stats_poller(Duration::from_secs(1), st_tx)?;
@@ -197,6 +293,9 @@ impl Daemon {
         let mut ticks = 0u64;
         let mut expiry = tokio::time::interval(EXPIRY_TICK);
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cleanup =
+            tokio::time::interval(Duration::from_secs(self.detection.cleanup_interval_secs));
+        cleanup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let reason = loop {
             tokio::select! {
                 _ = sigint.recv() => break "SIGINT",
@@ -215,9 +314,18 @@ impl Daemon {
                     }
                     None => break "event reader stopped",
                 },
+                sig = sig_rx.recv() => match sig {
+                    Some(sig) => {
+                        if self.on_signal(&sig, &mut out).is_err() {
+                            break "stdout closed";
+                        }
+                    }
+                    None => break "signal reader stopped",
+                },
                 st = st_rx.recv() => match st {
                     Some(st) => {
                         self.live = st;
+                        self.warn_signal_loss();
                         if stats_interval > 0 && ticks > 0 && ticks.is_multiple_of(stats_interval) {
                             if let Some(snap) = self.live.snapshot() {
                                 printed.update(snap, Instant::now());
@@ -240,6 +348,7 @@ impl Daemon {
                     }
                 }
                 _ = expiry.tick() => self.expire(),
+                _ = cleanup.tick() => self.cleanup_detection(),
             }
         };
         tracing::info!("{reason}: stopping");
@@ -264,6 +373,149 @@ impl Daemon {
         }
         self.engine.stop().await?;
         Ok(())
+    }
+
+    /// Runs a signal through the detectors; a new alert gets its response
+    /// (an automatic block, unless something forbids it) and is written.
+    fn on_signal(&mut self, sig: &Signal, out: &mut impl Write) -> io::Result<()> {
+        let mut alert = match self.detector.observe(sig) {
+            Outcome::Alert(a) => a,
+            Outcome::Repeat { alert_id, repeats } => {
+                tracing::debug!(
+                    "{:?} from {}: repeat {repeats} of alert {alert_id}",
+                    sig.kind,
+                    sig.src
+                );
+                return Ok(());
+            }
+            Outcome::Ignored => {
+                tracing::debug!(
+                    "{:?} from {}: below the detectors' thresholds",
+                    sig.kind,
+                    sig.src
+                );
+                return Ok(());
+            }
+        };
+        alert.action = self.respond(&alert);
+        match &alert.action {
+            AlertAction::Blocked { ttl_secs, .. } => tracing::warn!(
+                "alert {} ({}, {}): {}; blocked for {ttl_secs} s",
+                alert.id,
+                alert.detector,
+                alert.severity,
+                alert.summary
+            ),
+            AlertAction::DryRun { ttl_secs, .. } => tracing::warn!(
+                "alert {} ({}, {}): {}; dry run: would block for {ttl_secs} s",
+                alert.id,
+                alert.detector,
+                alert.severity,
+                alert.summary
+            ),
+            AlertAction::None { reason } => tracing::warn!(
+                "alert {} ({}, {}): {}; not blocked: {reason}",
+                alert.id,
+                alert.detector,
+                alert.severity,
+                alert.summary
+            ),
+        }
+        self.alerts.write(&alert, out)
+    }
+
+    /// Decides and carries out the response to a new alert.
+    fn respond(&mut self, alert: &Alert) -> AlertAction {
+        let none = |reason: String| AlertAction::None { reason };
+        if let Some(src) = alert.source {
+            let key = (Direction::Src, Prefix::host(src.to_canonical()));
+            if let Some(e) = self.engine.policy().block(&key)
+                && e.origin != Origin::Auto
+            {
+                return none(format!(
+                    "{} has a {} entry ({}), which an automatic block does not override",
+                    key.1, e.origin, e.action
+                ));
+            }
+        }
+        let allow: Vec<Prefix> = self
+            .engine
+            .policy()
+            .allow_entries()
+            .map(|a| a.prefix)
+            .collect();
+        let own = local_addresses();
+        let now = now_ms();
+        match self.responder.decide(alert, &allow, &own, now) {
+            Decision::Skip(reason) => none(reason),
+            Decision::DryRun {
+                prefix,
+                ttl_secs,
+                offence,
+            } => AlertAction::DryRun {
+                would_block: prefix.to_string(),
+                ttl_secs,
+                offence,
+            },
+            Decision::Block {
+                prefix,
+                ttl_secs,
+                offence,
+            } => {
+                let mut e = BlockEntry::source(prefix, RuleAction::Drop, Origin::Auto, now);
+                e.id = Some(alert.id.clone());
+                e.reason = alert.summary.clone();
+                let expires = now + ttl_secs * 1000;
+                e.expires_ms = Some(expires);
+                match self
+                    .engine
+                    .block(vec![e], OnConfigConflict::Skip, &mut |_| {})
+                {
+                    Ok(r) if r.skipped_config > 0 => {
+                        none(format!("{prefix} is set by a config rule"))
+                    }
+                    Ok(_) => {
+                        if let Err(e) = self.save() {
+                            tracing::error!("{e:#}");
+                        }
+                        AlertAction::Blocked {
+                            block: prefix.to_string(),
+                            ttl_secs,
+                            expires: rfc3339(expires),
+                            offence,
+                        }
+                    }
+                    Err(e) => none(format!("blocking {prefix} failed: {e}")),
+                }
+            }
+        }
+    }
+
+    fn cleanup_detection(&mut self) {
+        let now = now_ms();
+        for (id, detector, repeats) in self.detector.cleanup(now) {
+            if repeats > 0 {
+                tracing::info!("alert {id} ({detector}) window closed: {repeats} repeats");
+            }
+        }
+        let forgotten = self.responder.cleanup(now);
+        if forgotten > 0 {
+            tracing::debug!("forgot {forgotten} quiet offenders");
+        }
+    }
+
+    /// Warns once per increase of the signals the datapath could not
+    /// deliver.
+    fn warn_signal_loss(&mut self) {
+        let lost = self.live.detect().signals_lost;
+        if lost > self.signals_lost_reported {
+            tracing::warn!(
+                "{} detection signals lost ({lost} in all): the SIGNALS ring buffer was full; \
+                 raise detection.signal_ring_buffer_size",
+                lost - self.signals_lost_reported
+            );
+            self.signals_lost_reported = lost;
+        }
     }
 
     fn save(&mut self) -> anyhow::Result<()> {
@@ -528,6 +780,14 @@ impl Daemon {
             "maps": self.engine.policy().fill_levels(),
             "events": events,
             "events_lost": events.lost(),
+            "detection": {
+                "enabled": self.detection.enabled,
+                "kernel": self.live.detect(),
+                "detectors": self.detector.counts(),
+                "response": self.responder.counts(),
+                "dry_run": self.responder.config().dry_run,
+                "auto_block": self.responder.config().auto_block,
+            },
             "config": self.config_path,
             "state_file": self.state_file,
             "socket": self.socket,
@@ -559,11 +819,19 @@ impl Daemon {
         for iface in &want {
             check_interface_exists(iface)?;
         }
-        let mut engine_cfg = EngineConfig::from_core(&cfg.ebpf);
+        let mut engine_cfg = EngineConfig::from_core(&cfg.ebpf).with_detection(&cfg.detection);
         if let Some(mode) = self.xdp_mode_from_cli {
             engine_cfg.xdp_mode = mode;
         }
+        let alerts = AlertSink::open(&cfg.detection)?;
         let report = self.engine.reload_config(engine_cfg)?;
+        self.alerts = alerts;
+        self.detector.reconfigure(&cfg.detection);
+        self.responder.reconfigure(
+            cfg.response.clone(),
+            cfg.detection.max_tracked_sources as usize,
+        );
+        self.detection = cfg.detection.clone();
         let have: Vec<String> = self
             .engine
             .attachments()
@@ -587,6 +855,47 @@ impl Daemon {
         }
         Ok(v)
     }
+}
+
+/// The addresses of this host's interfaces (never blocked automatically).
+fn local_addresses() -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head to `ifap`, freed below.
+    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
+        tracing::warn!(
+            "listing this host's addresses: {}",
+            io::Error::last_os_error()
+        );
+        return out;
+    }
+    let mut cur = ifap;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, alive
+        // until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: a non-null sockaddr from getifaddrs; its family says
+            // which sockaddr type it is, and only those two are read.
+            unsafe {
+                match i32::from((*ifa.ifa_addr).sa_family) {
+                    libc::AF_INET => {
+                        let a = &*ifa.ifa_addr.cast::<libc::sockaddr_in>();
+                        out.push(std::net::IpAddr::from(a.sin_addr.s_addr.to_ne_bytes()));
+                    }
+                    libc::AF_INET6 => {
+                        let a = &*ifa.ifa_addr.cast::<libc::sockaddr_in6>();
+                        out.push(std::net::IpAddr::from(a.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: the list head getifaddrs returned, freed once.
+    unsafe { libc::freeifaddrs(ifap) };
+    out
 }
 
 fn join(prefixes: &[Prefix]) -> String {
@@ -701,6 +1010,7 @@ pub fn stats_line(atts: &[Attachment], st: &TrafficStats, last: bool) -> Value {
             map.insert(name.into(), serde_json::to_value(m).unwrap_or(Value::Null));
         }
         map.insert("events_lost".into(), json!(st.events().lost()));
+        map.insert("detection".into(), json!(st.detect()));
         if last {
             map.insert("final".into(), json!(true));
         }

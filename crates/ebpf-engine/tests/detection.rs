@@ -1,0 +1,217 @@
+//! The datapath's detection tracking through BPF_PROG_TEST_RUN: which
+//! packets count, one signal per kind per window with the state at the
+//! crossing, and signals lost to a full ring buffer counted, not hidden.
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use ironpost_core::{EbpfConfig, IronpostConfig, Signal, SignalKind};
+use ironpost_ebpf_engine::{EbpfEngine, EngineConfig, TrafficSnapshot};
+use ironpost_lab::{
+    kernel_tests_enabled,
+    packet::{ACK, ETH_P_IP, SYN, ethernet, icmp_echo, ipv4, tcp, udp},
+};
+
+const DST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+
+fn engine(detection: &str) -> EbpfEngine {
+    let core = IronpostConfig::parse(detection, "test.toml").unwrap();
+    let mut e = EbpfEngine::builder()
+        .config(EngineConfig::from_core(&EbpfConfig::default()).with_detection(&core.detection))
+        .build();
+    e.load().expect("the verifier accepts ironpost_xdp");
+    e
+}
+
+fn tcp_pkt(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    ethernet(ETH_P_IP, &[], &ipv4(src, dst, 6, &tcp(sport, dport, flags)))
+}
+
+fn udp_pkt(src: Ipv4Addr, sport: u16, dport: u16) -> Vec<u8> {
+    ethernet(ETH_P_IP, &[], &ipv4(src, DST, 17, &udp(sport, dport, b"q")))
+}
+
+fn counters(e: &mut EbpfEngine) -> TrafficSnapshot {
+    e.counters().unwrap()
+}
+
+/// Starts the signal reader; returns the runtime and the receiver.
+fn reader(e: &mut EbpfEngine) -> (tokio::runtime::Runtime, tokio::sync::mpsc::Receiver<Signal>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    rt.block_on(async { e.spawn_signal_reader(tx) }).unwrap();
+    (rt, rx)
+}
+
+fn signals(
+    rt: &tokio::runtime::Runtime,
+    rx: &mut tokio::sync::mpsc::Receiver<Signal>,
+) -> Vec<Signal> {
+    let mut out = Vec::new();
+    while let Ok(Some(s)) =
+        rt.block_on(async { tokio::time::timeout(Duration::from_millis(300), rx.recv()).await })
+    {
+        out.push(s);
+    }
+    out
+}
+
+#[test]
+fn port_scan_signals_once_with_a_sample_and_replies_do_not_count() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let mut e = engine("[detection.port_scan]\ndistinct_ports = 20\ndistinct_hosts = 0\n");
+    let (rt, mut rx) = reader(&mut e);
+    let scanner = Ipv4Addr::new(198, 51, 100, 7);
+    // SYN-ACKs and ACKs to many ports are answers and established traffic.
+    for port in 1000..1100 {
+        e.test_run(&tcp_pkt(scanner, DST, 80, port, SYN | ACK), 1)
+            .unwrap();
+        e.test_run(&tcp_pkt(scanner, DST, 443, port, ACK), 1)
+            .unwrap();
+    }
+    // UDP from a well-known port (DNS answers) to many ports: not probes.
+    for port in 2000..2100 {
+        e.test_run(&udp_pkt(scanner, 53, port), 1).unwrap();
+    }
+    assert_eq!(counters(&mut e).detect.signals, 0);
+    // Bare SYNs to 60 distinct ports: one signal, at the 20th bin.
+    for port in 1..=60 {
+        e.test_run(&tcp_pkt(scanner, DST, 40000, port, SYN), 1)
+            .unwrap();
+    }
+    let got = signals(&rt, &mut rx);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let s = &got[0];
+    assert_eq!(s.kind, SignalKind::PortScan);
+    assert_eq!(s.src, std::net::IpAddr::V4(scanner));
+    assert_eq!(s.dst, std::net::IpAddr::V4(DST));
+    assert_eq!(s.ports, 20);
+    assert!(s.syn >= 20 && s.ack == 200, "{s:?}");
+    assert!(!s.sample_ports.is_empty() && s.sample_ports.iter().all(|p| (1..=60).contains(p)));
+    let snap = counters(&mut e);
+    assert_eq!((snap.detect.signals, snap.detect.signals_lost), (1, 0));
+    assert_eq!(snap.detect.sources_new, 1);
+}
+
+#[test]
+fn syn_flood_needs_the_ratio_and_target_signal_counts_sources() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let mut e = engine(
+        "[detection.syn_flood]\nsource_threshold = 50\ntarget_threshold = 100\n\
+         [detection.port_scan]\nenabled = false\n",
+    );
+    let (rt, mut rx) = reader(&mut e);
+    // A client completing its handshakes: 1 SYN, 3 ACK-bearing packets.
+    let client = Ipv4Addr::new(198, 51, 100, 20);
+    for i in 0..200u16 {
+        e.test_run(&tcp_pkt(client, DST, 30000 + i, 80, SYN), 1)
+            .unwrap();
+        for _ in 0..3 {
+            e.test_run(&tcp_pkt(client, DST, 30000 + i, 80, ACK), 1)
+                .unwrap();
+        }
+    }
+    assert!(
+        signals(&rt, &mut rx).is_empty(),
+        "a healthy client is not a flood"
+    );
+    // One flooder: bare SYNs only.
+    let flooder = Ipv4Addr::new(198, 51, 100, 21);
+    e.test_run(&tcp_pkt(flooder, DST, 1234, 22, SYN), 60)
+        .unwrap();
+    let got = signals(&rt, &mut rx);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].kind, got[0].syn, got[0].ack),
+        (SignalKind::SynSource, 50, 0)
+    );
+    // Many sources, a few SYNs each, onto port 25.
+    for i in 0..150u32 {
+        let src = Ipv4Addr::from(0xc633_0000 + i); // 198.51.0.0 + i
+        e.test_run(&tcp_pkt(src, DST, 5555, 25, SYN), 1).unwrap();
+    }
+    let got = signals(&rt, &mut rx);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let t = &got[0];
+    assert_eq!(
+        (t.kind, t.dst_port, t.syn),
+        (SignalKind::SynTarget, 25, 100)
+    );
+    assert!(t.sources > 60, "distinct source bins: {}", t.sources);
+    assert_eq!(t.sample_sources.len(), 4);
+}
+
+#[test]
+fn floods_and_blocked_or_allowed_sources() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let mut e = engine(
+        "[detection.udp_flood]\nthreshold = 100\n[detection.icmp_flood]\nthreshold = 50\n\
+         [detection.port_scan]\nenabled = false\n",
+    );
+    let (rt, mut rx) = reader(&mut e);
+    let src = Ipv4Addr::new(198, 51, 100, 30);
+    e.test_run(&udp_pkt(src, 40000, 53), 150).unwrap();
+    let ping = ethernet(ETH_P_IP, &[], &ipv4(src, DST, 1, &icmp_echo(8)));
+    e.test_run(&ping, 49).unwrap();
+    let got = signals(&rt, &mut rx);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0].kind, got[0].udp), (SignalKind::UdpFlood, 100));
+    e.test_run(&ping, 1).unwrap();
+    let got = signals(&rt, &mut rx);
+    assert_eq!(
+        (got.len(), got[0].kind, got[0].icmp),
+        (1, SignalKind::IcmpFlood, 50)
+    );
+
+    // Allow-listed and blocked sources are not tracked.
+    let allowed = Ipv4Addr::new(192, 0, 2, 50);
+    let blocked = Ipv4Addr::new(192, 0, 2, 51);
+    let mut cfg = EngineConfig::from_core(&EbpfConfig {
+        allow: vec![format!("{allowed}/32").parse().unwrap()],
+        ..EbpfConfig::default()
+    })
+    .with_detection(&e.config().detection.clone());
+    cfg.rules = IronpostConfig::parse(
+        &format!("[[ebpf.rules]]\nid = \"b\"\nsrc = \"{blocked}\"\naction = \"drop\"\n"),
+        "t.toml",
+    )
+    .unwrap()
+    .ebpf
+    .rules;
+    e.reload_config(cfg).unwrap();
+    let before = counters(&mut e).detect.sources_new;
+    e.test_run(&udp_pkt(allowed, 40000, 53), 200).unwrap();
+    e.test_run(&udp_pkt(blocked, 40000, 53), 200).unwrap();
+    assert!(signals(&rt, &mut rx).is_empty());
+    assert_eq!(counters(&mut e).detect.sources_new, before);
+}
+
+#[test]
+fn lost_signals_are_counted_under_a_spoofed_flood() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    // Every source signals on its first UDP packet; nothing reads SIGNALS,
+    // so a one-page ring buffer fills and the rest must be counted.
+    let mut e = engine(
+        "[detection]\nsignal_ring_buffer_size = 4096\nmax_tracked_sources = 65536\n\
+         [detection.udp_flood]\nthreshold = 1\n[detection.port_scan]\nenabled = false\n",
+    );
+    const SOURCES: u32 = 100_000;
+    for i in 0..SOURCES {
+        let src = Ipv4Addr::from(0x0a00_0000 + i); // 10.0.0.0 + i
+        e.test_run(&udp_pkt(src, 40000, 53), 1).unwrap();
+    }
+    let d = counters(&mut e).detect;
+    assert_eq!(d.sources_new, u64::from(SOURCES));
+    assert_eq!(d.signals + d.signals_lost, u64::from(SOURCES), "{d:?}");
+    assert!(d.signals > 0 && d.signals < 100, "{d:?}");
+}
