@@ -13,11 +13,10 @@ use ironpost_ebpf_common::{HOST_BINS, PORT_BINS};
 use serde::Serialize;
 
 /// Distinct items behind `bins` set bins of an `m`-bin set (linear
-/// counting); a full set is reported as `m`.
+/// counting). A full set only says "many": it is reported as the estimate
+/// for `m - 1` bins, `m ln m`, a lower bound in practice.
 pub fn estimate_distinct(bins: u32, m: u32) -> u64 {
-    if bins >= m {
-        return u64::from(m);
-    }
+    let bins = bins.min(m.saturating_sub(1));
     let (k, m) = (f64::from(bins), f64::from(m));
     (-m * (1.0 - k / m).ln()).round().max(k) as u64
 }
@@ -721,6 +720,7 @@ mod tests {
         assert_eq!(estimate_distinct(0, 512), 0);
         assert_eq!(estimate_distinct(20, 512), 20);
         assert!((980..1020).contains(&estimate_distinct(439, 512)));
-        assert_eq!(estimate_distinct(512, 512), 512);
+        assert_eq!(estimate_distinct(512, 512), 3194);
+        assert_eq!(estimate_distinct(511, 512), 3194);
     }
 }

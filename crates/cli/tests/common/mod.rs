@@ -56,6 +56,11 @@ impl Drop for TempFile {
 pub struct Daemon {
     child: Child,
     stderr_lines: mpsc::Receiver<String>,
+    /// Stdout lines, read as they come so the daemon never blocks on a
+    /// full pipe.
+    stdout_lines: mpsc::Receiver<String>,
+    /// Stdout lines already taken off the channel by `wait_for_stdout`.
+    seen_stdout: std::cell::RefCell<Vec<String>>,
     dir: PathBuf,
 }
 
@@ -92,10 +97,40 @@ impl Daemon {
                 }
             }
         });
+        let out = child.stdout.take().unwrap();
+        let (otx, orx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if otx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         Self {
             child,
             stderr_lines: rx,
+            stdout_lines: orx,
+            seen_stdout: std::cell::RefCell::new(Vec::new()),
             dir,
+        }
+    }
+
+    /// Waits up to `timeout` for a stdout JSON line `pred` accepts.
+    pub fn wait_for_stdout(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.stdout_lines.recv_timeout(left).ok()?;
+            self.seen_stdout.borrow_mut().push(line.clone());
+            let v: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+            if pred(&v) {
+                return Some(v);
+            }
         }
     }
 
@@ -151,11 +186,14 @@ impl Daemon {
     }
 
     pub fn finish(mut self) -> (std::process::ExitStatus, Vec<Value>) {
-        let mut out = String::new();
-        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out).unwrap();
         let status = self.child.wait().unwrap();
-        let lines = out
-            .lines()
+        let mut all = std::mem::take(&mut *self.seen_stdout.borrow_mut());
+        // The reader thread ends at EOF, which follows the exit.
+        while let Ok(l) = self.stdout_lines.recv_timeout(Duration::from_secs(5)) {
+            all.push(l);
+        }
+        let lines = all
+            .iter()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
             .collect();
         (status, lines)

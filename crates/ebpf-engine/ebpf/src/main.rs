@@ -838,6 +838,10 @@ fn fold(a: &[u8; 16]) -> u32 {
 
 /// The source's state, created empty when it is new.
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "passing the static by value would copy it onto the 512-byte stack"
+)]
 fn source_state(key: &[u8; 16], counters: &mut DetectCounters) -> Option<*mut SourceState> {
     if let Some(s) = SOURCES.get_ptr_mut(key) {
         return Some(s);
@@ -850,6 +854,10 @@ fn source_state(key: &[u8; 16], counters: &mut DetectCounters) -> Option<*mut So
 
 /// The target's state, created empty when it is new.
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "passing the static by value would copy it onto the 512-byte stack"
+)]
 fn target_state(key: &TargetKey, counters: &mut DetectCounters) -> Option<*mut TargetState> {
     if let Some(t) = TARGETS.get_ptr_mut(key) {
         return Some(t);

@@ -1,0 +1,393 @@
+//! Detection and automatic response against real attack tools, from a
+//! namespace of the test's own onto the daemon's veth: hping3 SYN floods
+//! (one source, and random sources), nmap TCP SYN and UDP scans, a ping
+//! flood; and ordinary traffic (an HTTP-like load loop, a DNS-like UDP
+//! exchange) that must not alert.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddrV4, TcpListener, TcpStream, UdpSocket},
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use common::{Daemon, TempFile};
+use ironpost_lab::{Lab, kernel_tests_enabled};
+use serde_json::Value;
+
+/// The floods share two cores: one test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// An attack tool running in the lab's namespace, killed on drop.
+struct Tool(Child);
+
+impl Tool {
+    fn start(lab: &Lab, program: &str, args: &[&str]) -> Self {
+        let child = Command::new("ip")
+            .args(["netns", "exec", lab.ns(), program])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+        Self(child)
+    }
+}
+
+impl Drop for Tool {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(lab: &Lab, name: &str, config: &str) -> (Daemon, TempFile) {
+    let cfg = TempFile::new(name, config);
+    let d = Daemon::start(&[
+        "run",
+        "-i",
+        lab.host_if(),
+        "--xdp-mode",
+        "skb",
+        "--stats-interval",
+        "0",
+        "-c",
+        cfg.path(),
+    ]);
+    d.wait_for_stderr("ready:");
+    (d, cfg)
+}
+
+fn wait_alert(d: &Daemon, detector: &str, secs: u64) -> Value {
+    d.wait_for_stdout(Duration::from_secs(secs), |v| {
+        v["type"] == "alert" && v["detector"] == detector
+    })
+    .unwrap_or_else(|| panic!("no {detector} alert within {secs} s"))
+}
+
+/// The auto entry of `alert`, from `block list`.
+fn auto_entry(d: &Daemon, alert: &Value) -> Value {
+    let list = d.json(&["block", "list"]);
+    list["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == alert["id"])
+        .cloned()
+        .unwrap_or_else(|| panic!("no entry with id {} in {list}", alert["id"]))
+}
+
+/// Asserts the attacker named in `alert` is blocked: an auto entry with
+/// the alert id, whose drop counter moves within a second of the alert.
+fn assert_blocked_within_a_second(d: &Daemon, alert: &Value, src: &str, seen: Instant) {
+    assert_eq!(alert["source"], src, "{alert}");
+    assert_eq!(alert["action"]["kind"], "blocked", "{alert}");
+    assert_eq!(alert["action"]["block"], src, "{alert}");
+    let e = auto_entry(d, alert);
+    assert_eq!(e["origin"], "auto", "{e}");
+    assert_eq!(e["prefix"], src, "{e}");
+    assert!(e["expires"].is_string(), "{e}");
+    loop {
+        let e = auto_entry(d, alert);
+        if e["packets"].as_u64().unwrap() > 0 {
+            break;
+        }
+        assert!(
+            seen.elapsed() < Duration::from_secs(1),
+            "no packet of {src} dropped within 1 s of the alert: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn status(d: &Daemon) -> Value {
+    d.json(&["status"])
+}
+
+#[test]
+fn hping3_syn_flood_from_one_source_is_blocked() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let (d, _cfg) = start(&lab, "syn.toml", "");
+    let attacker = lab.peer_addr(0).to_string();
+    let host = lab.host_addr().to_string();
+    let _t = Tool::start(&lab, "hping3", &["-S", "--flood", "-p", "80", "-q", &host]);
+    let a = wait_alert(&d, "syn_flood", 20);
+    let seen = Instant::now();
+    assert_blocked_within_a_second(&d, &a, &attacker, seen);
+    assert_eq!(a["target"], host, "{a}");
+    assert!(
+        a["evidence"]["syn_only_ratio"].as_f64().unwrap() >= 0.7,
+        "{a}"
+    );
+    assert!(a["evidence"]["syn"].as_u64().unwrap() >= 5000, "{a}");
+    assert!(
+        a["severity"] == "high" || a["severity"] == "critical",
+        "{a}"
+    );
+    // While blocked, the flood is dropped and not re-alerted.
+    std::thread::sleep(Duration::from_secs(1));
+    let s = status(&d);
+    assert_eq!(
+        s["detection"]["detectors"]["detectors"]["syn_flood"]["alerts"], 1,
+        "{s}"
+    );
+    assert_eq!(s["detection"]["response"]["blocked"], 1, "{s}");
+}
+
+#[test]
+fn hping3_syn_flood_from_random_sources_alerts_on_the_target() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let (d, _cfg) = start(&lab, "rand.toml", "");
+    let host = lab.host_addr().to_string();
+    let _t = Tool::start(
+        &lab,
+        "hping3",
+        &["-S", "--flood", "--rand-source", "-p", "443", "-q", &host],
+    );
+    let a = wait_alert(&d, "syn_flood", 20);
+    assert_eq!(a["source"], Value::Null, "{a}");
+    assert_eq!(a["target"], format!("{host}:443"), "{a}");
+    assert!(
+        a["evidence"]["distinct_sources"].as_u64().unwrap() > 1000,
+        "{a}"
+    );
+    assert_eq!(a["action"]["kind"], "none", "{a}");
+    assert!(
+        a["action"]["reason"].as_str().unwrap().contains("spoofed"),
+        "{a}"
+    );
+    // Nothing was blocked, and the tracking churn is visible.
+    let list = d.json(&["block", "list"]);
+    assert!(list["entries"].as_array().unwrap().is_empty(), "{list}");
+    std::thread::sleep(Duration::from_millis(1200));
+    let s = status(&d);
+    let k = &s["detection"]["kernel"];
+    assert!(k["sources_new"].as_u64().unwrap() > 10_000, "{s}");
+    assert!(k["signals_lost"].is_u64(), "{s}");
+}
+
+#[test]
+fn nmap_syn_scan_is_blocked() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let (d, _cfg) = start(&lab, "nmap.toml", "");
+    let attacker = lab.peer_addr(0).to_string();
+    let host = lab.host_addr().to_string();
+    let _t = Tool::start(
+        &lab,
+        "nmap",
+        &["-sS", "-Pn", "-n", "-T4", "-p", "1-1000", &host],
+    );
+    let a = wait_alert(&d, "port_scan", 30);
+    let seen = Instant::now();
+    assert_blocked_within_a_second(&d, &a, &attacker, seen);
+    assert!(
+        a["summary"].as_str().unwrap().contains("TCP port scan"),
+        "{a}"
+    );
+    assert!(
+        a["evidence"]["distinct_ports"].as_u64().unwrap() >= 20,
+        "{a}"
+    );
+    assert!(
+        !a["evidence"]["sampled_ports"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{a}"
+    );
+    assert_eq!(a["evidence"]["window_secs"], 60, "{a}");
+}
+
+#[test]
+fn nmap_udp_scan_is_blocked_and_written_to_the_alerts_file() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let dir = std::env::temp_dir().join(format!("ironpost-alerts-{}", std::process::id()));
+    let file = dir.join("alerts.jsonl");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (d, _cfg) = start(
+        &lab,
+        "udp.toml",
+        &format!("[detection]\nalerts_file = \"{}\"\n", file.display()),
+    );
+    let attacker = lab.peer_addr(0).to_string();
+    let host = lab.host_addr().to_string();
+    let _t = Tool::start(
+        &lab,
+        "nmap",
+        &[
+            "-sU",
+            "-Pn",
+            "-n",
+            "-T4",
+            "--max-retries",
+            "0",
+            "-p",
+            "1-500",
+            &host,
+        ],
+    );
+    let a = wait_alert(&d, "port_scan", 40);
+    let seen = Instant::now();
+    assert_blocked_within_a_second(&d, &a, &attacker, seen);
+    assert!(
+        a["summary"].as_str().unwrap().contains("UDP port scan"),
+        "{a}"
+    );
+    // The file holds the same alert, without the stdout "type" key.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["id"], a["id"]);
+    assert!(line.get("type").is_none(), "{line}");
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ping_flood_is_blocked_expires_and_a_repeat_gets_a_longer_block() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let (d, _cfg) = start(
+        &lab,
+        "ping.toml",
+        "[detection.icmp_flood]\nwindow_secs = 2\nthreshold = 400\n\
+         [response]\nblock_ttl_secs = 2\nescalation_factor = 2\n",
+    );
+    let attacker = lab.peer_addr(0).to_string();
+    let host = lab.host_addr().to_string();
+    let _t = Tool::start(&lab, "ping", &["-f", "-q", "-w", "60", &host]);
+    let first = wait_alert(&d, "icmp_flood", 20);
+    let seen = Instant::now();
+    assert_blocked_within_a_second(&d, &first, &attacker, seen);
+    assert_eq!(first["action"]["ttl_secs"], 2, "{first}");
+    assert_eq!(first["action"]["offence"], 1, "{first}");
+    // The block expires; the flood resumes and is caught again, for
+    // twice as long.
+    let second = wait_alert(&d, "icmp_flood", 20);
+    assert_ne!(second["id"], first["id"]);
+    assert_eq!(second["action"]["kind"], "blocked", "{second}");
+    assert_eq!(second["action"]["offence"], 2, "{second}");
+    assert_eq!(second["action"]["ttl_secs"], 4, "{second}");
+    let list = d.json(&["block", "list"]);
+    let autos: Vec<&Value> = list["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["origin"] == "auto")
+        .collect();
+    assert_eq!(autos.len(), 1, "the first block expired: {list}");
+    assert_eq!(autos[0]["id"], second["id"]);
+}
+
+#[test]
+fn http_load_loop_and_dns_exchange_do_not_alert() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    // Low SYN thresholds, so the load loop is well past them and only the
+    // SYN-only ratio tells it from a flood.
+    let (d, _cfg) = start(
+        &lab,
+        "benign.toml",
+        "[detection.syn_flood]\nsource_threshold = 300\ntarget_threshold = 300\n\
+         [detection.udp_flood]\nthreshold = 5000\n",
+    );
+    let host = lab.host_addr();
+    let client = lab.peer_addr(0);
+
+    // An HTTP-like server on the host end.
+    let listener = TcpListener::bind(SocketAddrV4::new(host, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        for s in listener.incoming().take(CONNECTIONS) {
+            let mut s = s.unwrap();
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        }
+    });
+    const CONNECTIONS: usize = 2000;
+    let done = lab
+        .in_ns(move || {
+            let mut ok = 0;
+            for _ in 0..CONNECTIONS {
+                let mut c = TcpStream::connect(SocketAddrV4::new(host, port)).unwrap();
+                c.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+                let mut body = Vec::new();
+                c.read_to_end(&mut body).unwrap();
+                ok += usize::from(body.ends_with(b"ok"));
+            }
+            ok
+        })
+        .unwrap();
+    server.join().unwrap();
+    assert_eq!(done, CONNECTIONS);
+
+    // A DNS-like exchange: queries from fresh ephemeral ports to one port,
+    // answers back.
+    let dns = UdpSocket::bind(SocketAddrV4::new(host, 0)).unwrap();
+    let dns_port = dns.local_addr().unwrap().port();
+    let responder = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        for _ in 0..QUERIES {
+            let (n, from) = dns.recv_from(&mut buf).unwrap();
+            dns.send_to(&buf[..n], from).unwrap();
+        }
+    });
+    const QUERIES: usize = 2000;
+    let answered = lab
+        .in_ns(move || {
+            let mut ok = 0;
+            for i in 0..QUERIES {
+                let s = UdpSocket::bind(SocketAddrV4::new(client, 0)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let q = format!("query {i} A example.test");
+                s.send_to(q.as_bytes(), SocketAddrV4::new(host, dns_port))
+                    .unwrap();
+                let mut buf = [0u8; 512];
+                if let Ok(n) = s.recv(&mut buf) {
+                    ok += usize::from(&buf[..n] == q.as_bytes());
+                }
+            }
+            ok
+        })
+        .unwrap();
+    responder.join().unwrap();
+    assert_eq!(answered, QUERIES);
+
+    std::thread::sleep(Duration::from_millis(1200));
+    let s = status(&d);
+    assert_eq!(s["detection"]["kernel"]["signals"], 0, "{s}");
+    assert_eq!(s["detection"]["detectors"]["signals"], 0, "{s}");
+    assert!(
+        s["detection"]["kernel"]["sources_new"].as_u64().unwrap() >= 1,
+        "tracked: {s}"
+    );
+    d.signal(libc::SIGTERM);
+    let (_, lines) = d.finish();
+    let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "alert").collect();
+    assert!(alerts.is_empty(), "{alerts:?}");
+}
