@@ -1,7 +1,9 @@
 //! `cargo xtask demo`: Ironpost on a lab of a network namespace and a veth
 //! pair. Three peers send the same traffic; one is blocked, one is watched.
 //! The report compares what was sent with what Ironpost counted and reported,
-//! and the demo fails if they disagree.
+//! and the demo fails if they disagree. Then one peer attacks with an
+//! hping3 SYN flood; the demo fails unless Ironpost alerts and blocks it
+//! automatically.
 
 use std::{
     io::{BufRead, BufReader, Read},
@@ -110,7 +112,8 @@ pub fn demo(tools: &Tools, root: &Path) -> Result<()> {
             peers[1].0, peers[2].0
         ),
     )?;
-    let result = run_lab(&bin, &lab, &peers, &cfg_path, &cfg_dir);
+    let result = run_lab(&bin, &lab, &peers, &cfg_path, &cfg_dir)
+        .and_then(|()| run_attack(&bin, &lab, &cfg_dir));
     let _ = std::fs::remove_dir_all(&cfg_dir);
     let host_if = lab.host_if().to_owned();
     drop(lab);
@@ -217,6 +220,101 @@ fn run_lab(
         .context("ironpost printed a line that is not JSON")?;
     let detached = !xdp_attached(lab.host_if());
     report(lab, peers, &replies, &lines, mode, detached)
+}
+
+/// A second run with the default configuration: the first peer floods the
+/// host end with SYNs; Ironpost must alert and block it.
+fn run_attack(bin: &Path, lab: &Lab, dir: &Path) -> Result<()> {
+    let socket = dir.join("ctl2.sock");
+    let attacker = lab.peer_addr(0);
+    println!(
+        "== attack: ironpost run --interface {} (default detection), then hping3 -S --flood from {attacker}",
+        lab.host_if()
+    );
+    let (mut child, _) = start_daemon(
+        Command::new(bin)
+            .args(["run", "--interface", lab.host_if(), "--stats-interval", "0"])
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state-file")
+            .arg(dir.join("state2.json"))
+            .stdout(Stdio::piped()),
+        true,
+    )?;
+    // Stdout is read as it comes: the dropped flood is reported there.
+    let stdout = child.0.stdout.take().context("no stdout")?;
+    let (tx, alerts) = mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["type"] == "alert"
+                && tx.send(v).is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut flood = Child(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                lab.ns(),
+                "hping3",
+                "-S",
+                "--flood",
+                "-q",
+                "-p",
+                "80",
+            ])
+            .arg(lab.host_addr().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting hping3 (cargo xtask setup installs it)")?,
+    );
+    let alert = alerts
+        .recv_timeout(Duration::from_secs(20))
+        .context("no alert within 20 s of the SYN flood")?;
+    std::thread::sleep(Duration::from_secs(1));
+    let list = Command::new(bin)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["block", "list", "--json"])
+        .output()?;
+    let list: Value = serde_json::from_slice(&list.stdout).context("block list --json")?;
+    let _ = flood.0.kill();
+    let _ = flood.0.wait();
+    println!("   alert: {alert}");
+    let entry = list["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["id"] == alert["id"])
+        .cloned()
+        .context("the alert's automatic block is not in the block list")?;
+    println!(
+        "   block list: {} origin {} id {} expires {} — {} packets dropped in the next second",
+        entry["prefix"].as_str().unwrap_or("?"),
+        entry["origin"].as_str().unwrap_or("?"),
+        entry["id"].as_str().unwrap_or("?"),
+        entry["expires"].as_str().unwrap_or("?"),
+        entry["packets"]
+    );
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
+    let status = child.0.wait()?;
+    ensure!(status.success(), "ironpost exited with {status}");
+    ensure!(
+        alert["detector"] == "syn_flood" && alert["source"] == attacker.to_string(),
+        "expected a syn_flood alert from {attacker}, got {alert}"
+    );
+    ensure!(
+        entry["origin"] == "auto" && entry["packets"].as_u64().unwrap_or(0) > 0,
+        "the automatic block dropped nothing: {entry}"
+    );
+    println!("   the SYN flood was detected and its source blocked automatically");
+    Ok(())
 }
 
 fn report(

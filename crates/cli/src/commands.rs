@@ -379,6 +379,41 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
         "events: {} delivered, {} lost",
         v["events"]["delivered"], v["events_lost"]
     )?;
+    let d = &v["detection"];
+    if d["enabled"] == true {
+        let k = &d["kernel"];
+        let mode = if d["auto_block"] != true {
+            "auto-block off"
+        } else if d["dry_run"] == true {
+            "dry run"
+        } else {
+            "auto-block on"
+        };
+        let alerts: Vec<String> = d["detectors"]["detectors"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, c)| format!("{name} {} (+{} repeats)", c["alerts"], c["repeats"]))
+            .collect();
+        writeln!(
+            out,
+            "detection: {mode}; signals {} delivered, {} lost; sources tracked since start {}",
+            k["signals"], k["signals_lost"], k["sources_new"]
+        )?;
+        writeln!(
+            out,
+            "  alerts: {}; blocks made {}, offenders remembered {}",
+            if alerts.is_empty() {
+                "none".to_owned()
+            } else {
+                alerts.join(", ")
+            },
+            d["response"]["blocked"],
+            d["response"]["offenders"]
+        )?;
+    } else {
+        writeln!(out, "detection: off")?;
+    }
     writeln!(out, "config: {}", str_of(&v["config"]))?;
     writeln!(out, "state file: {}", str_of(&v["state_file"]))?;
     writeln!(out, "control socket: {}", str_of(&v["socket"]))?;

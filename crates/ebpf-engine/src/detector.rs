@@ -123,7 +123,7 @@ impl Detector for SynFloodDetector {
         );
         let summary = match source {
             Some(src) => format!(
-                "SYN flood from {src}: {} SYNs in {:.1} s, {:.0}% without handshake",
+                "SYN flood from {src}: {} SYNs in {:.2} s, {:.0}% without handshake",
                 s.syn,
                 ev.elapsed_secs,
                 r * 100.0
@@ -133,7 +133,7 @@ impl Detector for SynFloodDetector {
                 ev.distinct_sources = Some(n);
                 ev.sampled_sources = s.sample_sources.clone();
                 format!(
-                    "SYN flood onto {target}: {} SYNs in {:.1} s from about {n} sources, {:.0}% \
+                    "SYN flood onto {target}: {} SYNs in {:.2} s from about {n} sources, {:.0}% \
                      without handshake",
                     s.syn,
                     ev.elapsed_secs,
@@ -203,7 +203,7 @@ impl Detector for PortScanDetector {
         let (summary, target) = if what == "ports" {
             (
                 format!(
-                    "{proto} port scan from {}: {} distinct ports of {} in {:.1} s",
+                    "{proto} port scan from {}: {} distinct ports of {} in {:.2} s",
                     s.src,
                     ev.distinct_ports.unwrap_or(0),
                     s.dst,
@@ -214,7 +214,7 @@ impl Detector for PortScanDetector {
         } else {
             (
                 format!(
-                    "{proto} sweep from {}: {} distinct hosts in {:.1} s (last: {})",
+                    "{proto} sweep from {}: {} distinct hosts in {:.2} s (last: {})",
                     s.src,
                     ev.distinct_hosts.unwrap_or(0),
                     ev.elapsed_secs,
@@ -298,7 +298,7 @@ impl Detector for FloodDetector {
             source: Some(s.src),
             target: s.dst.to_string(),
             summary: format!(
-                "{name} flood from {} to {}: {count} packets in {:.1} s",
+                "{name} flood from {} to {}: {count} packets in {:.2} s",
                 s.src, s.dst, ev.elapsed_secs
             ),
             evidence: ev,
