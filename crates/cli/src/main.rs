@@ -12,8 +12,9 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand};
 use ironpost_core::{IronpostConfig, Prefix, XdpMode, config::DEFAULT_SOCKET};
 
-/// Ironpost: filters and counts every packet in the driver with XDP, and
-/// reports what it drops and watches. `ironpost run` is the daemon; the
+/// Ironpost: filters and counts every packet in the driver with XDP,
+/// reports what it drops and watches, detects SYN floods, port scans and
+/// UDP/ICMP floods, and blocks their sources automatically, with an expiry. `ironpost run` is the daemon; the
 /// other commands (block, allow, stats, status, reload) talk to it through
 /// its control socket and need root.
 #[derive(Parser)]
@@ -34,8 +35,10 @@ enum Command {
     /// Loads the XDP program, writes the configured rules and the blocks
     /// saved by the last run to the kernel, attaches to every interface,
     /// and opens the control socket. Prints one JSON line per dropped or
-    /// monitored packet, and one stats line every --stats-interval seconds,
-    /// on stdout; logs go to stderr. SIGHUP re-reads the configuration. On
+    /// monitored packet, one per alert ([detection]; schema in
+    /// docs/alerts.md), and one stats line every --stats-interval seconds,
+    /// on stdout; logs go to stderr. Alerts block their source for a while
+    /// unless [response] says otherwise. SIGHUP re-reads the configuration. On
     /// SIGINT or SIGTERM it prints a final stats line, saves its state,
     /// detaches and exits 0. Needs root (or CAP_BPF, CAP_NET_ADMIN and
     /// CAP_PERFMON).

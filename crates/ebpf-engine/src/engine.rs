@@ -805,20 +805,60 @@ mod imp {
             &mut self,
             tx: mpsc::Sender<PacketEvent>,
         ) -> Result<JoinHandle<()>, EngineError> {
-            let map = self.ebpf.take_map(maps::EVENTS).ok_or(EngineError::Map {
-                map: maps::EVENTS,
+            let clock = event::Clock::now();
+            self.spawn_ring_reader(maps::EVENTS, tx, move |bytes, names| {
+                let Some(rec) = ironpost_ebpf_common::PacketEventRecord::from_bytes(bytes) else {
+                    tracing::warn!("skipping a short event record");
+                    return None;
+                };
+                event::decode_record(&rec, &names.get(rec.ifindex), &clock)
+                    .map_err(|e| tracing::warn!("skipping an event: {e}"))
+                    .ok()
+            })
+        }
+
+        /// Takes SIGNALS and starts the task that decodes each record and
+        /// sends it to `tx`.
+        pub(super) fn spawn_signal_reader(
+            &mut self,
+            tx: mpsc::Sender<Signal>,
+        ) -> Result<JoinHandle<()>, EngineError> {
+            let clock = event::Clock::now();
+            self.spawn_ring_reader(maps::SIGNALS, tx, move |bytes, names| {
+                let Some(rec) = SignalRecord::from_bytes(bytes) else {
+                    tracing::warn!("skipping a short signal record");
+                    return None;
+                };
+                let sig = event::decode_signal(&rec, &names.get(rec.ifindex), &clock);
+                if sig.is_none() {
+                    tracing::warn!("skipping a signal of unknown kind {}", rec.kind);
+                }
+                sig
+            })
+        }
+
+        /// Takes the ring buffer `name` and starts the task that waits on
+        /// its fd (epoll, never a busy poll), decodes each entry with
+        /// `decode` and sends the result to `tx`, until `tx` closes.
+        fn spawn_ring_reader<T: Send + 'static>(
+            &mut self,
+            name: &'static str,
+            tx: mpsc::Sender<T>,
+            mut decode: impl FnMut(&[u8], &mut InterfaceNames) -> Option<T> + Send + 'static,
+        ) -> Result<JoinHandle<()>, EngineError> {
+            let map = self.ebpf.take_map(name).ok_or(EngineError::Map {
+                map: name,
                 message: "already taken by another reader".into(),
             })?;
-            let ring = RingBuf::try_from(map).map_err(|e| map_err(maps::EVENTS, e))?;
+            let ring = RingBuf::try_from(map).map_err(|e| map_err(name, e))?;
             // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
             // for as long as the AsyncFd owns the RingBuf.
             let registered =
                 unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) };
             let mut fd = registered.map_err(|e| EngineError::Map {
-                map: maps::EVENTS,
+                map: name,
                 message: format!("registering with the runtime: {e}"),
             })?;
-            let clock = event::Clock::now();
             Ok(tokio::spawn(async move {
                 let mut names = InterfaceNames::default();
                 let mut batch = Vec::new();
@@ -826,87 +866,20 @@ mod imp {
                     let mut guard = match fd.readable_mut().await {
                         Ok(g) => g,
                         Err(e) => {
-                            tracing::error!("event reader stopped: {e}");
+                            tracing::error!("{name} reader stopped: {e}");
                             return;
                         }
                     };
                     let ring = guard.get_inner_mut();
                     while let Some(item) = ring.next() {
-                        batch.push(ironpost_ebpf_common::PacketEventRecord::from_bytes(&item));
-                    }
-                    guard.clear_ready();
-                    for rec in batch.drain(..) {
-                        let Some(rec) = rec else {
-                            tracing::warn!("skipping a short event record");
-                            continue;
-                        };
-                        let name = names.get(rec.ifindex);
-                        match event::decode_record(&rec, &name, &clock) {
-                            Ok(ev) => {
-                                if tx.send(ev).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => tracing::warn!("skipping an event: {e}"),
+                        if let Some(v) = decode(&item, &mut names) {
+                            batch.push(v);
                         }
                     }
-                }
-            }))
-        }
-    }
-
-    impl Loaded {
-        /// Takes SIGNALS and starts the task that decodes each record and
-        /// sends it to `tx`; it waits on the ring buffer's fd (epoll).
-        pub(super) fn spawn_signal_reader(
-            &mut self,
-            tx: mpsc::Sender<Signal>,
-        ) -> Result<JoinHandle<()>, EngineError> {
-            let map = self.ebpf.take_map(maps::SIGNALS).ok_or(EngineError::Map {
-                map: maps::SIGNALS,
-                message: "already taken by another reader".into(),
-            })?;
-            let ring = RingBuf::try_from(map).map_err(|e| map_err(maps::SIGNALS, e))?;
-            // SAFETY: as in spawn_event_reader: the RingBuf keeps its fd open
-            // and unchanged while the AsyncFd owns it.
-            let registered =
-                unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) };
-            let mut fd = registered.map_err(|e| EngineError::Map {
-                map: maps::SIGNALS,
-                message: format!("registering with the runtime: {e}"),
-            })?;
-            let clock = event::Clock::now();
-            Ok(tokio::spawn(async move {
-                let mut names = InterfaceNames::default();
-                let mut batch = Vec::new();
-                loop {
-                    let mut guard = match fd.readable_mut().await {
-                        Ok(g) => g,
-                        Err(e) => {
-                            tracing::error!("signal reader stopped: {e}");
+                    guard.clear_ready();
+                    for v in batch.drain(..) {
+                        if tx.send(v).await.is_err() {
                             return;
-                        }
-                    };
-                    let ring = guard.get_inner_mut();
-                    while let Some(item) = ring.next() {
-                        batch.push(SignalRecord::from_bytes(&item));
-                    }
-                    guard.clear_ready();
-                    for rec in batch.drain(..) {
-                        let Some(rec) = rec else {
-                            tracing::warn!("skipping a short signal record");
-                            continue;
-                        };
-                        let name = names.get(rec.ifindex);
-                        match event::decode_signal(&rec, &name, &clock) {
-                            Some(sig) => {
-                                if tx.send(sig).await.is_err() {
-                                    return;
-                                }
-                            }
-                            None => {
-                                tracing::warn!("skipping a signal of unknown kind {}", rec.kind)
-                            }
                         }
                     }
                 }

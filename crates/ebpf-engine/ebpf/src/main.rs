@@ -711,10 +711,7 @@ fn track(ctx: &XdpContext, pkt: &Packet) {
             }
             if port_probe {
                 let bin = (u32::from(pkt.dst_port).wrapping_mul(GOLDEN) >> 23) as usize;
-                let word = &mut s.port_bits[(bin >> 6) & 7];
-                let bit = 1u64 << (bin & 63);
-                if *word & bit == 0 {
-                    *word |= bit;
+                if set_bin(&mut s.port_bits, bin) {
                     s.sample_ports[(s.ports & 7) as usize] = pkt.dst_port;
                     s.ports += 1;
                     if fire == 0
@@ -725,10 +722,7 @@ fn track(ctx: &XdpContext, pkt: &Packet) {
                 }
             }
             let bin = (fold(&dst).wrapping_mul(GOLDEN) >> 24) as usize;
-            let word = &mut s.host_bits[(bin >> 6) & 3];
-            let bit = 1u64 << (bin & 63);
-            if *word & bit == 0 {
-                *word |= bit;
+            if set_bin(&mut s.host_bits, bin) {
                 s.hosts += 1;
                 if fire == 0
                     && crossed(s.hosts, cfg.host_threshold, s.signalled, signal::HOST_SWEEP)
@@ -782,10 +776,7 @@ fn track(ctx: &XdpContext, pkt: &Packet) {
             if syn {
                 t.syn = t.syn.saturating_add(1);
                 let bin = (fold(&src).wrapping_mul(GOLDEN) >> 24) as usize;
-                let word = &mut t.source_bits[(bin >> 6) & 3];
-                let bit = 1u64 << (bin & 63);
-                if *word & bit == 0 {
-                    *word |= bit;
+                if set_bin(&mut t.source_bits, bin) {
                     t.sample_sources[(t.sources & 3) as usize] = src;
                     t.sources += 1;
                 }
@@ -804,6 +795,17 @@ fn track(ctx: &XdpContext, pkt: &Packet) {
             }
         }
     }
+}
+
+/// Sets bin `bin` of a bit set of `N` words (`N` a power of two); true
+/// when it was not set before.
+#[inline(always)]
+fn set_bin<const N: usize>(bits: &mut [u64; N], bin: usize) -> bool {
+    let word = &mut bits[(bin >> 6) & (N - 1)];
+    let bit = 1u64 << (bin & 63);
+    let new = *word & bit == 0;
+    *word |= bit;
+    new
 }
 
 /// Restarts a window that has run its length; true when it did.
