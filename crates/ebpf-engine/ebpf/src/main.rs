@@ -732,22 +732,30 @@ fn track(ctx: &XdpContext, pkt: &Packet) {
             }
         }
         if pkt.class == CLASS_UDP {
-            if roll(&mut s.udp_start_ns, cfg.udp_window_ns, now) {
-                s.udp = 0;
-                s.signalled &= !signal_bit(signal::UDP_FLOOD);
-            }
-            s.udp = s.udp.saturating_add(1);
-            if fire == 0 && crossed(s.udp, cfg.udp_threshold, s.signalled, signal::UDP_FLOOD) {
+            let crossing = count_flood(
+                &mut s.udp_start_ns,
+                &mut s.udp,
+                &mut s.signalled,
+                cfg.udp_window_ns,
+                cfg.udp_threshold,
+                signal::UDP_FLOOD,
+                now,
+            );
+            if fire == 0 && crossing {
                 fire = signal::UDP_FLOOD;
             }
         }
         if pkt.class == CLASS_ICMP {
-            if roll(&mut s.icmp_start_ns, cfg.icmp_window_ns, now) {
-                s.icmp = 0;
-                s.signalled &= !signal_bit(signal::ICMP_FLOOD);
-            }
-            s.icmp = s.icmp.saturating_add(1);
-            if fire == 0 && crossed(s.icmp, cfg.icmp_threshold, s.signalled, signal::ICMP_FLOOD) {
+            let crossing = count_flood(
+                &mut s.icmp_start_ns,
+                &mut s.icmp,
+                &mut s.signalled,
+                cfg.icmp_window_ns,
+                cfg.icmp_threshold,
+                signal::ICMP_FLOOD,
+                now,
+            );
+            if fire == 0 && crossing {
                 fire = signal::ICMP_FLOOD;
             }
         }
@@ -806,6 +814,27 @@ fn set_bin<const N: usize>(bits: &mut [u64; N], bin: usize) -> bool {
     let new = *word & bit == 0;
     *word |= bit;
     new
+}
+
+/// Counts a packet in a per-source packet-rate window (UDP, ICMP); true
+/// when the count has reached a threshold not yet signalled in the window.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn count_flood(
+    start: &mut u64,
+    count: &mut u32,
+    signalled: &mut u32,
+    window: u64,
+    threshold: u32,
+    kind: u8,
+    now: u64,
+) -> bool {
+    if roll(start, window, now) {
+        *count = 0;
+        *signalled &= !signal_bit(kind);
+    }
+    *count = count.saturating_add(1);
+    crossed(*count, threshold, *signalled, kind)
 }
 
 /// Restarts a window that has run its length; true when it did.
