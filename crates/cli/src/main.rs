@@ -61,7 +61,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Interfaces, XDP mode, program id, map fill levels, uptime, events lost.
+    /// Interfaces, XDP mode, program id, map fill levels, uptime, events lost,
+    /// detection (signals delivered and lost, alerts, automatic blocks).
     Status {
         /// Print JSON.
         #[arg(long)]

@@ -391,3 +391,24 @@ fn http_load_loop_and_dns_exchange_do_not_alert() {
     let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "alert").collect();
     assert!(alerts.is_empty(), "{alerts:?}");
 }
+
+#[test]
+fn hping3_udp_flood_is_blocked() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let (d, _cfg) = start(&lab, "udpflood.toml", "");
+    let attacker = lab.peer_addr(0).to_string();
+    let host = lab.host_addr().to_string();
+    let _t = Tool::start(
+        &lab,
+        "hping3",
+        &["--udp", "--flood", "-p", "53", "-q", &host],
+    );
+    let a = wait_alert(&d, "udp_flood", 20);
+    let seen = Instant::now();
+    assert_blocked_within_a_second(&d, &a, &attacker, seen);
+    assert!(a["evidence"]["count"].as_u64().unwrap() >= 10_000, "{a}");
+}
