@@ -229,7 +229,41 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
         cfg.daemon.socket.display(),
         cfg.daemon.state_file.display()
     );
+    let d = &cfg.detection;
+    if d.enabled {
+        println!(
+            "  detection: syn_flood {} ({} SYNs/source, {}/target per {} s, ratio {:.3}); \
+             port_scan {} ({} ports, {} hosts per {} s); udp_flood {} ({} per {} s); \
+             icmp_flood {} ({} per {} s)",
+            on(d.syn_flood.enabled),
+            d.syn_flood.source_threshold,
+            d.syn_flood.target_threshold,
+            d.syn_flood.window_secs,
+            f64::from(d.syn_flood.syn_only_permille) / 1000.0,
+            on(d.port_scan.enabled),
+            d.port_scan.distinct_ports,
+            d.port_scan.distinct_hosts,
+            d.port_scan.window_secs,
+            on(d.udp_flood.enabled),
+            d.udp_flood.threshold,
+            d.udp_flood.window_secs,
+            on(d.icmp_flood.enabled),
+            d.icmp_flood.threshold,
+            d.icmp_flood.window_secs,
+        );
+    } else {
+        println!("  detection: off");
+    }
+    let r = &cfg.response;
+    println!(
+        "  response: auto_block={} dry_run={} ttl={} s x{} up to {} s",
+        r.auto_block, r.dry_run, r.block_ttl_secs, r.escalation_factor, r.max_block_ttl_secs
+    );
     Ok(())
+}
+
+fn on(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
 }
 
 fn main() -> ExitCode {
