@@ -103,6 +103,50 @@ fn assert_blocked_within_a_second(d: &Daemon, alert: &Value, src: &str, seen: In
     }
 }
 
+/// A tool attacking from the lab's first peer, against a daemon of its own.
+/// Fields drop in order: the tool stops first, the lab goes last.
+struct Attack {
+    _tool: Tool,
+    d: Daemon,
+    _cfg: TempFile,
+    lab: Lab,
+    alert: Value,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Starts a daemon with `config` on a new lab, runs `program` with `args`
+/// and then the host address from the namespace, waits up to `secs` for an
+/// alert of `detector`, and asserts the attacker was blocked within a
+/// second of it.
+fn attack_is_blocked(
+    name: &str,
+    config: &str,
+    program: &str,
+    args: &[&str],
+    detector: &str,
+    secs: u64,
+) -> Attack {
+    let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let (d, cfg) = start(&lab, name, config);
+    let attacker = lab.peer_addr(0).to_string();
+    let host = lab.host_addr().to_string();
+    let mut all = args.to_vec();
+    all.push(&host);
+    let tool = Tool::start(&lab, program, &all);
+    let alert = wait_alert(&d, detector, secs);
+    let seen = Instant::now();
+    assert_blocked_within_a_second(&d, &alert, &attacker, seen);
+    Attack {
+        _tool: tool,
+        d,
+        _cfg: cfg,
+        lab,
+        alert,
+        _serial: serial,
+    }
+}
+
 fn status(d: &Daemon) -> Value {
     d.json(&["status"])
 }
@@ -112,16 +156,16 @@ fn hping3_syn_flood_from_one_source_is_blocked() {
     if !kernel_tests_enabled() {
         return;
     }
-    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let lab = Lab::new(1).unwrap();
-    let (d, _cfg) = start(&lab, "syn.toml", "");
-    let attacker = lab.peer_addr(0).to_string();
-    let host = lab.host_addr().to_string();
-    let _t = Tool::start(&lab, "hping3", &["-S", "--flood", "-p", "80", "-q", &host]);
-    let a = wait_alert(&d, "syn_flood", 20);
-    let seen = Instant::now();
-    assert_blocked_within_a_second(&d, &a, &attacker, seen);
-    assert_eq!(a["target"], host, "{a}");
+    let at = attack_is_blocked(
+        "syn.toml",
+        "",
+        "hping3",
+        &["-S", "--flood", "-p", "80", "-q"],
+        "syn_flood",
+        20,
+    );
+    let (d, a) = (&at.d, &at.alert);
+    assert_eq!(a["target"], at.lab.host_addr().to_string(), "{a}");
     assert!(
         a["evidence"]["syn_only_ratio"].as_f64().unwrap() >= 0.7,
         "{a}"
@@ -133,7 +177,7 @@ fn hping3_syn_flood_from_one_source_is_blocked() {
     );
     // While blocked, the flood is dropped and not re-alerted.
     std::thread::sleep(Duration::from_secs(1));
-    let s = status(&d);
+    let s = status(d);
     assert_eq!(
         s["detection"]["detectors"]["detectors"]["syn_flood"]["alerts"], 1,
         "{s}"
@@ -182,19 +226,15 @@ fn nmap_syn_scan_is_blocked() {
     if !kernel_tests_enabled() {
         return;
     }
-    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let lab = Lab::new(1).unwrap();
-    let (d, _cfg) = start(&lab, "nmap.toml", "");
-    let attacker = lab.peer_addr(0).to_string();
-    let host = lab.host_addr().to_string();
-    let _t = Tool::start(
-        &lab,
+    let at = attack_is_blocked(
+        "nmap.toml",
+        "",
         "nmap",
-        &["-sS", "-Pn", "-n", "-T4", "-p", "1-1000", &host],
+        &["-sS", "-Pn", "-n", "-T4", "-p", "1-1000"],
+        "port_scan",
+        30,
     );
-    let a = wait_alert(&d, "port_scan", 30);
-    let seen = Instant::now();
-    assert_blocked_within_a_second(&d, &a, &attacker, seen);
+    let a = &at.alert;
     assert!(
         a["summary"].as_str().unwrap().contains("TCP port scan"),
         "{a}"
@@ -218,20 +258,12 @@ fn nmap_udp_scan_is_blocked_and_written_to_the_alerts_file() {
     if !kernel_tests_enabled() {
         return;
     }
-    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let lab = Lab::new(1).unwrap();
     let dir = std::env::temp_dir().join(format!("ironpost-alerts-{}", std::process::id()));
     let file = dir.join("alerts.jsonl");
     let _ = std::fs::remove_dir_all(&dir);
-    let (d, _cfg) = start(
-        &lab,
+    let at = attack_is_blocked(
         "udp.toml",
         &format!("[detection]\nalerts_file = \"{}\"\n", file.display()),
-    );
-    let attacker = lab.peer_addr(0).to_string();
-    let host = lab.host_addr().to_string();
-    let _t = Tool::start(
-        &lab,
         "nmap",
         &[
             "-sU",
@@ -242,12 +274,11 @@ fn nmap_udp_scan_is_blocked_and_written_to_the_alerts_file() {
             "0",
             "-p",
             "1-500",
-            &host,
         ],
+        "port_scan",
+        40,
     );
-    let a = wait_alert(&d, "port_scan", 40);
-    let seen = Instant::now();
-    assert_blocked_within_a_second(&d, &a, &attacker, seen);
+    let a = &at.alert;
     assert!(
         a["summary"].as_str().unwrap().contains("UDP port scan"),
         "{a}"
@@ -257,7 +288,7 @@ fn nmap_udp_scan_is_blocked_and_written_to_the_alerts_file() {
     let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(line["id"], a["id"]);
     assert!(line.get("type").is_none(), "{line}");
-    drop(d);
+    drop(at);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -266,25 +297,21 @@ fn ping_flood_is_blocked_expires_and_a_repeat_gets_a_longer_block() {
     if !kernel_tests_enabled() {
         return;
     }
-    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let lab = Lab::new(1).unwrap();
-    let (d, _cfg) = start(
-        &lab,
+    let at = attack_is_blocked(
         "ping.toml",
         "[detection.icmp_flood]\nwindow_secs = 2\nthreshold = 400\n\
          [response]\nblock_ttl_secs = 2\nescalation_factor = 2\n",
+        "ping",
+        &["-f", "-q", "-w", "60"],
+        "icmp_flood",
+        20,
     );
-    let attacker = lab.peer_addr(0).to_string();
-    let host = lab.host_addr().to_string();
-    let _t = Tool::start(&lab, "ping", &["-f", "-q", "-w", "60", &host]);
-    let first = wait_alert(&d, "icmp_flood", 20);
-    let seen = Instant::now();
-    assert_blocked_within_a_second(&d, &first, &attacker, seen);
+    let (d, first) = (&at.d, &at.alert);
     assert_eq!(first["action"]["ttl_secs"], 2, "{first}");
     assert_eq!(first["action"]["offence"], 1, "{first}");
     // The block expires; the flood resumes and is caught again, for
     // twice as long.
-    let second = wait_alert(&d, "icmp_flood", 20);
+    let second = wait_alert(d, "icmp_flood", 20);
     assert_ne!(second["id"], first["id"]);
     assert_eq!(second["action"]["kind"], "blocked", "{second}");
     assert_eq!(second["action"]["offence"], 2, "{second}");
@@ -397,18 +424,17 @@ fn hping3_udp_flood_is_blocked() {
     if !kernel_tests_enabled() {
         return;
     }
-    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let lab = Lab::new(1).unwrap();
-    let (d, _cfg) = start(&lab, "udpflood.toml", "");
-    let attacker = lab.peer_addr(0).to_string();
-    let host = lab.host_addr().to_string();
-    let _t = Tool::start(
-        &lab,
+    let at = attack_is_blocked(
+        "udpflood.toml",
+        "",
         "hping3",
-        &["--udp", "--flood", "-p", "53", "-q", &host],
+        &["--udp", "--flood", "-p", "53", "-q"],
+        "udp_flood",
+        20,
     );
-    let a = wait_alert(&d, "udp_flood", 20);
-    let seen = Instant::now();
-    assert_blocked_within_a_second(&d, &a, &attacker, seen);
-    assert!(a["evidence"]["count"].as_u64().unwrap() >= 10_000, "{a}");
+    assert!(
+        at.alert["evidence"]["count"].as_u64().unwrap() >= 10_000,
+        "{}",
+        at.alert
+    );
 }
