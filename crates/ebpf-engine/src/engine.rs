@@ -922,6 +922,37 @@ mod imp {
         v
     }
 
+    /// Writes `value` at `k` in the trie `name`, keeping the entry's hit
+    /// counters when `keep_counters`.
+    fn upsert_trie<K: aya::Pod>(
+        data: &mut aya::maps::Map,
+        name: &'static str,
+        k: &Key<K>,
+        value: &RuleValue,
+        keep_counters: bool,
+    ) -> Result<(), EngineError> {
+        let mut map: LpmTrie<&mut MapData, K, RuleValue> =
+            LpmTrie::try_from(data).map_err(|e| map_err(name, e))?;
+        let old = if keep_counters {
+            map.get(k, 0).ok()
+        } else {
+            None
+        };
+        map.insert(k, carry_counters(value, old), 0)
+            .map_err(|e| map_err(name, e))
+    }
+
+    /// Removes `k` from the trie `name`.
+    fn remove_trie<K: aya::Pod>(
+        data: &mut aya::maps::Map,
+        name: &'static str,
+        k: &Key<K>,
+    ) -> Result<(), EngineError> {
+        let mut map: LpmTrie<&mut MapData, K, RuleValue> =
+            LpmTrie::try_from(data).map_err(|e| map_err(name, e))?;
+        map.remove(k).map_err(|e| map_err(name, e))
+    }
+
     impl PolicyMaps for Loaded {
         fn set_rule(
             &mut self,
@@ -944,28 +975,11 @@ mod imp {
                     .map_err(|e| map_err(name, e));
             }
             let name = trie_name(key);
+            let data = self.map_mut(name)?;
             if key.1.is_ipv4() {
-                let mut map: LpmTrie<&mut MapData, [u8; 4], RuleValue> =
-                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
-                let k = v4(&key.1);
-                let old = if keep_counters {
-                    map.get(&k, 0).ok()
-                } else {
-                    None
-                };
-                map.insert(&k, carry_counters(value, old), 0)
-                    .map_err(|e| map_err(name, e))
+                upsert_trie(data, name, &v4(&key.1), value, keep_counters)
             } else {
-                let mut map: LpmTrie<&mut MapData, [u8; 16], RuleValue> =
-                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
-                let k = v6(&key.1);
-                let old = if keep_counters {
-                    map.get(&k, 0).ok()
-                } else {
-                    None
-                };
-                map.insert(&k, carry_counters(value, old), 0)
-                    .map_err(|e| map_err(name, e))
+                upsert_trie(data, name, &v6(&key.1), value, keep_counters)
             }
         }
 
@@ -979,45 +993,30 @@ mod imp {
                     .map_err(|e| map_err(name, e));
             }
             let name = trie_name(key);
+            let data = self.map_mut(name)?;
             if key.1.is_ipv4() {
-                let mut map: LpmTrie<&mut MapData, [u8; 4], RuleValue> =
-                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
-                map.remove(&v4(&key.1)).map_err(|e| map_err(name, e))
+                remove_trie(data, name, &v4(&key.1))
             } else {
-                let mut map: LpmTrie<&mut MapData, [u8; 16], RuleValue> =
-                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
-                map.remove(&v6(&key.1)).map_err(|e| map_err(name, e))
+                remove_trie(data, name, &v6(&key.1))
             }
         }
 
         fn set_allow(&mut self, prefix: &Prefix) -> Result<(), EngineError> {
             let value = RuleValue::new(ironpost_ebpf_common::ACTION_PASS);
             if prefix.is_ipv4() {
-                let name = maps::ALLOW_V4;
-                let mut map: LpmTrie<&mut MapData, [u8; 4], RuleValue> =
-                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
-                map.insert(&v4(prefix), value, 0)
-                    .map_err(|e| map_err(name, e))
+                let data = self.map_mut(maps::ALLOW_V4)?;
+                upsert_trie(data, maps::ALLOW_V4, &v4(prefix), &value, false)
             } else {
-                let name = maps::ALLOW_V6;
-                let mut map: LpmTrie<&mut MapData, [u8; 16], RuleValue> =
-                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
-                map.insert(&v6(prefix), value, 0)
-                    .map_err(|e| map_err(name, e))
+                let data = self.map_mut(maps::ALLOW_V6)?;
+                upsert_trie(data, maps::ALLOW_V6, &v6(prefix), &value, false)
             }
         }
 
         fn del_allow(&mut self, prefix: &Prefix) -> Result<(), EngineError> {
             if prefix.is_ipv4() {
-                let name = maps::ALLOW_V4;
-                let mut map: LpmTrie<&mut MapData, [u8; 4], RuleValue> =
-                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
-                map.remove(&v4(prefix)).map_err(|e| map_err(name, e))
+                remove_trie(self.map_mut(maps::ALLOW_V4)?, maps::ALLOW_V4, &v4(prefix))
             } else {
-                let name = maps::ALLOW_V6;
-                let mut map: LpmTrie<&mut MapData, [u8; 16], RuleValue> =
-                    LpmTrie::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
-                map.remove(&v6(prefix)).map_err(|e| map_err(name, e))
+                remove_trie(self.map_mut(maps::ALLOW_V6)?, maps::ALLOW_V6, &v6(prefix))
             }
         }
 

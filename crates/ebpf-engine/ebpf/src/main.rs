@@ -765,7 +765,8 @@ fn track(ctx: &XdpContext, pkt: &Packet) {
         }
     }
 
-    if tcp && (syn || ack) {
+    // With the per-target SYN check off, TARGETS is not touched at all.
+    if tcp && (syn || ack) && cfg.target_syn_threshold != 0 {
         let key = TargetKey {
             addr: dst,
             port: pkt.dst_port,
