@@ -83,6 +83,8 @@ pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
         host_threshold: on(scan, d.port_scan.distinct_hosts),
         udp_threshold: on(d.udp_flood.enabled, d.udp_flood.threshold),
         icmp_threshold: on(d.icmp_flood.enabled, d.icmp_flood.threshold),
+        admit_packets: d.admit_after_packets,
+        admit_per_sec: d.admit_per_sec_per_cpu,
     }
 }
 

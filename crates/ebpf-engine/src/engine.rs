@@ -232,6 +232,9 @@ impl EbpfEngine {
         if config.detection.max_tracked_sources != self.config.detection.max_tracked_sources {
             fixed.push("detection.max_tracked_sources".into());
         }
+        if config.detection.enabled && !self.config.detection.enabled {
+            fixed.push("detection.enabled (the tracking maps were sized at start)".into());
+        }
         if config.detection.signal_ring_buffer_size != self.config.detection.signal_ring_buffer_size
         {
             fixed.push("detection.signal_ring_buffer_size".into());
@@ -478,8 +481,9 @@ mod imp {
     };
     use ironpost_core::{Direction, PacketEvent, Prefix, Signal};
     use ironpost_ebpf_common::{
-        DetectConfig, DetectCounters, EVENT_BUDGET_GLOBAL, EventCounters, PROGRAM_NAME, RuleValue,
-        SignalRecord, TrafficCounters, maps,
+        ADMIT_SEED_GLOBAL, DetectConfig, DetectCounters, EVENT_BUDGET_GLOBAL, EventCounters,
+        PROGRAM_NAME, ParseCounters, RuleValue, SignalRecord, TRACKED_TARGETS, TrafficCounters,
+        maps,
     };
     use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
 
@@ -499,6 +503,22 @@ mod imp {
         attachments: Vec<Attachment>,
     }
 
+    /// A random seed for the admission sketch's hash (getrandom; the
+    /// monotonic clock if that fails, which still differs per start).
+    fn random_seed() -> u32 {
+        let mut buf = [0u8; 4];
+        // SAFETY: the buffer is valid for 4 bytes of writes.
+        let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n == 4 {
+            u32::from_ne_bytes(buf)
+        } else {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0x5eed)
+        }
+    }
+
     fn is_eperm(e: &io::Error) -> bool {
         matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
     }
@@ -513,6 +533,14 @@ mod imp {
     impl Loaded {
         pub(super) fn load(cfg: &EngineConfig) -> Result<Self, EngineError> {
             let budget = cfg.event_budget_per_cpu;
+            let seed = random_seed();
+            // With detection off, the tracking maps are not used: keep them
+            // at one entry instead of megabytes.
+            let (sources, targets) = if cfg.detection.enabled {
+                (cfg.detection.max_tracked_sources, TRACKED_TARGETS)
+            } else {
+                (1, 1)
+            };
             let blocks = cfg.blocklist_max_entries;
             let allow = cfg.allow_max_entries;
             let mut ebpf = EbpfLoader::new()
@@ -524,9 +552,11 @@ mod imp {
                 .map_max_entries(maps::ALLOW_V4, allow)
                 .map_max_entries(maps::ALLOW_V6, allow)
                 .map_max_entries(maps::EVENTS, cfg.ring_buffer_size)
-                .map_max_entries(maps::SOURCES, cfg.detection.max_tracked_sources)
+                .map_max_entries(maps::SOURCES, sources)
+                .map_max_entries(maps::TARGETS, targets)
                 .map_max_entries(maps::SIGNALS, cfg.detection.signal_ring_buffer_size)
                 .override_global(EVENT_BUDGET_GLOBAL, &budget, true)
+                .override_global(ADMIT_SEED_GLOBAL, &seed, true)
                 .load(XDP_OBJECT)
                 .map_err(|e| {
                     let msg = format!("{e:#}");
@@ -774,6 +804,8 @@ mod imp {
                     .map_err(|e| map_err(maps::EVENT_COUNTERS, e))?,
                 detect: PerCpuArray::try_from(open(maps::DETECT_COUNTERS)?)
                     .map_err(|e| map_err(maps::DETECT_COUNTERS, e))?,
+                parse: PerCpuArray::try_from(open(maps::PARSE_COUNTERS)?)
+                    .map_err(|e| map_err(maps::PARSE_COUNTERS, e))?,
             })
         }
 
@@ -1062,6 +1094,7 @@ mod imp {
         stats: PerCpuArray<MapData, TrafficCounters>,
         events: PerCpuArray<MapData, EventCounters>,
         detect: PerCpuArray<MapData, DetectCounters>,
+        parse: PerCpuArray<MapData, ParseCounters>,
     }
 
     impl StatsReader {
@@ -1075,7 +1108,13 @@ mod imp {
                 .detect
                 .get(&0, 0)
                 .map_err(|e| map_err(maps::DETECT_COUNTERS, e))?;
-            Ok(TrafficSnapshot::from_per_cpu(&stats, &events, &detect))
+            let parse = self
+                .parse
+                .get(&0, 0)
+                .map_err(|e| map_err(maps::PARSE_COUNTERS, e))?;
+            Ok(TrafficSnapshot::from_per_cpu(
+                &stats, &events, &detect, &parse,
+            ))
         }
     }
 

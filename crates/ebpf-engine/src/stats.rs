@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use ironpost_ebpf_common::{
     CLASS_COUNT, CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_TOTAL, CLASS_UDP, DetectCounters,
-    EventCounters, ProtoStats, TrafficCounters,
+    EventCounters, ParseCounters, ProtoStats, TrafficCounters, parse,
 };
 use serde::Serialize;
 
@@ -58,6 +58,38 @@ pub struct DetectTotals {
     pub signals: u64,
     /// Signals lost because the SIGNALS ring buffer was full.
     pub signals_lost: u64,
+    /// Tracked packets whose source had not yet earned per-source state
+    /// (the admission sketch).
+    pub sources_deferred: u64,
+    /// New sources or targets refused because the admission rate was spent.
+    pub admit_over_budget: u64,
+}
+
+/// Fragmented and malformed frames, summed over CPUs; indexed by the
+/// contract's `parse::*` constants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParseTotals(pub [u64; parse::COUNT]);
+
+impl ParseTotals {
+    /// The count of one `parse::*` kind.
+    pub fn get(&self, index: usize) -> u64 {
+        self.0.get(index).copied().unwrap_or(0)
+    }
+    /// `(name, count)` for every kind.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        parse::NAMES.iter().copied().zip(self.0.iter().copied())
+    }
+}
+
+impl Serialize for ParseTotals {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut m = s.serialize_map(Some(parse::COUNT))?;
+        for (name, v) in self.named() {
+            m.serialize_entry(name, &v)?;
+        }
+        m.end()
+    }
 }
 
 /// All counters at one moment, summed over CPUs.
@@ -69,14 +101,18 @@ pub struct TrafficSnapshot {
     pub events: EventTotals,
     /// Detection tracking.
     pub detect: DetectTotals,
+    /// Fragments and malformed frames.
+    pub parse: ParseTotals,
 }
 
 impl TrafficSnapshot {
-    /// Sums the per-CPU values of STATS, EVENT_COUNTERS and DETECT_COUNTERS.
+    /// Sums the per-CPU values of STATS, EVENT_COUNTERS, DETECT_COUNTERS
+    /// and PARSE_COUNTERS.
     pub fn from_per_cpu(
         stats: &[TrafficCounters],
         events: &[EventCounters],
         detect: &[DetectCounters],
+        parsed: &[ParseCounters],
     ) -> Self {
         let mut snap = Self::default();
         for cpu in stats {
@@ -96,6 +132,13 @@ impl TrafficSnapshot {
             d.targets_new = d.targets_new.wrapping_add(cpu.targets_new);
             d.signals = d.signals.wrapping_add(cpu.signals);
             d.signals_lost = d.signals_lost.wrapping_add(cpu.signals_lost);
+            d.sources_deferred = d.sources_deferred.wrapping_add(cpu.sources_deferred);
+            d.admit_over_budget = d.admit_over_budget.wrapping_add(cpu.admit_over_budget);
+        }
+        for cpu in parsed {
+            for (sum, v) in snap.parse.0.iter_mut().zip(cpu.counts.iter()) {
+                *sum = sum.wrapping_add(*v);
+            }
         }
         snap
     }
@@ -268,7 +311,7 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let snap = TrafficSnapshot::from_per_cpu(&stats, &events, &[]);
+        let snap = TrafficSnapshot::from_per_cpu(&stats, &events, &[], &[]);
         assert_eq!(
             snap.tcp(),
             ClassCounters {
@@ -286,7 +329,7 @@ mod tests {
 
     #[test]
     fn no_cpus_is_zero() {
-        let snap = TrafficSnapshot::from_per_cpu(&[], &[], &[]);
+        let snap = TrafficSnapshot::from_per_cpu(&[], &[], &[], &[]);
         assert_eq!(snap, TrafficSnapshot::default());
     }
 

@@ -13,10 +13,18 @@ use ironpost_lab::{
 
 const DST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 
+/// An engine with the `[detection]` settings in `detection`. Unless they
+/// name the admission settings, every source is admitted at its first
+/// packet with no rate limit, so that counts are exact.
 fn engine(detection: &str) -> EbpfEngine {
     let core = IronpostConfig::parse(detection, "test.toml").unwrap();
+    let mut d = core.detection;
+    if !detection.contains("admit_") {
+        d.admit_after_packets = 1;
+        d.admit_per_sec_per_cpu = 0;
+    }
     let mut e = EbpfEngine::builder()
-        .config(EngineConfig::from_core(&EbpfConfig::default()).with_detection(&core.detection))
+        .config(EngineConfig::from_core(&EbpfConfig::default()).with_detection(&d))
         .build();
     e.load().expect("the verifier accepts ironpost_xdp");
     e
@@ -214,4 +222,93 @@ fn lost_signals_are_counted_under_a_spoofed_flood() {
     assert_eq!(d.sources_new, u64::from(SOURCES));
     assert_eq!(d.signals + d.signals_lost, u64::from(SOURCES), "{d:?}");
     assert!(d.signals > 0 && d.signals < 100, "{d:?}");
+}
+
+/// Sleeps until at least `room` is left in the admission sketch's epoch
+/// (CLOCK_MONOTONIC_COARSE >> ADMIT_EPOCH_SHIFT, as the datapath reads it).
+fn wait_for_fresh_epoch(room: Duration) {
+    let epoch_ns = 1u64 << ironpost_ebpf_engine::common::ADMIT_EPOCH_SHIFT;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    assert_eq!(rc, 0);
+    let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    let left = epoch_ns - now % epoch_ns;
+    if left < room.as_nanos() as u64 {
+        std::thread::sleep(Duration::from_nanos(left + 10_000_000));
+    }
+}
+
+/// Keeps this test's thread on CPU 0: the admission sketch is per CPU.
+fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+    // sched_setaffinity only read and write that set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}
+
+#[test]
+fn spoofed_sources_earn_no_state_and_a_real_source_does() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    pin_to_cpu0();
+    // Defaults: a source needs 4 packets in an epoch before it gets state.
+    let mut e = engine("[detection]\nadmit_after_packets = 4\n");
+    wait_for_fresh_epoch(Duration::from_secs(2));
+    const SOURCES: u32 = 100_000;
+    for i in 0..SOURCES {
+        let src = Ipv4Addr::from(0x0a00_0000 + i);
+        e.test_run(&tcp_pkt(src, DST, 40000, 80, SYN), 1).unwrap();
+    }
+    let d = counters(&mut e).detect;
+    // A few sources can share sketch cells with enough others to pass; the
+    // point is that state is the exception, not one entry per packet.
+    assert!(d.sources_new < 10, "{d:?}");
+    assert!(d.sources_deferred > 99_900, "{d:?}");
+    // A source that stands out of the flood earns state: it must send more
+    // than twice the mean cell load (here about 200 packets: 100,000
+    // sources and as many target updates over 2,048 cells) plus 4.
+    let real = Ipv4Addr::new(198, 51, 100, 7);
+    let before = d.sources_new;
+    e.test_run(&tcp_pkt(real, DST, 40000, 80, SYN), 10).unwrap();
+    assert_eq!(counters(&mut e).detect.sources_new, before, "not yet");
+    e.test_run(&tcp_pkt(real, DST, 40000, 80, SYN), 400)
+        .unwrap();
+    let d = counters(&mut e).detect;
+    assert_eq!(d.sources_new, before + 1, "{d:?}");
+}
+
+#[test]
+fn new_state_per_second_is_capped() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    pin_to_cpu0();
+    let mut e = engine("[detection]\nadmit_after_packets = 1\nadmit_per_sec_per_cpu = 1000\n");
+    let start = std::time::Instant::now();
+    const SOURCES: u32 = 50_000;
+    for i in 0..SOURCES {
+        let src = Ipv4Addr::from(0x0a00_0000 + i);
+        e.test_run(&tcp_pkt(src, DST, 40000, 80, SYN), 1).unwrap();
+    }
+    let secs = start.elapsed().as_secs() + 2;
+    let d = counters(&mut e).detect;
+    assert!(d.sources_new <= 1000 * secs, "{d:?} in {secs} s");
+    assert!(d.admit_over_budget > 0, "{d:?}");
+    // Every packet either created state or was refused: nothing unaccounted.
+    assert_eq!(
+        d.sources_new + d.admit_over_budget,
+        u64::from(SOURCES),
+        "{d:?}"
+    );
 }

@@ -171,13 +171,23 @@ fn ipv6_protocols_pass_and_are_counted() {
         XDP_PASS,
         CLASS_ICMP,
     );
-    // Hop-by-hop options first: not looked into, passed as OTHER.
+    // Hop-by-hop options first: walked to the TCP header behind them.
+    let mut hbh = vec![6, 0, 0, 0, 0, 0, 0, 0];
+    hbh.extend_from_slice(&tcp(1, 443, SYN));
     expect(
         &mut e,
-        "v6 ext header",
-        &v6(0, &[6, 0, 0, 0, 0, 0, 0, 0]),
+        "v6 hop-by-hop + tcp",
+        &v6(0, &hbh),
         XDP_PASS,
-        CLASS_OTHER,
+        CLASS_TCP,
+    );
+    // ... and a TCP header cut short behind it is malformed: dropped.
+    expect(
+        &mut e,
+        "v6 hop-by-hop + cut tcp",
+        &v6(0, &[6, 0, 0, 0, 0, 0, 0, 0]),
+        XDP_DROP,
+        CLASS_TCP,
     );
     // ICMP (v4) in IPv6 is not ICMPv6.
     expect(
@@ -245,7 +255,7 @@ fn arp_and_unknown_ethertypes_pass_as_other() {
 }
 
 #[test]
-fn bad_ipv4_headers_fail_open() {
+fn unreadable_ipv4_headers_fail_open() {
     if !kernel_tests_enabled() {
         return;
     }
@@ -286,15 +296,20 @@ fn bad_ipv4_headers_fail_open() {
         XDP_PASS,
         CLASS_OTHER,
     );
-    // TCP data offset below 5 is invalid.
+    // TCP data offset below 5 is invalid: the addresses were read, so the
+    // source rule still drops it; from a clean source it is malformed and
+    // dropped too.
     let mut bad_doff = v4_tcp(DROPPED, SYN);
+    bad_doff[14 + 20 + 12] = 0x40;
+    expect(&mut e, "tcp data offset 4", &bad_doff, XDP_DROP, CLASS_TCP);
+    let mut bad_doff = v4_tcp(CLEAN, SYN);
     bad_doff[14 + 20 + 12] = 0x40;
     expect(
         &mut e,
-        "tcp data offset 4",
+        "tcp data offset 4, clean source",
         &bad_doff,
-        XDP_PASS,
-        CLASS_OTHER,
+        XDP_DROP,
+        CLASS_TCP,
     );
 }
 
@@ -348,18 +363,21 @@ fn fragments() {
 }
 
 #[test]
-fn every_truncation_passes() {
+fn every_truncation_gets_the_verdict_its_known_fields_decide() {
     if !kernel_tests_enabled() {
         return;
     }
     let mut e = engine();
+    // (name, frame, where the IP addresses end, whole-frame action)
     let frames = [
-        ("ipv4 tcp", v4_tcp(DROPPED, SYN)),
+        ("ipv4 tcp", v4_tcp(DROPPED, SYN), 34, XDP_DROP),
         (
             "ipv4 udp",
             ethernet(ETH_P_IP, &[], &ipv4(DROPPED, DST, 17, &udp(1, 2, b""))),
+            34,
+            XDP_DROP,
         ),
-        ("ipv4 icmp", v4_icmp(DROPPED)),
+        ("ipv4 icmp", v4_icmp(DROPPED), 34, XDP_DROP),
         (
             "vlan ipv4 udp",
             ethernet(
@@ -367,35 +385,40 @@ fn every_truncation_passes() {
                 &[(ETH_P_8021AD, 1), (ETH_P_8021Q, 2)],
                 &ipv4(DROPPED, DST, 17, &udp(1, 2, b"")),
             ),
+            42,
+            XDP_DROP,
         ),
         (
             "ipv6 tcp",
             ethernet(ETH_P_IPV6, &[], &ipv6(V6_SRC, V6_DST, 6, &tcp(1, 2, SYN))),
+            54,
+            XDP_PASS,
         ),
         (
             "ipv6 udp",
             ethernet(ETH_P_IPV6, &[], &ipv6(V6_SRC, V6_DST, 17, &udp(1, 2, b""))),
+            54,
+            XDP_PASS,
         ),
         (
             "ipv6 icmpv6",
             ethernet(ETH_P_IPV6, &[], &ipv6(V6_SRC, V6_DST, 58, &icmp_echo(128))),
+            54,
+            XDP_PASS,
         ),
     ];
     // Each frame is headers only, so every cut lands inside a header.
-    for (name, frame) in &frames {
-        // The whole frame from a blocked source is dropped ...
+    for (name, frame, known, whole) in &frames {
         let (full, _) = run_once(&mut e, frame);
-        let want = if name.starts_with("ipv6") {
-            XDP_PASS
-        } else {
-            XDP_DROP
-        };
-        assert_eq!(full, want, "{name}: whole frame");
-        // ... and every truncation of it passes (the kernel refuses frames
-        // shorter than an Ethernet header before the program runs).
+        assert_eq!(full, *whole, "{name}: whole frame");
         for len in 0..frame.len() {
+            // Before the addresses nothing is known: pass. After them, the
+            // IPv4 frames' source rule drops them, and the IPv6 ones (no
+            // rule) have an L4 header cut short: malformed, dropped. (The
+            // kernel refuses frames shorter than an Ethernet header.)
+            let want = if len < *known { XDP_PASS } else { XDP_DROP };
             match e.test_run(&frame[..len], 1) {
-                Ok(out) => assert_eq!(out.action, XDP_PASS, "{name} cut to {len} bytes"),
+                Ok(out) => assert_eq!(out.action, want, "{name} cut to {len} bytes"),
                 Err(err) => assert!(len < 14, "{name} cut to {len} bytes: {err}"),
             }
         }

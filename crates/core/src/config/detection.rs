@@ -33,6 +33,14 @@ pub struct DetectionConfig {
     pub max_tracked_sources: u32,
     /// Size of the SIGNALS ring buffer in bytes (a power of two).
     pub signal_ring_buffer_size: u32,
+    /// Packets a source (or destination port) must send within one
+    /// admission epoch (about 4 s) on one CPU before the datapath keeps
+    /// state for it; 1 admits every source at once. Keeps a spoofed-source
+    /// flood from creating state for every packet.
+    pub admit_after_packets: u32,
+    /// New tracked sources and targets per second per CPU at most (0: no
+    /// limit).
+    pub admit_per_sec_per_cpu: u32,
     /// How often stale detector state is cleaned.
     pub cleanup_interval_secs: u64,
     /// Write alerts to stdout (with `"type": "alert"`).
@@ -98,6 +106,8 @@ impl Default for DetectionConfig {
             enabled: true,
             max_tracked_sources: 65_536,
             signal_ring_buffer_size: 256 * 1024,
+            admit_after_packets: 4,
+            admit_per_sec_per_cpu: 20_000,
             cleanup_interval_secs: 10,
             alerts_stdout: true,
             alerts_file: None,
@@ -214,6 +224,8 @@ pub(super) struct RawDetection {
     enabled: Option<bool>,
     max_tracked_sources: Option<Spanned<i64>>,
     signal_ring_buffer_size: Option<Spanned<i64>>,
+    admit_after_packets: Option<Spanned<i64>>,
+    admit_per_sec_per_cpu: Option<Spanned<i64>>,
     cleanup_interval_secs: Option<Spanned<i64>>,
     alerts_stdout: Option<bool>,
     alerts_file: Option<Spanned<String>>,
@@ -309,6 +321,13 @@ impl Source<'_> {
                 ));
             }
             cfg.signal_ring_buffer_size = n;
+        }
+        if let Some(v) = &raw.admit_after_packets {
+            cfg.admit_after_packets = self.range(v, "detection.admit_after_packets", 1, 1000)?;
+        }
+        if let Some(v) = &raw.admit_per_sec_per_cpu {
+            cfg.admit_per_sec_per_cpu =
+                self.range(v, "detection.admit_per_sec_per_cpu", 0, 10_000_000)?;
         }
         if let Some(v) = &raw.cleanup_interval_secs {
             cfg.cleanup_interval_secs = self.secs(v, "detection.cleanup_interval_secs", 1)?;

@@ -58,6 +58,93 @@ pub mod maps {
     pub const DETECT_CONFIG: &str = "DETECT_CONFIG";
     /// `PerCpuArray<DetectCounters>` with one entry: signals and losses.
     pub const DETECT_COUNTERS: &str = "DETECT_COUNTERS";
+    /// `LruHashMap<FragKey, FragState>`: the L4 fields of first fragments,
+    /// applied to the fragments that follow them.
+    pub const FRAGS: &str = "FRAGS";
+    /// `PerCpuArray<ParseCounters>` with one entry: fragments and
+    /// malformed frames, by what was done with them.
+    pub const PARSE_COUNTERS: &str = "PARSE_COUNTERS";
+    /// `PerCpuArray<Admission>` with one entry: the per-CPU sketch that
+    /// decides which sources and targets earn per-key state.
+    pub const ADMISSION: &str = "ADMISSION";
+}
+
+/// Name of the read-only global holding the admission sketch's hash seed;
+/// the loader sets a random one so that nobody can aim collisions.
+pub const ADMIT_SEED_GLOBAL: &str = "ADMIT_SEED";
+
+/// Default capacity of FRAGS (datagrams whose first fragment is remembered).
+pub const DEFAULT_TRACKED_FRAGMENTS: u32 = 8_192;
+/// IPv6 extension headers walked at most before the L4 header; a longer
+/// chain is malformed.
+pub const MAX_IPV6_EXT_HEADERS: usize = 8;
+/// Columns per row of the admission sketch (a power of two).
+pub const ADMIT_COLUMNS: usize = 2_048;
+/// Rows of the admission sketch.
+pub const ADMIT_ROWS: usize = 2;
+/// The admission sketch's epoch is `now >> ADMIT_EPOCH_SHIFT` ns: about
+/// 4.3 s; counts restart in every epoch.
+pub const ADMIT_EPOCH_SHIFT: u32 = 32;
+/// Default packets a source (or target) must send within one epoch, on one
+/// CPU, beyond twice the mean load of a sketch cell, before it gets per-key
+/// state. Under a spoofed flood the mean load rises, so one-packet sources
+/// never pass while a source that stands out of the flood still does.
+pub const DEFAULT_ADMIT_PACKETS: u32 = 4;
+/// Default new SOURCES and TARGETS entries per second per CPU at most.
+pub const DEFAULT_ADMIT_PER_SEC: u32 = 20_000;
+
+/// The L4 header length a fragment must not reach back into, and a first
+/// fragment must hold whole: TCP 20, UDP 8, ICMP and ICMPv6 8 (RFC 1858,
+/// RFC 3128); 0 for protocols the program does not look into.
+#[inline(always)]
+pub const fn l4_min_len(protocol: u8) -> usize {
+    match protocol {
+        ipproto::TCP => 20,
+        ipproto::UDP | ipproto::ICMP | ipproto::ICMPV6 => 8,
+        _ => 0,
+    }
+}
+
+/// Indexes of [`ParseCounters::counts`]: what the program did with a frame
+/// that is fragmented or malformed.
+pub mod parse {
+    /// A first fragment, remembered in FRAGS.
+    pub const FRAG_FIRST: usize = 0;
+    /// A later fragment that found its first fragment's L4 fields.
+    pub const FRAG_FOLLOWED: usize = 1;
+    /// A later fragment with no remembered first fragment: address rules
+    /// only, then passed (the host cannot reassemble it without the first
+    /// fragment, which is judged whole).
+    pub const FRAG_ORPHAN: usize = 2;
+    /// A first fragment too short for its L4 header (tiny fragment), or a
+    /// later fragment of one: dropped.
+    pub const FRAG_TINY: usize = 3;
+    /// A later fragment whose offset reaches back into the L4 header
+    /// (RFC 3128): dropped.
+    pub const FRAG_BAD_OFFSET: usize = 4;
+    /// An unfragmented TCP, UDP or ICMP packet whose L4 header is cut
+    /// short or invalid (TCP data offset below 5): dropped.
+    pub const L4_MALFORMED: usize = 5;
+    /// An IPv6 extension header chain longer than
+    /// [`MAX_IPV6_EXT_HEADERS`](super::MAX_IPV6_EXT_HEADERS) or cut short:
+    /// dropped.
+    pub const EXT_CHAIN_BAD: usize = 6;
+    /// An IPv4 or IPv6 header that cannot be read (cut short, bad version
+    /// or IHL): nothing is known, passed as OTHER.
+    pub const L3_UNREADABLE: usize = 7;
+    /// Number of counters.
+    pub const COUNT: usize = 8;
+    /// The counters' names, by index, for output.
+    pub const NAMES: [&str; COUNT] = [
+        "frag_first",
+        "frag_followed",
+        "frag_orphan",
+        "frag_tiny",
+        "frag_bad_offset",
+        "l4_malformed",
+        "ext_chain_bad",
+        "l3_unreadable",
+    ];
 }
 
 /// Name of the read-only global holding the per-CPU event budget
@@ -144,6 +231,16 @@ pub const CLASS_COUNT: usize = 5;
 
 /// IP protocol numbers the program recognises.
 pub mod ipproto {
+    /// IPv6 Hop-by-Hop Options.
+    pub const HOPOPTS: u8 = 0;
+    /// IPv6 Routing header.
+    pub const ROUTING: u8 = 43;
+    /// IPv6 Fragment header.
+    pub const FRAGMENT: u8 = 44;
+    /// Authentication Header.
+    pub const AH: u8 = 51;
+    /// IPv6 Destination Options.
+    pub const DSTOPTS: u8 = 60;
     /// ICMP.
     pub const ICMP: u8 = 1;
     /// TCP.
@@ -306,6 +403,12 @@ pub struct DetectConfig {
     pub udp_threshold: u32,
     /// ICMP packets per source per ICMP window.
     pub icmp_threshold: u32,
+    /// Packets a source or target sends within one admission epoch on one
+    /// CPU before it gets SOURCES or TARGETS state (1: at once).
+    pub admit_packets: u32,
+    /// New SOURCES and TARGETS entries per second per CPU at most (0: no
+    /// limit).
+    pub admit_per_sec: u32,
 }
 
 /// Detection state of one source address, in SOURCES.
@@ -451,6 +554,73 @@ pub struct DetectCounters {
     pub signals: u64,
     /// Signals lost because SIGNALS was full.
     pub signals_lost: u64,
+    /// Tracked packets whose source had not yet earned SOURCES state.
+    pub sources_deferred: u64,
+    /// New sources or targets refused because the per-CPU admission rate
+    /// was spent.
+    pub admit_over_budget: u64,
+}
+
+/// Key of FRAGS: one datagram.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    /// Source address (IPv4 in the first word, as read from the packet).
+    pub src: [u32; 4],
+    /// Destination address (as `src`).
+    pub dst: [u32; 4],
+    /// IP identification (IPv4: 16 bits; IPv6: the Fragment header's 32).
+    pub id: u32,
+    /// IPv4 protocol, or the Fragment header's next header.
+    pub protocol: u8,
+    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
+    pub family: u8,
+    /// Reserved, zero.
+    pub reserved: u16,
+}
+
+/// Value of FRAGS: what the first fragment said about the datagram.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragState {
+    /// Source port of the first fragment.
+    pub src_port: u16,
+    /// Destination port of the first fragment.
+    pub dst_port: u16,
+    /// TCP flags of the first fragment.
+    pub tcp_flags: u8,
+    /// ICMP type of the first fragment.
+    pub icmp_type: u8,
+    /// L4 protocol (for IPv6, behind the rest of the header chain).
+    pub protocol: u8,
+    /// 1: the first fragment was malformed (tiny): drop the rest too.
+    pub drop: u8,
+}
+
+/// The single PARSE_COUNTERS entry, on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParseCounters {
+    /// Indexed by the [`parse`] constants.
+    pub counts: [u64; parse::COUNT],
+}
+
+/// The single ADMISSION entry, on one CPU: a count-min sketch of packets
+/// per source (and per target) in the current epoch, and the admission
+/// rate budget.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Admission {
+    /// Start of the current one-second admission budget window.
+    pub window_start_ns: u64,
+    /// Admissions in that window.
+    pub window_admitted: u64,
+    /// Packets counted in the sketch this epoch: the epoch's low 8 bits in
+    /// the top byte, the count below. The mean load of a cell is this
+    /// count over [`ADMIT_COLUMNS`].
+    pub epoch_packets: u64,
+    /// Cells: the epoch's low 8 bits in the top byte, the count below.
+    pub cells: [u32; ADMIT_ROWS * ADMIT_COLUMNS],
 }
 
 /// Address family of an event record: IPv4.
@@ -531,7 +701,8 @@ const _: () = {
     assert!(offset_of!(PacketEventRecord, vlan_id) == 56);
     assert!(offset_of!(EventCounters, lost_budget) == 32);
     assert!(CLASS_TOTAL == CLASS_COUNT - 1);
-    assert!(size_of::<DetectConfig>() == 64);
+    assert!(size_of::<DetectConfig>() == 72);
+    assert!(offset_of!(DetectConfig, admit_packets) == 64);
     assert!(offset_of!(DetectConfig, syn_window_ns) == 8);
     assert!(size_of::<SourceState>() == 176);
     assert!(offset_of!(SourceState, port_bits) == 64);
@@ -542,15 +713,22 @@ const _: () = {
     assert!(offset_of!(SignalRecord, syn) == 56);
     assert!(offset_of!(SignalRecord, sample_ports) == 88);
     assert!(offset_of!(SignalRecord, sample_sources) == 104);
-    assert!(size_of::<DetectCounters>() == 32);
+    assert!(size_of::<DetectCounters>() == 48);
+    assert!(size_of::<FragKey>() == 40);
+    assert!(offset_of!(FragKey, id) == 32);
+    assert!(size_of::<FragState>() == 8);
+    assert!(size_of::<ParseCounters>() == 8 * parse::COUNT);
+    assert!(size_of::<Admission>() == 24 + 4 * ADMIT_ROWS * ADMIT_COLUMNS);
+    assert!(ADMIT_COLUMNS.is_power_of_two());
     assert!(PORT_BINS == 64 * 8 && HOST_BINS == 64 * 4);
 };
 
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        DetectConfig, DetectCounters, EventCounters, PacketEventRecord, ProtoStats, RuleValue,
-        SignalRecord, SourceState, TargetKey, TargetState, TrafficCounters,
+        Admission, DetectConfig, DetectCounters, EventCounters, FragKey, FragState,
+        PacketEventRecord, ParseCounters, ProtoStats, RuleValue, SignalRecord, SourceState,
+        TargetKey, TargetState, TrafficCounters,
     };
 
     // SAFETY: each type is `#[repr(C)]`, made only of integers and integer
@@ -577,4 +755,12 @@ mod pod {
     unsafe impl aya::Pod for TargetKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for TargetState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FragKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FragState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for ParseCounters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Admission {}
 }

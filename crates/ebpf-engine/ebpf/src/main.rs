@@ -25,21 +25,23 @@ use core::{
 };
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, xdp_action},
-    helpers::bpf_ktime_get_ns,
+    bindings::{BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_NOEXIST, xdp_action},
+    helpers::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
 use ironpost_ebpf_common::{
-    ACTION_DROP, ACTION_NONE, ACTION_PASS, CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_TOTAL,
-    CLASS_UDP, DEFAULT_ALLOW_MAX_ENTRIES, DEFAULT_BLOCKLIST_MAX_ENTRIES,
-    DEFAULT_EVENT_BUDGET_PER_SEC, DEFAULT_RING_BUFFER_SIZE, DEFAULT_SIGNAL_RING_SIZE,
-    DEFAULT_TRACKED_SOURCES, DetectConfig, DetectCounters, EventCounters, FAMILY_IPV4, FAMILY_IPV6,
-    POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6, POLICY_EXACT_V4, POLICY_PORTS,
-    POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, PORT_RULE_SLOTS, PacketEventRecord, RuleValue,
-    SignalRecord, SourceState, TRACKED_TARGETS, TargetKey, TargetState, TrafficCounters, ipproto,
-    port_index, signal, signal_bit, tcp_flags,
+    ACTION_DROP, ACTION_NONE, ACTION_PASS, ADMIT_COLUMNS, ADMIT_EPOCH_SHIFT, Admission, CLASS_ICMP,
+    CLASS_OTHER, CLASS_TCP, CLASS_TOTAL, CLASS_UDP, DEFAULT_ALLOW_MAX_ENTRIES,
+    DEFAULT_BLOCKLIST_MAX_ENTRIES, DEFAULT_EVENT_BUDGET_PER_SEC, DEFAULT_RING_BUFFER_SIZE,
+    DEFAULT_SIGNAL_RING_SIZE, DEFAULT_TRACKED_FRAGMENTS, DEFAULT_TRACKED_SOURCES, DetectConfig,
+    DetectCounters, EventCounters, FAMILY_IPV4, FAMILY_IPV6, FragKey, FragState,
+    MAX_IPV6_EXT_HEADERS, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6,
+    POLICY_EXACT_V4, POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, PORT_RULE_SLOTS,
+    PacketEventRecord, ParseCounters, RuleValue, SignalRecord, SourceState, TRACKED_TARGETS,
+    TargetKey, TargetState, TrafficCounters, ipproto, l4_min_len, parse, port_index, signal,
+    signal_bit, tcp_flags,
 };
 
 /// [`RuleValue`] as the program sees it: the same layout, with the hit
@@ -121,15 +123,31 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BUFFER_SIZE, 0);
 #[map]
 static EVENT_COUNTERS: PerCpuArray<EventCounters> = PerCpuArray::with_max_entries(1, 0);
 
-/// Detection state per source address.
+/// Detection state per source address, for sources the admission sketch
+/// let in. Each CPU keeps its own LRU list, so eviction takes no shared
+/// lock.
 #[map]
 static SOURCES: LruHashMap<[u8; 16], SourceState> =
-    LruHashMap::with_max_entries(DEFAULT_TRACKED_SOURCES, 0);
+    LruHashMap::with_max_entries(DEFAULT_TRACKED_SOURCES, BPF_F_NO_COMMON_LRU);
 
-/// SYN flood state per destination address and TCP port.
+/// SYN flood state per destination address and TCP port, for targets the
+/// admission sketch let in.
 #[map]
 static TARGETS: LruHashMap<TargetKey, TargetState> =
-    LruHashMap::with_max_entries(TRACKED_TARGETS, 0);
+    LruHashMap::with_max_entries(TRACKED_TARGETS, BPF_F_NO_COMMON_LRU);
+
+/// The admission sketch and budget, per CPU.
+#[map]
+static ADMISSION: PerCpuArray<Admission> = PerCpuArray::with_max_entries(1, 0);
+
+/// First fragments' L4 fields, for the fragments that follow.
+#[map]
+static FRAGS: LruHashMap<FragKey, FragState> =
+    LruHashMap::with_max_entries(DEFAULT_TRACKED_FRAGMENTS, 0);
+
+/// Fragmented and malformed frames, per CPU.
+#[map]
+static PARSE_COUNTERS: PerCpuArray<ParseCounters> = PerCpuArray::with_max_entries(1, 0);
 
 /// Threshold crossings for the detectors in user space.
 #[map]
@@ -177,6 +195,10 @@ static EMPTY_TARGET: TargetState = TargetState {
 /// Events per second per CPU; the loader overrides it.
 #[unsafe(no_mangle)]
 static EVENT_BUDGET_PER_SEC: u32 = DEFAULT_EVENT_BUDGET_PER_SEC;
+
+/// Seed of the admission sketch's hash; the loader sets a random one.
+#[unsafe(no_mangle)]
+static ADMIT_SEED: u32 = 0;
 
 const ETH_HDR_LEN: usize = 14;
 const VLAN_HDR_LEN: usize = 4;
@@ -247,6 +269,17 @@ struct UdpHdr {
     check: [u8; 2],
 }
 
+/// Not fragmented (or an atomic fragment: offset 0, no more fragments).
+const FRAG_NONE: u8 = 0;
+/// A first fragment: offset 0, more fragments follow.
+const FRAG_FIRST: u8 = 1;
+/// A later fragment: offset above 0, no L4 header of its own.
+const FRAG_LATER: u8 = 2;
+/// `Packet::bad` when nothing is wrong with the frame.
+const NOT_BAD: usize = usize::MAX;
+/// `Packet::note` when the frame is not fragmented nor malformed.
+const NO_NOTE: usize = usize::MAX;
+
 /// What parsing found out about a packet.
 struct Packet {
     class: usize,
@@ -258,13 +291,26 @@ struct Packet {
     vlan_id: u16,
     src_port: u16,
     dst_port: u16,
-    /// The L4 header was read: ports and flags are valid.
+    /// Ports and flags are valid: read from the packet's own L4 header, or
+    /// remembered from its first fragment.
     has_l4: bool,
+    /// The IP header was read: the addresses are known, so the address
+    /// rules apply whatever else is wrong with the frame.
+    known: bool,
+    /// A `parse::*` reason to drop the frame once the address rules have
+    /// had their say, or [`NOT_BAD`].
+    bad: usize,
+    /// [`FRAG_NONE`], [`FRAG_FIRST`] or [`FRAG_LATER`].
+    frag: u8,
+    /// The fragment's IPv4 protocol or IPv6 Fragment next header (FRAGS key).
+    frag_proto: u8,
+    /// IP identification of a fragment (FRAGS key).
+    frag_id: u32,
     /// IPv4 addresses, as read from the packet.
     src4: [u8; 4],
     dst4: [u8; 4],
-    /// Offset of the IP header; addresses for events are read from there
-    /// only when a packet is reported, not for every packet.
+    /// Offset of the IP header; IPv6 addresses are read from there only
+    /// when they are needed, not for every packet.
     l3_off: usize,
 }
 
@@ -281,9 +327,32 @@ impl Packet {
             src_port: 0,
             dst_port: 0,
             has_l4: false,
+            known: false,
+            bad: NOT_BAD,
+            frag: FRAG_NONE,
+            frag_proto: 0,
+            frag_id: 0,
             src4: [0; 4],
             dst4: [0; 4],
             l3_off: 0,
+        }
+    }
+
+    /// The PARSE_COUNTERS index this frame counts in, or [`NO_NOTE`].
+    #[inline(always)]
+    fn note(&self, followed: bool) -> usize {
+        if self.bad != NOT_BAD {
+            self.bad
+        } else if self.frag == FRAG_FIRST {
+            parse::FRAG_FIRST
+        } else if self.frag == FRAG_LATER {
+            if followed {
+                parse::FRAG_FOLLOWED
+            } else {
+                parse::FRAG_ORPHAN
+            }
+        } else {
+            NO_NOTE
         }
     }
 }
@@ -293,24 +362,39 @@ impl Packet {
 pub fn ironpost_xdp(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     let mut pkt = Packet::new();
-    let action = match parse(&ctx, &mut pkt) {
-        Some(()) => policy(&ctx, &pkt, len),
-        None => {
-            // Fail open: malformed or truncated traffic passes as OTHER.
-            pkt.class = CLASS_OTHER;
-            ACTION_PASS
+    parse(&ctx, &mut pkt);
+    let mut action = ACTION_PASS;
+    let mut allowed = false;
+    if pkt.known {
+        let followed =
+            pkt.frag == FRAG_LATER && pkt.bad == NOT_BAD && follow_fragment(&ctx, &mut pkt);
+        let decided = policy(&ctx, &pkt, len);
+        allowed = decided == ALLOWED;
+        action = if allowed { ACTION_PASS } else { decided };
+        if pkt.frag == FRAG_FIRST {
+            remember_fragment(&ctx, &pkt);
         }
-    };
-    let allowed = action == ALLOWED;
-    let action = if allowed { ACTION_PASS } else { action };
+        note(pkt.note(followed));
+    } else {
+        // Nothing is known about the frame: it passes (fail open).
+        note(pkt.bad);
+    }
     count(pkt.class, len, action == ACTION_DROP);
     // Dropped packets are not tracked (a blocked source stays quiet for the
-    // detectors), nor allow-listed ones.
-    if action != ACTION_DROP && pkt.has_l4 && !allowed {
-        track(&ctx, &pkt);
+    // detectors), nor allow-listed ones; a fragmented datagram is tracked
+    // once, at its first fragment.
+    let tracked = action != ACTION_DROP && pkt.has_l4 && !allowed && pkt.frag != FRAG_LATER;
+    if !tracked && action == ACTION_PASS {
+        return xdp_action::XDP_PASS;
+    }
+    // The clock is read once per packet, and only for packets that need it.
+    // SAFETY: a helper without arguments or preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if tracked {
+        track(&ctx, &pkt, now);
     }
     if action != ACTION_PASS {
-        report(&ctx, &pkt, action, len);
+        report(&ctx, &pkt, action, len, now);
     }
     if action == ACTION_DROP {
         xdp_action::XDP_DROP
@@ -336,12 +420,27 @@ fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
 }
 
-/// Parses L2 to L4 into `pkt`; `None` when the packet is truncated or
-/// malformed. Well-formed traffic the program does not look into (ARP, IPv6
-/// extension headers, other IP protocols) is `Some` with its class set.
+/// The traffic class of an L4 protocol (`icmp`: the family's ICMP number).
 #[inline(always)]
-fn parse(ctx: &XdpContext, pkt: &mut Packet) -> Option<()> {
-    let eth_type: *const [u8; 2] = ptr_at(ctx, 12)?;
+fn class_of(protocol: u8, icmp: u8) -> usize {
+    if protocol == ipproto::TCP {
+        CLASS_TCP
+    } else if protocol == ipproto::UDP {
+        CLASS_UDP
+    } else if protocol == icmp {
+        CLASS_ICMP
+    } else {
+        CLASS_OTHER
+    }
+}
+
+/// Parses L2 to L4 into `pkt`. Never fails: what could not be read is
+/// recorded (`known`, `bad`, `has_l4`) for the policy to act on.
+#[inline(always)]
+fn parse(ctx: &XdpContext, pkt: &mut Packet) {
+    let Some(eth_type) = ptr_at::<[u8; 2]>(ctx, 12) else {
+        return;
+    };
     // SAFETY: ptr_at checked that the two bytes lie inside the packet.
     let mut proto = be16(unsafe { *eth_type });
     let mut off = ETH_HDR_LEN;
@@ -349,7 +448,9 @@ fn parse(ctx: &XdpContext, pkt: &mut Packet) -> Option<()> {
         if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
             break;
         }
-        let tag: *const [u8; 4] = ptr_at(ctx, off)?;
+        let Some(tag) = ptr_at::<[u8; 4]>(ctx, off) else {
+            return;
+        };
         // SAFETY: ptr_at checked that the four bytes lie inside the packet.
         let tag = unsafe { *tag };
         if pkt.vlan_id == 0 {
@@ -361,120 +462,299 @@ fn parse(ctx: &XdpContext, pkt: &mut Packet) -> Option<()> {
     match proto {
         ETH_P_IPV4 => parse_ipv4(ctx, pkt, off),
         ETH_P_IPV6 => parse_ipv6(ctx, pkt, off),
-        _ => Some(()),
+        _ => {}
     }
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet, off: usize) -> Option<()> {
-    let ip: *const Ipv4Hdr = ptr_at(ctx, off)?;
+fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet, off: usize) {
+    let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, off) else {
+        pkt.bad = parse::L3_UNREADABLE;
+        return;
+    };
     // SAFETY: ptr_at checked that the whole fixed header lies in the packet;
     // the struct has alignment 1.
     let ip = unsafe { &*ip };
-    if ip.ver_ihl >> 4 != 4 {
-        return None;
-    }
     let ihl = ((ip.ver_ihl & 0x0f) as usize) * 4;
-    if ihl < IPV4_MIN_HDR_LEN {
-        return None;
-    }
     // The options, if any, must be in the packet too.
-    ptr_at::<u8>(ctx, off + ihl - 1)?;
+    if ip.ver_ihl >> 4 != 4 || ihl < IPV4_MIN_HDR_LEN || ptr_at::<u8>(ctx, off + ihl - 1).is_none()
+    {
+        pkt.bad = parse::L3_UNREADABLE;
+        return;
+    }
+    pkt.known = true;
     pkt.family = FAMILY_IPV4;
     pkt.protocol = ip.protocol;
+    pkt.class = class_of(ip.protocol, ipproto::ICMP);
     pkt.src4 = ip.src;
     pkt.dst4 = ip.dst;
     pkt.l3_off = off;
-    // Only the first fragment carries the L4 header.
-    let first_fragment = be16(ip.frag_off) & 0x1fff == 0;
-    parse_l4(
-        ctx,
-        pkt,
-        off + ihl,
-        ip.protocol,
-        ipproto::ICMP,
-        first_fragment,
-    )
+    let frag = be16(ip.frag_off);
+    let offset = (frag & 0x1fff) as usize;
+    if offset != 0 || frag & 0x2000 != 0 {
+        pkt.frag_id = u32::from(be16(ip.id));
+        pkt.frag_proto = ip.protocol;
+        if offset != 0 {
+            later_fragment(pkt, offset);
+            return;
+        }
+        pkt.frag = FRAG_FIRST;
+    }
+    parse_l4(ctx, pkt, off + ihl, ipproto::ICMP);
+}
+
+/// Marks a later fragment, and as malformed when its offset (in 8-byte
+/// units) reaches back into the L4 header (RFC 3128).
+#[inline(always)]
+fn later_fragment(pkt: &mut Packet, offset: usize) {
+    pkt.frag = FRAG_LATER;
+    if offset * 8 < l4_min_len(pkt.protocol) {
+        pkt.bad = parse::FRAG_BAD_OFFSET;
+    }
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet, off: usize) -> Option<()> {
-    let ip: *const Ipv6Hdr = ptr_at(ctx, off)?;
+fn is_ext_header(nh: u8) -> bool {
+    nh == ipproto::HOPOPTS
+        || nh == ipproto::ROUTING
+        || nh == ipproto::FRAGMENT
+        || nh == ipproto::DSTOPTS
+        || nh == ipproto::AH
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet, off: usize) {
+    let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, off) else {
+        pkt.bad = parse::L3_UNREADABLE;
+        return;
+    };
     // SAFETY: ptr_at checked that the fixed header lies in the packet; the
     // struct has alignment 1.
     let ip = unsafe { &*ip };
     if ip.ver_tc_flow[0] >> 4 != 6 {
-        return None;
+        pkt.bad = parse::L3_UNREADABLE;
+        return;
     }
+    pkt.known = true;
     pkt.family = FAMILY_IPV6;
-    pkt.protocol = ip.next_header;
     pkt.l3_off = off;
-    parse_l4(
-        ctx,
-        pkt,
-        off + IPV6_HDR_LEN,
-        ip.next_header,
-        ipproto::ICMPV6,
-        true,
-    )
+    let mut nh = ip.next_header;
+    let mut l4 = off + IPV6_HDR_LEN;
+    // The extension header chain, walked to the L4 header within a fixed
+    // bound; a chain too long or cut short is malformed.
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        if !is_ext_header(nh) {
+            break;
+        }
+        if nh == ipproto::FRAGMENT {
+            let Some(h) = ptr_at::<[u8; 8]>(ctx, l4) else {
+                break;
+            };
+            // SAFETY: ptr_at checked the bounds; alignment 1.
+            let h = unsafe { *h };
+            nh = h[0];
+            l4 += 8;
+            let field = be16([h[2], h[3]]);
+            let offset = (field >> 3) as usize;
+            if offset == 0 && field & 1 == 0 {
+                // An atomic fragment (RFC 6946): a whole datagram.
+                continue;
+            }
+            pkt.frag_id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+            pkt.frag_proto = nh;
+            if offset != 0 {
+                pkt.protocol = nh;
+                pkt.class = class_of(nh, ipproto::ICMPV6);
+                later_fragment(pkt, offset);
+                return;
+            }
+            pkt.frag = FRAG_FIRST;
+        } else {
+            let Some(h) = ptr_at::<[u8; 2]>(ctx, l4) else {
+                break;
+            };
+            // SAFETY: ptr_at checked the bounds; alignment 1.
+            let h = unsafe { *h };
+            nh = h[0];
+            l4 += if nh == ipproto::AH {
+                // AH counts its length in 4-byte units, minus 2.
+                (h[1] as usize + 2) * 4
+            } else {
+                (h[1] as usize + 1) * 8
+            };
+        }
+    }
+    pkt.protocol = nh;
+    if is_ext_header(nh) {
+        pkt.bad = parse::EXT_CHAIN_BAD;
+        return;
+    }
+    pkt.class = class_of(nh, ipproto::ICMPV6);
+    parse_l4(ctx, pkt, l4, ipproto::ICMPV6);
 }
 
-/// Classifies by L4 protocol and, when `has_header`, reads ports and flags.
+/// Reads ports, flags or the ICMP type of a TCP, UDP or ICMP packet at
+/// `off`; a header cut short or invalid makes the packet malformed (a tiny
+/// fragment when it is a first fragment).
 #[inline(always)]
-fn parse_l4(
-    ctx: &XdpContext,
-    pkt: &mut Packet,
-    off: usize,
-    protocol: u8,
-    icmp: u8,
-    has_header: bool,
-) -> Option<()> {
-    if protocol == ipproto::TCP {
-        pkt.class = CLASS_TCP;
-        if has_header {
-            let tcp: *const TcpHdr = ptr_at(ctx, off)?;
+fn parse_l4(ctx: &XdpContext, pkt: &mut Packet, off: usize, icmp: u8) {
+    let ok = if pkt.protocol == ipproto::TCP {
+        match ptr_at::<TcpHdr>(ctx, off) {
             // SAFETY: ptr_at checked the bounds; alignment 1.
-            let tcp = unsafe { &*tcp };
-            if (tcp.data_off >> 4) < 5 {
-                return None;
+            Some(tcp) => unsafe {
+                let tcp = &*tcp;
+                pkt.src_port = be16(tcp.src_port);
+                pkt.dst_port = be16(tcp.dst_port);
+                pkt.tcp_flags = tcp.flags;
+                (tcp.data_off >> 4) >= 5
+            },
+            None => false,
+        }
+    } else if pkt.protocol == ipproto::UDP {
+        match ptr_at::<UdpHdr>(ctx, off) {
+            // SAFETY: ptr_at checked the bounds; alignment 1.
+            Some(udp) => unsafe {
+                let udp = &*udp;
+                pkt.src_port = be16(udp.src_port);
+                pkt.dst_port = be16(udp.dst_port);
+                true
+            },
+            None => false,
+        }
+    } else if pkt.protocol == icmp {
+        // Type, code, checksum and the 4-byte rest of header that every
+        // ICMP and ICMPv6 message has.
+        match ptr_at::<[u8; 8]>(ctx, off) {
+            Some(hdr) => {
+                // SAFETY: ptr_at checked the bounds; alignment 1.
+                pkt.icmp_type = unsafe { (*hdr)[0] };
+                true
             }
-            pkt.src_port = be16(tcp.src_port);
-            pkt.dst_port = be16(tcp.dst_port);
-            pkt.tcp_flags = tcp.flags;
-            pkt.has_l4 = true;
-        }
-    } else if protocol == ipproto::UDP {
-        pkt.class = CLASS_UDP;
-        if has_header {
-            let udp: *const UdpHdr = ptr_at(ctx, off)?;
-            // SAFETY: ptr_at checked the bounds; alignment 1.
-            let udp = unsafe { &*udp };
-            pkt.src_port = be16(udp.src_port);
-            pkt.dst_port = be16(udp.dst_port);
-            pkt.has_l4 = true;
-        }
-    } else if protocol == icmp {
-        pkt.class = CLASS_ICMP;
-        if has_header {
-            // Type, code, checksum and the 4-byte rest of header that
-            // every ICMP and ICMPv6 message has.
-            let hdr: *const [u8; 8] = ptr_at(ctx, off)?;
-            // SAFETY: ptr_at checked the bounds; alignment 1.
-            pkt.icmp_type = unsafe { (*hdr)[0] };
-            pkt.has_l4 = true;
+            None => false,
         }
     } else {
-        pkt.class = CLASS_OTHER;
+        // Other protocols: nothing to read, nothing malformed.
+        return;
+    };
+    if ok {
+        pkt.has_l4 = true;
+    } else {
+        pkt.src_port = 0;
+        pkt.dst_port = 0;
+        pkt.tcp_flags = 0;
+        pkt.bad = if pkt.frag == FRAG_FIRST {
+            parse::FRAG_TINY
+        } else {
+            parse::L4_MALFORMED
+        };
     }
-    Some(())
 }
 
-/// The action for a parsed packet. Stages, first decision wins:
+/// The FRAGS key of a fragment.
+#[inline(always)]
+fn frag_key(ctx: &XdpContext, pkt: &Packet) -> Option<FragKey> {
+    let mut key = FragKey {
+        src: [0; 4],
+        dst: [0; 4],
+        id: pkt.frag_id,
+        protocol: pkt.frag_proto,
+        family: pkt.family,
+        reserved: 0,
+    };
+    if pkt.family == FAMILY_IPV4 {
+        key.src[0] = u32::from_ne_bytes(pkt.src4);
+        key.dst[0] = u32::from_ne_bytes(pkt.dst4);
+    } else {
+        let ip = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off)?;
+        // SAFETY: ptr_at checked the bounds; alignment 1.
+        let ip = unsafe { &*ip };
+        key.src = words(&ip.src);
+        key.dst = words(&ip.dst);
+    }
+    Some(key)
+}
+
+/// An address as four native-endian words.
+#[inline(always)]
+fn words(a: &[u8; 16]) -> [u32; 4] {
+    let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
+}
+
+/// Remembers a first fragment's L4 fields (or that it was malformed) for
+/// the fragments that follow it; a newer first fragment with the same key
+/// replaces it.
+#[inline(always)]
+fn remember_fragment(ctx: &XdpContext, pkt: &Packet) {
+    let Some(key) = frag_key(ctx, pkt) else {
+        return;
+    };
+    let state = FragState {
+        src_port: pkt.src_port,
+        dst_port: pkt.dst_port,
+        tcp_flags: pkt.tcp_flags,
+        icmp_type: pkt.icmp_type,
+        protocol: pkt.protocol,
+        drop: u8::from(pkt.bad != NOT_BAD),
+    };
+    let _ = FRAGS.insert(key, state, 0);
+}
+
+/// Gives a later fragment its first fragment's L4 fields; true when the
+/// first fragment was remembered.
+#[inline(always)]
+fn follow_fragment(ctx: &XdpContext, pkt: &mut Packet) -> bool {
+    let Some(key) = frag_key(ctx, pkt) else {
+        return false;
+    };
+    // SAFETY: the value is copied out at once; FRAGS entries are plain data.
+    let Some(first) = (unsafe { FRAGS.get(key) }).copied() else {
+        return false;
+    };
+    if first.drop != 0 {
+        pkt.bad = parse::FRAG_TINY;
+        return true;
+    }
+    let icmp = if pkt.family == FAMILY_IPV4 {
+        ipproto::ICMP
+    } else {
+        ipproto::ICMPV6
+    };
+    pkt.protocol = first.protocol;
+    pkt.class = class_of(first.protocol, icmp);
+    pkt.src_port = first.src_port;
+    pkt.dst_port = first.dst_port;
+    pkt.tcp_flags = first.tcp_flags;
+    pkt.icmp_type = first.icmp_type;
+    pkt.has_l4 = pkt.class != CLASS_OTHER;
+    true
+}
+
+/// Counts a fragmented or malformed frame in PARSE_COUNTERS.
+#[inline(always)]
+fn note(index: usize) {
+    if index == NO_NOTE {
+        return;
+    }
+    let Some(c) = PARSE_COUNTERS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's own entry, non-null (as in `count`).
+    let c = unsafe { &mut *c };
+    if let Some(slot) = c.counts.get_mut(index) {
+        *slot += 1;
+    }
+}
+
+/// The action for a packet whose addresses are known. Stages, first
+/// decision wins:
 /// 1. allow list (source): pass;
 /// 2. source rules: the exact IPv4 entry, else the longest source prefix;
 /// 3. destination rules: the longest destination prefix;
-/// 4. port rules: protocol and destination port;
-/// 5. pass.
+/// 4. malformed frames (tiny or overlapping fragments, cut-short L4
+///    headers, bad extension header chains): drop;
+/// 5. port rules: protocol and destination port (own or remembered);
+/// 6. pass.
 ///
 /// In stages 2 and 3 only the most specific entry is looked at. An entry
 /// with a condition applies its action when the condition holds and its
@@ -486,18 +766,20 @@ fn policy(ctx: &XdpContext, pkt: &Packet, len: u64) -> u8 {
         Some(f) => *f,
         None => 0,
     };
-    if flags == 0 {
-        return ACTION_PASS;
-    }
-    let action = if pkt.family == FAMILY_IPV4 {
-        policy_v4(pkt, flags, len)
-    } else if pkt.family == FAMILY_IPV6 {
-        policy_v6(ctx, pkt, flags, len)
-    } else {
+    let action = if flags == 0 {
         ACTION_NONE
+    } else if pkt.family == FAMILY_IPV4 {
+        policy_v4(pkt, flags, len)
+    } else {
+        policy_v6(ctx, pkt, flags, len)
     };
     if action != ACTION_NONE {
         return action;
+    }
+    // A malformed frame the address rules did not decide is dropped: it
+    // could hide from the port rules, and the host would discard it.
+    if pkt.bad != NOT_BAD {
+        return ACTION_DROP;
     }
     if flags & POLICY_PORTS != 0
         && pkt.has_l4
@@ -635,7 +917,7 @@ fn hit(rule: &Rule, len: u64) {
 /// target. Counters are updated without atomics; two CPUs updating the
 /// same source at once may lose an increment, which only delays a signal.
 #[inline(always)]
-fn track(ctx: &XdpContext, pkt: &Packet) {
+fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
     let Some(cfg) = DETECT_CONFIG.get(0) else {
         return;
     };
@@ -665,8 +947,13 @@ fn track(ctx: &XdpContext, pkt: &Packet) {
     };
     // SAFETY: this CPU's own entry, non-null (as in `count`).
     let counters = unsafe { &mut *counters };
-    // SAFETY: a helper without arguments or preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(adm) = ADMISSION.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's own entry, non-null (as in `count`).
+    let adm = unsafe { &mut *adm };
+    // SAFETY: reading a plain global; volatile so the loader's value is used.
+    let seed = unsafe { core::ptr::read_volatile(&ADMIT_SEED) };
     let tcp = pkt.class == CLASS_TCP;
     let syn = tcp && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
     let ack = tcp && pkt.tcp_flags & tcp_flags::ACK != 0;
@@ -679,7 +966,11 @@ fn track(ctx: &XdpContext, pkt: &Packet) {
             && (pkt.icmp_type == ICMP_ECHO || pkt.icmp_type == ICMPV6_ECHO));
     let ifindex = ctx.ingress_ifindex() as u32;
 
-    if let Some(s) = source_state(&src, counters) {
+    let admitted = admit(adm, mix(fold(&src) ^ seed), now, cfg.admit_packets);
+    if !admitted {
+        counters.sources_deferred += 1;
+    }
+    if admitted && let Some(s) = source_state(&src, adm, cfg, now, counters) {
         // SAFETY: a live LRU value; the program is its only writer besides
         // other CPUs running this same code (see the function comment).
         let s = unsafe { &mut *s };
@@ -772,7 +1063,10 @@ fn track(ctx: &XdpContext, pkt: &Packet) {
             port: pkt.dst_port,
             reserved: 0,
         };
-        if let Some(t) = target_state(&key, counters) {
+        let target_hash = mix(fold(&dst) ^ u32::from(pkt.dst_port).rotate_left(16) ^ !seed);
+        if admit(adm, target_hash, now, cfg.admit_packets)
+            && let Some(t) = target_state(&key, adm, cfg, now, counters)
+        {
             // SAFETY: as for the source state above.
             let t = unsafe { &mut *t };
             if roll(&mut t.syn_start_ns, cfg.syn_window_ns, now) {
@@ -868,33 +1162,130 @@ fn fold(a: &[u8; 16]) -> u32 {
     w(0) ^ w(4) ^ w(8) ^ w(12)
 }
 
-/// The source's state, created empty when it is new.
+/// A 32-bit finaliser (murmur3's): spreads every input bit over the hash.
+#[inline(always)]
+fn mix(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// Adds a packet to the admission sketch under `hash` and says whether its
+/// key has now sent `threshold` packets in this epoch on this CPU beyond
+/// twice the mean load of a cell (the smaller of its two cells: a count-min
+/// sketch, whose error is bounded by the mean load). Cells carry their
+/// epoch, so a new epoch restarts them without a sweep.
+#[inline(always)]
+fn admit(adm: &mut Admission, hash: u32, now: u64, threshold: u32) -> bool {
+    if threshold <= 1 {
+        return true;
+    }
+    let epoch = ((now >> ADMIT_EPOCH_SHIFT) as u32) & 0xff;
+    let tag = u64::from(epoch) << 56;
+    if adm.epoch_packets & !EPOCH_COUNT_MASK != tag {
+        adm.epoch_packets = tag;
+    }
+    adm.epoch_packets += 1;
+    let mean = (adm.epoch_packets & EPOCH_COUNT_MASK) >> ADMIT_COLUMNS.trailing_zeros();
+    let a = bump(&mut adm.cells[hash as usize & (ADMIT_COLUMNS - 1)], epoch);
+    let b = bump(
+        &mut adm.cells[ADMIT_COLUMNS + ((hash >> 16) as usize & (ADMIT_COLUMNS - 1))],
+        epoch,
+    );
+    u64::from(a.min(b)) >= u64::from(threshold) + 2 * mean
+}
+
+/// The count bits of `Admission::epoch_packets`.
+const EPOCH_COUNT_MASK: u64 = (1 << 56) - 1;
+
+/// Counts one in a sketch cell; returns the cell's count in `epoch`.
+#[inline(always)]
+fn bump(cell: &mut u32, epoch: u32) -> u32 {
+    if *cell >> 24 != epoch {
+        *cell = (epoch << 24) | 1;
+        return 1;
+    }
+    if *cell & 0x00ff_ffff != 0x00ff_ffff {
+        *cell += 1;
+    }
+    *cell & 0x00ff_ffff
+}
+
+/// Whether this CPU may create one more SOURCES or TARGETS entry in the
+/// current second (and counts it).
+#[inline(always)]
+fn admission_budget(adm: &mut Admission, per_sec: u32, now: u64) -> bool {
+    if per_sec == 0 {
+        return true;
+    }
+    if now.wrapping_sub(adm.window_start_ns) >= NS_PER_SEC {
+        adm.window_start_ns = now;
+        adm.window_admitted = 0;
+    }
+    if adm.window_admitted >= u64::from(per_sec) {
+        return false;
+    }
+    adm.window_admitted += 1;
+    true
+}
+
+/// The source's state, created empty when it is new and the admission
+/// budget allows.
 #[inline(always)]
 #[expect(
     clippy::needless_borrows_for_generic_args,
     reason = "passing the static by value would copy it onto the 512-byte stack"
 )]
-fn source_state(key: &[u8; 16], counters: &mut DetectCounters) -> Option<*mut SourceState> {
+fn source_state(
+    key: &[u8; 16],
+    adm: &mut Admission,
+    cfg: &DetectConfig,
+    now: u64,
+    counters: &mut DetectCounters,
+) -> Option<*mut SourceState> {
     if let Some(s) = SOURCES.get_ptr_mut(key) {
         return Some(s);
     }
-    if SOURCES.insert(key, &EMPTY_SOURCE, 0).is_ok() {
+    if !admission_budget(adm, cfg.admit_per_sec, now) {
+        counters.admit_over_budget += 1;
+        return None;
+    }
+    if SOURCES
+        .insert(key, &EMPTY_SOURCE, BPF_NOEXIST as u64)
+        .is_ok()
+    {
         counters.sources_new += 1;
     }
     SOURCES.get_ptr_mut(key)
 }
 
-/// The target's state, created empty when it is new.
+/// The target's state, created empty when it is new and the admission
+/// budget allows.
 #[inline(always)]
 #[expect(
     clippy::needless_borrows_for_generic_args,
     reason = "passing the static by value would copy it onto the 512-byte stack"
 )]
-fn target_state(key: &TargetKey, counters: &mut DetectCounters) -> Option<*mut TargetState> {
+fn target_state(
+    key: &TargetKey,
+    adm: &mut Admission,
+    cfg: &DetectConfig,
+    now: u64,
+    counters: &mut DetectCounters,
+) -> Option<*mut TargetState> {
     if let Some(t) = TARGETS.get_ptr_mut(key) {
         return Some(t);
     }
-    if TARGETS.insert(key, &EMPTY_TARGET, 0).is_ok() {
+    if !admission_budget(adm, cfg.admit_per_sec, now) {
+        counters.admit_over_budget += 1;
+        return None;
+    }
+    if TARGETS
+        .insert(key, &EMPTY_TARGET, BPF_NOEXIST as u64)
+        .is_ok()
+    {
         counters.targets_new += 1;
     }
     TARGETS.get_ptr_mut(key)
@@ -1023,14 +1414,12 @@ fn count(class: usize, len: u64, dropped: bool) {
 /// Writes an event for the packet if this CPU's budget allows; counts it as
 /// lost otherwise, or when the ring buffer is full.
 #[inline(always)]
-fn report(ctx: &XdpContext, pkt: &Packet, action: u8, len: u64) {
+fn report(ctx: &XdpContext, pkt: &Packet, action: u8, len: u64, now: u64) {
     let Some(counters) = EVENT_COUNTERS.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: as in `count`: this CPU's own entry, non-null.
     let counters = unsafe { &mut *counters };
-    // SAFETY: a helper without arguments or preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
     if now.wrapping_sub(counters.window_start_ns) >= NS_PER_SEC {
         counters.window_start_ns = now;
         counters.window_events = 0;
