@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build-ebpf | test | demo | bench-import`.
+//! Project tasks: `cargo xtask setup | build-ebpf | test | demo | soak | bench-import`.
 
 mod demo;
 mod import_bench;
@@ -45,6 +45,17 @@ enum Task {
     /// Run setup if needed, build, and run Ironpost on a lab of network
     /// namespaces and a veth pair: normal and blocked traffic, then a report.
     Demo,
+    /// Long differential run of the datapath against the reference model:
+    /// 10,000,000 random and mutated frames through BPF_PROG_TEST_RUN
+    /// (needs root).
+    Soak {
+        /// Frames to run.
+        #[arg(long, default_value_t = 10_000_000)]
+        frames: u64,
+        /// Seed of the frame generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Measure `ironpost block import` of N addresses and N /24 prefixes
     /// into a release daemon on a lab veth (needs root).
     BenchImport {
@@ -235,6 +246,23 @@ fn test(
     Ok(())
 }
 
+/// Runs the differential test with `frames` frames, in release mode.
+fn soak(tools: &Tools, root: &Path, frames: u64, seed: u64) -> Result<()> {
+    if !is_root() {
+        bail!("the soak loads the XDP program, which needs root");
+    }
+    println!("== differential soak: {frames} frames, seed {seed}");
+    run_status(
+        cargo()
+            .args(["test", "--release", "-p", "ironpost-ebpf-engine"])
+            .args(["--test", "differential", "--", "--nocapture"])
+            .env("IRONPOST_DIFFERENTIAL_FRAMES", frames.to_string())
+            .env("IRONPOST_DIFFERENTIAL_SEED", seed.to_string())
+            .env("PATH", tools.path_env())
+            .current_dir(root),
+    )
+}
+
 /// Sums cargo test's `test result:` lines over all test binaries.
 #[derive(Default, Debug, PartialEq, Eq)]
 struct TestTotals {
@@ -277,6 +305,9 @@ fn main() -> ExitCode {
             cargo_args,
         } => test(&tools, &root, skip_kernel, no_lint, &cargo_args),
         Task::Demo => ensure_setup(&tools).and_then(|()| demo::demo(&tools, &root)),
+        Task::Soak { frames, seed } => {
+            ensure_setup(&tools).and_then(|()| soak(&tools, &root, frames, seed))
+        }
         Task::BenchImport { entries } => {
             ensure_setup(&tools).and_then(|()| import_bench::bench_import(&tools, &root, entries))
         }

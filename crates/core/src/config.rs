@@ -177,6 +177,10 @@ pub struct EbpfConfig {
     /// Events the datapath may report per second per CPU; the rest are
     /// counted as lost.
     pub event_budget_per_cpu: u32,
+    /// Datagrams whose first fragment the datapath remembers at once (an
+    /// LRU: under more fragmented traffic than this, later fragments of
+    /// the oldest datagrams get only the address rules).
+    pub max_tracked_fragments: u32,
     /// Rules, in file order.
     pub rules: Vec<RuleConfig>,
     /// Allow list: sources that are never dropped.
@@ -193,6 +197,7 @@ impl Default for EbpfConfig {
             blocklist_max_entries: 10_000,
             allow_max_entries: 10_000,
             event_budget_per_cpu: 2_000,
+            max_tracked_fragments: 8_192,
             rules: Vec::new(),
             allow: Vec::new(),
         }
@@ -305,6 +310,7 @@ struct RawEbpf {
     blocklist_max_entries: Option<Spanned<i64>>,
     allow_max_entries: Option<Spanned<i64>>,
     event_budget_per_cpu: Option<Spanned<i64>>,
+    max_tracked_fragments: Option<Spanned<i64>>,
     #[serde(default)]
     rules: Vec<Spanned<RawRule>>,
     #[serde(default)]
@@ -491,6 +497,10 @@ impl Source<'_> {
         if let Some(n) = raw.allow_max_entries {
             cfg.allow_max_entries =
                 self.range(&n, "ebpf.allow_max_entries", 1, MAX_ALLOW_ENTRIES)?;
+        }
+        if let Some(n) = raw.max_tracked_fragments {
+            cfg.max_tracked_fragments =
+                self.range(&n, "ebpf.max_tracked_fragments", 64, 1 << 22)?;
         }
         if let Some(n) = raw.event_budget_per_cpu {
             cfg.event_budget_per_cpu =

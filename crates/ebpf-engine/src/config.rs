@@ -26,6 +26,8 @@ pub struct EngineConfig {
     pub allow_max_entries: u32,
     /// Events per second per CPU.
     pub event_budget_per_cpu: u32,
+    /// FRAGS capacity.
+    pub max_tracked_fragments: u32,
     /// Configured rules, in file order.
     pub rules: Vec<RuleConfig>,
     /// Configured allow list.
@@ -50,6 +52,7 @@ impl EngineConfig {
             blocklist_max_entries: cfg.blocklist_max_entries,
             allow_max_entries: cfg.allow_max_entries,
             event_budget_per_cpu: cfg.event_budget_per_cpu,
+            max_tracked_fragments: cfg.max_tracked_fragments,
             rules: cfg.rules.clone(),
             allow: cfg.allow.clone(),
             detection: DetectionConfig::default(),

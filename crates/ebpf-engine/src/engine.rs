@@ -228,6 +228,9 @@ impl EbpfEngine {
         if config.event_budget_per_cpu != self.config.event_budget_per_cpu {
             fixed.push("event_budget_per_cpu");
         }
+        if config.max_tracked_fragments != self.config.max_tracked_fragments {
+            fixed.push("max_tracked_fragments");
+        }
         let mut fixed: Vec<String> = fixed.into_iter().map(|f| format!("ebpf.{f}")).collect();
         if config.detection.max_tracked_sources != self.config.detection.max_tracked_sources {
             fixed.push("detection.max_tracked_sources".into());
@@ -554,6 +557,7 @@ mod imp {
                 .map_max_entries(maps::EVENTS, cfg.ring_buffer_size)
                 .map_max_entries(maps::SOURCES, sources)
                 .map_max_entries(maps::TARGETS, targets)
+                .map_max_entries(maps::FRAGS, cfg.max_tracked_fragments)
                 .map_max_entries(maps::SIGNALS, cfg.detection.signal_ring_buffer_size)
                 .override_global(EVENT_BUDGET_GLOBAL, &budget, true)
                 .override_global(ADMIT_SEED_GLOBAL, &seed, true)

@@ -5,6 +5,8 @@
 //!   removed again on drop, and helpers to send traffic from inside it.
 #![deny(missing_docs)]
 
+pub mod frames;
+pub mod model;
 pub mod netns;
 pub mod packet;
 

@@ -32,16 +32,16 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use ironpost_ebpf_common::{
-    ACTION_DROP, ACTION_NONE, ACTION_PASS, ADMIT_COLUMNS, ADMIT_EPOCH_SHIFT, Admission, CLASS_ICMP,
-    CLASS_OTHER, CLASS_TCP, CLASS_TOTAL, CLASS_UDP, DEFAULT_ALLOW_MAX_ENTRIES,
-    DEFAULT_BLOCKLIST_MAX_ENTRIES, DEFAULT_EVENT_BUDGET_PER_SEC, DEFAULT_RING_BUFFER_SIZE,
-    DEFAULT_SIGNAL_RING_SIZE, DEFAULT_TRACKED_FRAGMENTS, DEFAULT_TRACKED_SOURCES, DetectConfig,
-    DetectCounters, EventCounters, FAMILY_IPV4, FAMILY_IPV6, FragKey, FragState,
-    MAX_IPV6_EXT_HEADERS, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6,
-    POLICY_EXACT_V4, POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, PORT_RULE_SLOTS,
-    PacketEventRecord, ParseCounters, RuleValue, SignalRecord, SourceState, TRACKED_TARGETS,
-    TargetKey, TargetState, TrafficCounters, ipproto, l4_min_len, parse, port_index, signal,
-    signal_bit, tcp_flags,
+    ACTION_DROP, ACTION_MONITOR, ACTION_NONE, ACTION_PASS, ADMIT_COLUMNS, ADMIT_EPOCH_SHIFT,
+    Admission, CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_TOTAL, CLASS_UDP,
+    DEFAULT_ALLOW_MAX_ENTRIES, DEFAULT_BLOCKLIST_MAX_ENTRIES, DEFAULT_EVENT_BUDGET_PER_SEC,
+    DEFAULT_RING_BUFFER_SIZE, DEFAULT_SIGNAL_RING_SIZE, DEFAULT_TRACKED_FRAGMENTS,
+    DEFAULT_TRACKED_SOURCES, DetectConfig, DetectCounters, EventCounters, FAMILY_IPV4, FAMILY_IPV6,
+    FragKey, FragState, MAX_IPV6_EXT_HEADERS, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4,
+    POLICY_DST_V6, POLICY_EXACT_V4, POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN,
+    PORT_RULE_SLOTS, PacketEventRecord, ParseCounters, RuleValue, SignalRecord, SourceState,
+    TRACKED_TARGETS, TargetKey, TargetState, TrafficCounters, ipproto, l4_min_len, parse,
+    port_index, signal, signal_bit, tcp_flags,
 };
 
 /// [`RuleValue`] as the program sees it: the same layout, with the hit
@@ -575,8 +575,9 @@ fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet, off: usize) {
             };
             // SAFETY: ptr_at checked the bounds; alignment 1.
             let h = unsafe { *h };
+            let this = nh;
             nh = h[0];
-            l4 += if nh == ipproto::AH {
+            l4 += if this == ipproto::AH {
                 // AH counts its length in 4-byte units, minus 2.
                 (h[1] as usize + 2) * 4
             } else {
@@ -752,7 +753,8 @@ fn note(index: usize) {
 /// 2. source rules: the exact IPv4 entry, else the longest source prefix;
 /// 3. destination rules: the longest destination prefix;
 /// 4. malformed frames (tiny or overlapping fragments, cut-short L4
-///    headers, bad extension header chains): drop;
+///    headers, bad extension header chains) that stages 1-3 did not pass
+///    (a monitor rule does not vouch for them): drop;
 /// 5. port rules: protocol and destination port (own or remembered);
 /// 6. pass.
 ///
@@ -773,13 +775,14 @@ fn policy(ctx: &XdpContext, pkt: &Packet, len: u64) -> u8 {
     } else {
         policy_v6(ctx, pkt, flags, len)
     };
+    // A malformed frame that the address rules did not pass (allow list or
+    // a pass rule) is dropped: it could hide from the port rules, and the
+    // host would discard it. A monitor rule does not vouch for it.
+    if pkt.bad != NOT_BAD && (action == ACTION_NONE || action == ACTION_MONITOR) {
+        return ACTION_DROP;
+    }
     if action != ACTION_NONE {
         return action;
-    }
-    // A malformed frame the address rules did not decide is dropped: it
-    // could hide from the port rules, and the host would discard it.
-    if pkt.bad != NOT_BAD {
-        return ACTION_DROP;
     }
     if flags & POLICY_PORTS != 0
         && pkt.has_l4
