@@ -21,6 +21,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "nmap",
     "nftables",
     "tcpdump",
+    "python3-scapy",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -780,6 +780,7 @@ impl Daemon {
             "maps": self.engine.policy().fill_levels(),
             "events": events,
             "events_lost": events.lost(),
+            "parse": self.live.parse(),
             "detection": {
                 "enabled": self.detection.enabled,
                 "kernel": self.live.detect(),
@@ -1011,6 +1012,7 @@ pub fn stats_line(atts: &[Attachment], st: &TrafficStats, last: bool) -> Value {
         }
         map.insert("events_lost".into(), json!(st.events().lost()));
         map.insert("detection".into(), json!(st.detect()));
+        map.insert("parse".into(), json!(st.parse()));
         if last {
             map.insert("final".into(), json!(true));
         }

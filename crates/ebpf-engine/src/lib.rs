@@ -22,4 +22,4 @@ pub use policy::{
     RuleKey,
 };
 pub use response::{Decision, Responder};
-pub use stats::{DetectTotals, TrafficSnapshot, TrafficStats};
+pub use stats::{DetectTotals, ParseTotals, TrafficSnapshot, TrafficStats};

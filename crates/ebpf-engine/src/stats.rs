@@ -192,6 +192,7 @@ pub struct TrafficStats {
     metrics: [ClassMetrics; CLASS_COUNT],
     events: EventTotals,
     detect: DetectTotals,
+    parse: ParseTotals,
 }
 
 impl TrafficStats {
@@ -232,6 +233,7 @@ impl TrafficStats {
         }
         self.events = snap.events;
         self.detect = snap.detect;
+        self.parse = snap.parse;
         self.last = Some((now, snap));
     }
 
@@ -261,6 +263,11 @@ impl TrafficStats {
     /// Detection tracking totals.
     pub fn detect(&self) -> DetectTotals {
         self.detect
+    }
+
+    /// Fragments and malformed frames, from the latest snapshot.
+    pub fn parse(&self) -> ParseTotals {
+        self.parse
     }
 
     /// The latest snapshot, if any.
