@@ -1,16 +1,20 @@
 //! `ironpost_xdp`: Ironpost's per-packet datapath.
 //!
-//! Parses Ethernet (up to two VLAN tags), IPv4 and IPv6, then TCP, UDP and
-//! ICMP; applies the policy (allow list, source rules, destination rules,
-//! port rules, in that order; see `policy`); counts every packet per
-//! traffic class and every rule hit; and reports dropped and monitored
-//! packets through the EVENTS ring buffer within a per-CPU budget, counting
-//! every report it could not deliver. Packets the policy lets through are
-//! also tracked for detection (see `track`): per-source and per-target
-//! state in LRU maps, and a signal in SIGNALS when a threshold is crossed.
-//! It fails open: whatever it cannot
-//! parse is passed and counted as OTHER. It never returns `XDP_ABORTED` and
-//! never logs per packet.
+//! Parses Ethernet (up to two VLAN tags), IPv4 and IPv6 (with its extension
+//! header chain, at most 8 headers), fragments (a later fragment takes its
+//! first fragment's L4 fields from FRAGS), then TCP, UDP and ICMP; applies
+//! the policy (allow list, source rules, destination rules, malformed
+//! frames, port rules, in that order; see `policy`); counts every packet
+//! per traffic class, every rule hit and every fragmented or malformed
+//! frame; and reports dropped and monitored packets through the EVENTS ring
+//! buffer within a per-CPU budget, counting every report it could not
+//! deliver. Packets the policy lets through are also tracked for detection
+//! (see `track`): per-source and per-target state in LRU maps for keys the
+//! admission sketch let in, and a signal in SIGNALS when a threshold is
+//! crossed. It fails open only where nothing is known: a frame whose IP
+//! addresses could not be read passes as OTHER. It never returns
+//! `XDP_ABORTED` and never logs per packet. The README's "How a frame is
+//! parsed" is the specification the differential test holds it to.
 #![no_std]
 #![no_main]
 // `atomic_xadd`: the bpf target has no compare-and-swap, so `AtomicU64`
