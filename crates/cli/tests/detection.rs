@@ -45,20 +45,7 @@ impl Drop for Tool {
 }
 
 fn start(lab: &Lab, name: &str, config: &str) -> (Daemon, TempFile) {
-    let cfg = TempFile::new(name, config);
-    let d = Daemon::start(&[
-        "run",
-        "-i",
-        lab.host_if(),
-        "--xdp-mode",
-        "skb",
-        "--stats-interval",
-        "0",
-        "-c",
-        cfg.path(),
-    ]);
-    d.wait_for_stderr("ready:");
-    (d, cfg)
+    common::start_on_lab(lab, name, config)
 }
 
 fn wait_alert(d: &Daemon, detector: &str, secs: u64) -> Value {

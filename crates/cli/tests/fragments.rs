@@ -19,20 +19,7 @@ const PORT_RULE: &str =
     "[[ebpf.rules]]\nid = \"no-8099\"\nprotocol = \"tcp\"\ndst_port = 8099\naction = \"drop\"\n";
 
 fn start(lab: &Lab, name: &str, config: &str) -> (Daemon, TempFile) {
-    let cfg = TempFile::new(name, config);
-    let d = Daemon::start(&[
-        "run",
-        "-i",
-        lab.host_if(),
-        "--xdp-mode",
-        "skb",
-        "--stats-interval",
-        "0",
-        "-c",
-        cfg.path(),
-    ]);
-    d.wait_for_stderr("ready:");
-    (d, cfg)
+    common::start_on_lab(lab, name, config)
 }
 
 /// Runs `program` in the lab's namespace; its stdout.

@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use ironpost_lab::Lab;
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ironpost");
@@ -208,4 +209,23 @@ impl Drop for Daemon {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A daemon on the lab's host interface (skb mode, no stats lines) with the
+/// configuration `config`, once it is ready.
+pub fn start_on_lab(lab: &Lab, name: &str, config: &str) -> (Daemon, TempFile) {
+    let cfg = TempFile::new(name, config);
+    let d = Daemon::start(&[
+        "run",
+        "-i",
+        lab.host_if(),
+        "--xdp-mode",
+        "skb",
+        "--stats-interval",
+        "0",
+        "-c",
+        cfg.path(),
+    ]);
+    d.wait_for_stderr("ready:");
+    (d, cfg)
 }
