@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build-ebpf | test | demo | soak | bench-import`.
+//! Project tasks: `cargo xtask setup | build-ebpf | test | demo | soak | bench | bench-import`.
 
 mod demo;
 mod import_bench;
@@ -55,6 +55,17 @@ enum Task {
         /// Seed of the frame generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Measure Ironpost against xdp-filter, nftables and trivial XDP
+    /// programs (BPF_PROG_TEST_RUN ns/packet, veth receive rates with a
+    /// live-frames generator, bpf_stats, import time, daemon RSS) and write
+    /// docs/benchmarks.md (needs root; about ten minutes). Options after
+    /// `--` go to the bench: `cargo xtask bench -- --help` lists them
+    /// (--rounds, --repeat, --frames, --exact, --prefixes, --import, --out).
+    Bench {
+        /// Options for the bench binary.
+        #[arg(last = true)]
+        args: Vec<String>,
     },
     /// Measure `ironpost block import` of N addresses and N /24 prefixes
     /// into a release daemon on a lab veth (needs root).
@@ -193,24 +204,22 @@ fn test(
                 .env("PATH", &path)
                 .current_dir(root),
         )?;
-        println!("== cargo clippy (eBPF crate, nightly)");
-        run_status(
-            Command::new("rustup")
-                .args([
-                    "run",
-                    "nightly",
-                    "cargo",
-                    "clippy",
-                    "--package",
-                    "ironpost-ebpf",
-                ])
-                .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
-                .arg("--target-dir")
-                .arg(root.join("target/ebpf-clippy"))
-                .args(["--", "-D", "warnings"])
-                .env("PATH", &path)
-                .current_dir(root.join("crates/ebpf-engine/ebpf")),
-        )?;
+        for (package, dir) in [
+            ("ironpost-ebpf", "crates/ebpf-engine/ebpf"),
+            ("ironpost-bench-ebpf", "crates/bench/ebpf"),
+        ] {
+            println!("== cargo clippy (eBPF crate {package}, nightly)");
+            run_status(
+                Command::new("rustup")
+                    .args(["run", "nightly", "cargo", "clippy", "--package", package])
+                    .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+                    .arg("--target-dir")
+                    .arg(root.join("target/ebpf-clippy"))
+                    .args(["--", "-D", "warnings"])
+                    .env("PATH", &path)
+                    .current_dir(root.join(dir)),
+            )?;
+        }
     }
     println!("== cargo test");
     let mut cmd = cargo();
@@ -263,6 +272,38 @@ fn soak(tools: &Tools, root: &Path, frames: u64, seed: u64) -> Result<()> {
     )
 }
 
+/// Builds the release daemon and the bench, then runs the bench.
+fn bench(tools: &Tools, root: &Path, args: &[String]) -> Result<()> {
+    let help = args.iter().any(|a| a == "--help" || a == "-h");
+    if !help && !is_root() {
+        bail!("the bench loads XDP programs and creates network namespaces: run it as root");
+    }
+    println!("== building ironpost and ironpost-bench (release)");
+    run_status(
+        cargo()
+            .args(["build", "--release", "--package", "ironpost"])
+            .args(["--package", "ironpost-bench"])
+            .env("PATH", tools.path_env())
+            .current_dir(root),
+    )?;
+    let mut command = String::from("cargo xtask bench");
+    if !args.is_empty() {
+        command.push_str(" -- ");
+        command.push_str(&args.join(" "));
+    }
+    run_status(
+        Command::new(root.join("target/release/ironpost-bench"))
+            .arg("--ironpost")
+            .arg(root.join("target/release/ironpost"))
+            .arg("--out")
+            .arg(root.join("docs/benchmarks.md"))
+            .args(["--command", &command])
+            .args(args)
+            .env("PATH", tools.path_env())
+            .current_dir(root),
+    )
+}
+
 /// Sums cargo test's `test result:` lines over all test binaries.
 #[derive(Default, Debug, PartialEq, Eq)]
 struct TestTotals {
@@ -308,6 +349,7 @@ fn main() -> ExitCode {
         Task::Soak { frames, seed } => {
             ensure_setup(&tools).and_then(|()| soak(&tools, &root, frames, seed))
         }
+        Task::Bench { args } => ensure_setup(&tools).and_then(|()| bench(&tools, &root, &args)),
         Task::BenchImport { entries } => {
             ensure_setup(&tools).and_then(|()| import_bench::bench_import(&tools, &root, entries))
         }

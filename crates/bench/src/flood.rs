@@ -1,0 +1,325 @@
+//! Receive rates on the lab's veth pair in native mode. The generator
+//! (`flood_gen`, BPF_PROG_RUN with live frames, XDP_TX) runs on the
+//! namespace end; each receiver sits on the host end. Sender and receiver
+//! share the generator's CPU (the veth hands each batch to the receiver's
+//! NAPI in softirq on that CPU), so frames per second of wall time is the
+//! receiver's rate plus a fixed generator cost that the trivial rows show.
+
+use std::{
+    net::Ipv4Addr,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, ensure};
+use ironpost_lab::Lab;
+use serde_json::Value;
+
+use crate::{
+    daemon::Daemon,
+    packets::{BLOCKED_V4, flood_template},
+    peers::{NftIngress, XdpFilter, attached_prog_id},
+    programs::{BenchPrograms, Sources, Trivial},
+    run,
+};
+
+/// Random sources of the spoofed flood: 100.64.0.0/10 (shared address
+/// space), routed back into the lab so the host's replies stay there.
+const SPOOF_BASE: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 0);
+const SPOOF_MASK: u32 = (1 << 22) - 1;
+const SPOOF_NET: &str = "100.64.0.0/10";
+/// A closed port on the host: every passed SYN is answered with a RST.
+const FLOOD_PORT: u16 = 9;
+
+/// What the flood is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Every frame from one blocked source: all receivers drop it.
+    Blocked,
+    /// TCP SYNs from random sources to a closed port: all receivers pass
+    /// them to the stack.
+    SpoofedSyn,
+}
+
+/// Who receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Receiver {
+    /// `bench_drop` or `bench_pass`.
+    Trivial(Trivial),
+    /// xdp-filter, all features.
+    XdpFilter,
+    /// nftables netdev ingress (behind `bench_pass`, which veth needs to
+    /// take XDP frames at all).
+    Nftables,
+    /// `ironpost run` with its defaults (detection on).
+    Ironpost,
+}
+
+impl Receiver {
+    /// Column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Trivial(Trivial::Drop) => "trivial XDP_DROP",
+            Self::Trivial(Trivial::Pass) => "trivial XDP_PASS",
+            Self::XdpFilter => "xdp-filter",
+            Self::Nftables => "nftables ingress",
+            Self::Ironpost => "Ironpost (defaults)",
+        }
+    }
+
+    /// The scenarios this receiver is measured in.
+    pub fn scenarios(self) -> &'static [Scenario] {
+        match self {
+            Self::Trivial(Trivial::Drop) => &[Scenario::Blocked],
+            Self::Trivial(Trivial::Pass) => &[Scenario::SpoofedSyn],
+            _ => &[Scenario::Blocked, Scenario::SpoofedSyn],
+        }
+    }
+}
+
+/// Every receiver, in the order of the first round.
+pub const RECEIVERS: [Receiver; 5] = [
+    Receiver::Trivial(Trivial::Drop),
+    Receiver::Trivial(Trivial::Pass),
+    Receiver::XdpFilter,
+    Receiver::Nftables,
+    Receiver::Ironpost,
+];
+
+/// One flood through one receiver.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    /// Frames the receiver got per second of wall time, in millions.
+    pub mpps: f64,
+    /// In-kernel time per run of the receiver's XDP program (bpf_stats).
+    pub prog_ns: f64,
+    /// Frames the veth refused to hand over (receiver ring full).
+    pub refused: u64,
+    /// The daemon's RSS after the flood, KiB (Ironpost only).
+    pub rss_kib: Option<u64>,
+}
+
+/// The flood bench on one lab.
+pub struct Flood<'a> {
+    lab: &'a Lab,
+    progs: &'a mut BenchPrograms,
+    ironpost: &'a Path,
+    dir: &'a Path,
+    ifindex: u32,
+    blocked: Vec<u8>,
+    spoofed: Vec<u8>,
+    frames: u32,
+}
+
+impl<'a> Flood<'a> {
+    /// Prepares the templates and the return route of the spoofed sources.
+    pub fn new(
+        lab: &'a Lab,
+        progs: &'a mut BenchPrograms,
+        ironpost: &'a Path,
+        dir: &'a Path,
+        frames: u32,
+    ) -> Result<Self> {
+        let mac = |s: &str| -> Result<[u8; 6]> {
+            let mut m = [0u8; 6];
+            let parts: Vec<u8> = s
+                .trim()
+                .split(':')
+                .map(|h| u8::from_str_radix(h, 16))
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("bad MAC address {s:?}"))?;
+            ensure!(parts.len() == 6, "bad MAC address {s:?}");
+            m.copy_from_slice(&parts);
+            Ok(m)
+        };
+        let host_mac = mac(&std::fs::read_to_string(format!(
+            "/sys/class/net/{}/address",
+            lab.host_if()
+        ))?)?;
+        let peer_mac = mac(&String::from_utf8_lossy(
+            &lab.exec(
+                "cat",
+                &[&format!("/sys/class/net/{}/address", lab.peer_if())],
+            )?
+            .stdout,
+        ))?;
+        let peer_if = lab.peer_if().to_owned();
+        let ifindex = lab.in_ns(move || {
+            let name = std::ffi::CString::new(peer_if).expect("no NUL in an interface name");
+            // SAFETY: a valid NUL-terminated name.
+            unsafe { libc::if_nametoindex(name.as_ptr()) }
+        })?;
+        ensure!(
+            ifindex != 0,
+            "{} has no ifindex in its namespace",
+            lab.peer_if()
+        );
+        // The host answers each passed SYN with a RST to its spoofed
+        // source: route those back into the lab's namespace (which drops
+        // them) instead of out of the machine.
+        run(
+            "ip",
+            &[
+                "route",
+                "add",
+                SPOOF_NET,
+                "via",
+                &lab.peer_addr(0).to_string(),
+            ],
+        )?;
+        let template = |src| flood_template(peer_mac, host_mac, src, lab.host_addr(), FLOOD_PORT);
+        Ok(Self {
+            lab,
+            progs,
+            ironpost,
+            dir,
+            ifindex,
+            blocked: template(BLOCKED_V4),
+            spoofed: template(lab.peer_addr(0)),
+            frames,
+        })
+    }
+
+    /// Sets `receiver` up, floods it once per scenario, tears it down.
+    pub fn round(&mut self, receiver: Receiver) -> Result<Vec<(Scenario, Sample)>> {
+        let host_if = self.lab.host_if().to_owned();
+        let mut out = Vec::new();
+        match receiver {
+            Receiver::Trivial(t) => {
+                let link = self.progs.attach(t, &host_if)?;
+                let r = self.floods(receiver, None);
+                self.progs.detach(t, link)?;
+                out = r?;
+            }
+            Receiver::XdpFilter => {
+                let _filter = XdpFilter::load(&host_if)?;
+                out = self.floods(receiver, None)?;
+            }
+            Receiver::Nftables => {
+                let link = self.progs.attach(Trivial::Pass, &host_if)?;
+                let r = NftIngress::load(&host_if).and_then(|nft| {
+                    let r = self.floods(receiver, None);
+                    drop(nft);
+                    r
+                });
+                self.progs.detach(Trivial::Pass, link)?;
+                out.extend(r?);
+            }
+            Receiver::Ironpost => {
+                let config = crate::subjects::ironpost_toml(true, 65_536, "native");
+                let daemon = Daemon::start(self.ironpost, &host_if, self.dir, &config)?;
+                let r = self.floods(receiver, Some(&daemon));
+                daemon.stop()?;
+                out = r?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn floods(
+        &mut self,
+        receiver: Receiver,
+        daemon: Option<&Daemon>,
+    ) -> Result<Vec<(Scenario, Sample)>> {
+        let prog = attached_prog_id(self.lab.host_if())?;
+        let mut out = Vec::new();
+        for &scenario in receiver.scenarios() {
+            let mut s = self.flood(scenario, prog)?;
+            if let Some(d) = daemon {
+                s.rss_kib = Some(d.rss_kib()?);
+            }
+            out.push((scenario, s));
+        }
+        Ok(out)
+    }
+
+    fn flood(&mut self, scenario: Scenario, prog: u32) -> Result<Sample> {
+        let (template, sources) = match scenario {
+            Scenario::Blocked => (&self.blocked, Sources::Template),
+            Scenario::SpoofedSyn => (
+                &self.spoofed,
+                Sources::Random {
+                    base: SPOOF_BASE,
+                    mask: SPOOF_MASK,
+                },
+            ),
+        };
+        self.progs.set_sources(sources)?;
+        let refused_before = self.refused()?;
+        let stats_before = prog_stats(prog)?;
+        let progs = &*self.progs;
+        let (ifindex, frames) = (self.ifindex, self.frames);
+        let started = Instant::now();
+        self.lab
+            .in_ns(|| progs.generate(template, ifindex, frames))??;
+        let wall = started.elapsed();
+        let stats_after = prog_stats(prog)?;
+        let refused = self.refused()? - refused_before;
+        let runs = stats_after.1 - stats_before.1;
+        let received = u64::from(frames) - refused;
+        ensure!(
+            runs >= received,
+            "the receiver's program ran {runs} times for {received} frames handed to it"
+        );
+        Ok(Sample {
+            mpps: received as f64 / wall.as_secs_f64() / 1e6,
+            prog_ns: (stats_after.0 - stats_before.0).as_nanos() as f64 / runs.max(1) as f64,
+            refused,
+            rss_kib: None,
+        })
+    }
+
+    /// Frames the namespace end could not hand to the host end so far.
+    fn refused(&self) -> Result<u64> {
+        let out = run(
+            "ip",
+            &[
+                "-n",
+                self.lab.ns(),
+                "-s",
+                "-j",
+                "link",
+                "show",
+                "dev",
+                self.lab.peer_if(),
+            ],
+        )?;
+        let v: Value = serde_json::from_str(&out).context("parsing `ip -s -j link`")?;
+        v[0]["stats64"]["tx"]["dropped"]
+            .as_u64()
+            .context("no tx dropped counter in `ip -s -j link`")
+    }
+}
+
+/// (run time, run count) of program `id` (needs kernel.bpf_stats_enabled).
+fn prog_stats(id: u32) -> Result<(Duration, u64)> {
+    for info in aya::programs::loaded_programs() {
+        let info = info?;
+        if info.id() == id {
+            return Ok((info.run_time(), info.run_count()));
+        }
+    }
+    anyhow::bail!("program {id} is no longer loaded")
+}
+
+/// Turns `kernel.bpf_stats_enabled` on and restores it on drop.
+pub struct BpfStats {
+    before: String,
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    /// Enables run-time accounting of every BPF program.
+    pub fn enable() -> Result<Self> {
+        let before = std::fs::read_to_string(BPF_STATS)?.trim().to_owned();
+        std::fs::write(BPF_STATS, "1").context("enabling kernel.bpf_stats_enabled")?;
+        Ok(Self { before })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write(BPF_STATS, &self.before);
+    }
+}

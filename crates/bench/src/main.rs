@@ -1,0 +1,369 @@
+//! `ironpost-bench`, run by `cargo xtask bench`: Ironpost's datapath
+//! against xdp-filter, nftables and trivial XDP programs, through
+//! BPF_PROG_TEST_RUN and on a veth pair in native mode, with the daemon's
+//! memory and import time. Writes `docs/benchmarks.md`. Needs root.
+
+mod daemon;
+mod flood;
+mod packets;
+mod peers;
+mod programs;
+mod report;
+mod subjects;
+mod testrun;
+mod xlated;
+
+use std::{
+    fmt::Write as _,
+    io::Write as _,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use clap::Parser;
+use ironpost_lab::Lab;
+
+use crate::{
+    flood::{BpfStats, Flood, RECEIVERS},
+    programs::{BenchPrograms, Trivial},
+    report::Report,
+    subjects::Variant,
+    testrun::{Check, Runner, Subject},
+};
+
+/// Column of Ironpost with its defaults.
+pub const IRONPOST_DEFAULTS: &str = "Ironpost (defaults)";
+/// Column of xdp-filter.
+pub const XDP_FILTER: &str = "xdp-filter";
+/// Row names the targets refer to (see `packets::cases`).
+pub const CASE_SYN_V4: &str = "IPv4 TCP SYN, passed";
+/// See [`CASE_SYN_V4`].
+pub const CASE_UDP_V4: &str = "IPv4 UDP, passed";
+/// See [`CASE_SYN_V4`].
+pub const CASE_FRAG_V4: &str = "IPv4 UDP in 2 fragments, passed (mean per fragment)";
+/// See [`CASE_SYN_V4`].
+pub const CASE_EXACT_V4: &str = "IPv4 exact-address drop";
+/// See [`CASE_SYN_V4`].
+pub const CASE_PREFIX_V4: &str = "IPv4 prefix drop";
+
+/// Measures Ironpost against its peers and writes the report.
+#[derive(Parser)]
+#[command(name = "ironpost-bench")]
+struct Args {
+    /// The release `ironpost` binary (the daemon under test).
+    #[arg(long)]
+    ironpost: PathBuf,
+    /// Where to write the report.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+    /// Rounds per figure (medians are reported).
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// BPF_PROG_TEST_RUN repeat count per measurement.
+    #[arg(long, default_value_t = 200_000)]
+    repeat: u32,
+    /// Frames per flood on the veth pair.
+    #[arg(long, default_value_t = 2_000_000)]
+    frames: u32,
+    /// Exact IPv4 addresses in the "exact addresses" variant.
+    #[arg(long, default_value_t = 1_000_000)]
+    exact: u32,
+    /// /24 prefixes in the "prefixes" variant.
+    #[arg(long, default_value_t = 100_000)]
+    prefixes: u32,
+    /// /24 prefixes in the import measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    import: u32,
+    /// How the run was asked for, written into the report.
+    #[arg(long, default_value = "ironpost-bench")]
+    command: String,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    ensure!(args.rounds > 0, "--rounds must be at least 1");
+    ensure!(
+        args.repeat > 0 && args.frames > 0,
+        "--repeat and --frames must be at least 1"
+    );
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the bench loads XDP programs and creates network namespaces: run it as root");
+    }
+    for tool in ["xdp-filter", "nft", "bpftool", "ip"] {
+        which(tool).with_context(|| {
+            format!("{tool} is not installed: run `cargo xtask setup` (it installs the peers)")
+        })?;
+    }
+    mount_bpffs()?;
+    let dir = std::env::temp_dir().join(format!("ironpost-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = bench(&args, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = result?;
+    std::fs::write(&args.out, report.markdown())
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!("\n== targets (Ironpost defaults / xdp-filter, medians)");
+    for t in report.targets() {
+        println!(
+            "   {:<62} {:>6.2}  (bound {}{:.1}: {})",
+            t.what,
+            t.ratio,
+            if t.at_least { "≥" } else { "≤" },
+            t.bound,
+            if t.met() { "met" } else { "NOT met" }
+        );
+    }
+    println!("report written to {}", args.out.display());
+    Ok(())
+}
+
+fn bench(args: &Args, dir: &Path) -> Result<Report> {
+    let mut progs = BenchPrograms::load()?;
+    let lab = Lab::new(1).context("creating the lab (needs iproute2 and root)")?;
+    println!(
+        "== lab: {} <-> {} in {}",
+        lab.host_if(),
+        lab.peer_if(),
+        lab.ns()
+    );
+
+    println!("== BPF_PROG_TEST_RUN");
+    let variants = [
+        Variant {
+            name: IRONPOST_DEFAULTS,
+            detection: true,
+            exact: 0,
+            prefixes: 0,
+        },
+        Variant {
+            name: "Ironpost, detection off",
+            detection: false,
+            exact: 0,
+            prefixes: 0,
+        },
+        Variant {
+            name: "Ironpost, +100k prefixes",
+            detection: true,
+            exact: 0,
+            prefixes: args.prefixes,
+        },
+        Variant {
+            name: "Ironpost, +1M addresses",
+            detection: true,
+            exact: args.exact,
+            prefixes: 0,
+        },
+    ];
+    let mut engines = Vec::new();
+    for v in variants {
+        let started = Instant::now();
+        engines.push((v.name, subjects::ironpost_engine(v)?));
+        println!(
+            "   loaded {} in {:.1} s",
+            v.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let xlated = xlated::inspect()?;
+    let filter = peers::XdpFilter::load(lab.host_if())?;
+    let filter_prog =
+        programs::xdp_by_id(peers::attached_prog_id(lab.host_if())?, Path::new(BPFFS))?;
+    let mut subjects = vec![
+        Subject {
+            name: "trivial XDP_DROP".into(),
+            check: Check::None,
+            runner: Runner::Xdp(progs.trivial(Trivial::Drop)?),
+        },
+        Subject {
+            name: "trivial XDP_PASS".into(),
+            check: Check::None,
+            runner: Runner::Xdp(progs.trivial(Trivial::Pass)?),
+        },
+        Subject {
+            name: XDP_FILTER.into(),
+            check: Check::Report,
+            runner: Runner::Xdp(&filter_prog),
+        },
+    ];
+    for (name, engine) in engines {
+        subjects.push(Subject {
+            name: name.to_owned(),
+            check: Check::Enforce,
+            runner: Runner::Engine(Box::new(engine)),
+        });
+    }
+    let cases = packets::cases();
+    let (samples, verdict_notes) =
+        testrun::measure(&mut subjects, &cases, args.rounds, args.repeat)?;
+    let subject_names: Vec<String> = subjects.iter().map(|s| s.name.clone()).collect();
+    drop(subjects);
+    drop(filter_prog);
+    drop(filter);
+
+    println!("== floods on the veth pair ({} frames each)", args.frames);
+    let stats = BpfStats::enable()?;
+    let mut floods: Vec<(flood::Receiver, flood::Scenario, Vec<flood::Sample>)> = Vec::new();
+    {
+        let mut flood = Flood::new(&lab, &mut progs, &args.ironpost, dir, args.frames)?;
+        for round in 0..args.rounds {
+            for k in 0..RECEIVERS.len() {
+                let receiver = RECEIVERS[(k + round) % RECEIVERS.len()];
+                for (scenario, sample) in flood.round(receiver)? {
+                    match floods
+                        .iter_mut()
+                        .find(|(r, s, _)| *r == receiver && *s == scenario)
+                    {
+                        Some((_, _, v)) => v.push(sample),
+                        None => floods.push((receiver, scenario, vec![sample])),
+                    }
+                }
+            }
+            println!("   flood round {}/{} done", round + 1, args.rounds);
+        }
+    }
+    drop(stats);
+    floods.sort_by_key(|(r, s, _)| {
+        (
+            *s as u8,
+            RECEIVERS.iter().position(|x| x == r).unwrap_or(usize::MAX),
+        )
+    });
+
+    println!("== importing {} /24 prefixes into the daemon", args.import);
+    let import = import(&args.ironpost, &lab, dir, args.import)?;
+    drop(lab);
+
+    Ok(Report {
+        machine: machine()?,
+        command: args.command.clone(),
+        rounds: args.rounds,
+        repeat: args.repeat,
+        frames: args.frames,
+        subjects: subject_names,
+        cases: cases.iter().map(|c| c.name.to_owned()).collect(),
+        testrun: samples,
+        floods,
+        import,
+        xlated,
+        verdict_notes,
+    })
+}
+
+/// Times `ironpost block import` of `entries` /24 prefixes into a daemon
+/// on the lab; returns (entries, seconds, RSS before, RSS after).
+fn import(bin: &Path, lab: &Lab, dir: &Path, entries: u32) -> Result<(u32, f64, u64, u64)> {
+    let list = dir.join("prefixes.netset");
+    let mut text = String::with_capacity(entries as usize * 16);
+    text.push_str("# generated by cargo xtask bench\n");
+    for i in 0..entries {
+        let a = Ipv4Addr::from(u32::from(Ipv4Addr::new(40, 0, 0, 0)).wrapping_add(i << 8));
+        let _ = writeln!(text, "{a}/24");
+    }
+    std::fs::write(&list, text)?;
+    let config = subjects::ironpost_toml(true, entries + 16, "native");
+    let daemon = daemon::Daemon::start(bin, lab.host_if(), &dir.join("import"), &config)?;
+    let before = daemon.rss_kib()?;
+    let started = Instant::now();
+    daemon.ctl(&["block", "import", list.to_str().context("non-UTF-8 path")?])?;
+    let secs = started.elapsed().as_secs_f64();
+    let after = daemon.rss_kib()?;
+    let status: serde_json::Value = serde_json::from_str(&daemon.ctl(&["status", "--json"])?)?;
+    ensure!(
+        status["maps"]["blocks"].as_u64().unwrap_or(0) >= u64::from(entries),
+        "the daemon holds {} block entries after importing {entries}",
+        status["maps"]["blocks"]
+    );
+    daemon.stop()?;
+    Ok((entries, secs, before, after))
+}
+
+fn machine() -> Result<Vec<(String, String)>> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or_else(
+            || "unknown".into(),
+            |k| format!("{:.1} GiB", k / 1024.0 / 1024.0),
+        );
+    let kernel = run("uname", &["-r"])?.trim().to_owned();
+    let xdp_tools = run("xdp-filter", &["--version"])
+        .or_else(|_| run("dpkg-query", &["-W", "-f", "${Version}", "xdp-tools"]))
+        .unwrap_or_else(|_| "unknown".into());
+    let nft = run("nft", &["--version"]).unwrap_or_default();
+    let date = run("date", &["-u", "+%Y-%m-%d %H:%M UTC"])?;
+    Ok(vec![
+        ("date".into(), date.trim().into()),
+        ("CPU".into(), cpu),
+        ("cores".into(), cores.to_string()),
+        ("memory".into(), mem_gib),
+        ("kernel".into(), kernel),
+        ("xdp-tools".into(), xdp_tools.trim().replace('\n', " ")),
+        ("nftables".into(), nft.trim().into()),
+    ])
+}
+
+const BPFFS: &str = "/sys/fs/bpf";
+
+/// Mounts bpffs on /sys/fs/bpf if nothing is mounted there (xdp-filter
+/// pins its maps there; the bench pins xdp-filter's program to test-run it).
+fn mount_bpffs() -> Result<()> {
+    let mounts = std::fs::read_to_string("/proc/mounts")?;
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(BPFFS))
+    {
+        return Ok(());
+    }
+    run("mount", &["-t", "bpf", "bpf", BPFFS]).map(|_| ())
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Runs a command, returning its stdout; the error names the command and
+/// quotes its stderr.
+pub fn run(program: &str, args: &[&str]) -> Result<String> {
+    run_with_stdin(program, args, "")
+}
+
+/// [`run`] with `input` on stdin.
+pub fn run_with_stdin(program: &str, args: &[&str], input: &str) -> Result<String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start {program}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "`{program} {}` failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

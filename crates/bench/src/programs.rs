@@ -1,0 +1,159 @@
+//! The bench's own XDP programs (crate `ironpost-bench-ebpf`): the trivial
+//! receivers and the live-frames generator.
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Ebpf,
+    maps::Array,
+    programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+};
+
+static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ironpost-bench-ebpf"));
+
+/// A trivial receiver program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trivial {
+    /// Returns XDP_DROP.
+    Drop,
+    /// Returns XDP_PASS.
+    Pass,
+}
+
+impl Trivial {
+    fn program(self) -> &'static str {
+        match self {
+            Self::Drop => "bench_drop",
+            Self::Pass => "bench_pass",
+        }
+    }
+}
+
+/// The loaded bench object.
+pub struct BenchPrograms {
+    ebpf: Ebpf,
+}
+
+/// What the generator sends.
+#[derive(Clone, Copy, Debug)]
+pub enum Sources {
+    /// The template's own source, unchanged.
+    Template,
+    /// `base | (random & mask)` per frame.
+    Random {
+        /// Fixed bits.
+        base: Ipv4Addr,
+        /// Random bits.
+        mask: u32,
+    },
+}
+
+impl BenchPrograms {
+    /// Loads (does not attach) the three programs.
+    pub fn load() -> Result<Self> {
+        let mut ebpf = Ebpf::load(OBJECT).context("loading the bench's XDP object")?;
+        for name in ["bench_drop", "bench_pass", "flood_gen"] {
+            let prog: &mut Xdp = ebpf
+                .program_mut(name)
+                .with_context(|| format!("no program {name} in the bench object"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("the verifier refused {name}"))?;
+        }
+        Ok(Self { ebpf })
+    }
+
+    fn xdp(&self, name: &str) -> Result<&Xdp> {
+        Ok(self
+            .ebpf
+            .program(name)
+            .with_context(|| format!("no program {name}"))?
+            .try_into()?)
+    }
+
+    fn xdp_mut(&mut self, name: &str) -> Result<&mut Xdp> {
+        Ok(self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("no program {name}"))?
+            .try_into()?)
+    }
+
+    /// The program fd of a trivial receiver, for BPF_PROG_TEST_RUN.
+    pub fn trivial(&self, which: Trivial) -> Result<&Xdp> {
+        self.xdp(which.program())
+    }
+
+    /// Attaches a trivial receiver to `iface` in native mode.
+    pub fn attach(&mut self, which: Trivial, iface: &str) -> Result<XdpLinkId> {
+        self.xdp_mut(which.program())?
+            .attach(iface, XdpMode::Driver)
+            .with_context(|| format!("attaching {} to {iface} (native)", which.program()))
+    }
+
+    /// Detaches what [`Self::attach`] attached.
+    pub fn detach(&mut self, which: Trivial, link: XdpLinkId) -> Result<()> {
+        Ok(self.xdp_mut(which.program())?.detach(link)?)
+    }
+
+    /// Sets what the generator writes into the source of its frames.
+    pub fn set_sources(&mut self, sources: Sources) -> Result<()> {
+        let mut gen_cfg: Array<_, u32> =
+            Array::try_from(self.ebpf.map_mut("GEN").context("no map GEN")?)?;
+        let (random, base, mask) = match sources {
+            Sources::Template => (0, 0, 0),
+            Sources::Random { base, mask } => (1, u32::from(base) & !mask, mask),
+        };
+        gen_cfg.set(0, random, 0)?;
+        gen_cfg.set(1, base, 0)?;
+        gen_cfg.set(2, mask, 0)?;
+        Ok(())
+    }
+
+    /// Runs the generator `frames` times on `template` in live-frames mode,
+    /// as if received on `ifindex` (in the calling thread's namespace); each
+    /// run transmits its frame (XDP_TX). Returns the kernel's time per run.
+    pub fn generate(&self, template: &[u8], ifindex: u32, frames: u32) -> Result<Duration> {
+        let prog = self.xdp("flood_gen")?;
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(template.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let opts = TestRunOptions {
+            data_in: Some(template),
+            ctx_in: Some(&ctx),
+            repeat: frames,
+            attrs: TestRunAttrs::new().xdp_live_frames(64),
+            ..TestRunOptions::default()
+        };
+        // Live-frames mode reports no return value: the receiver's counters
+        // say what arrived.
+        let r = prog
+            .test_run(opts)
+            .context("running the live-frames generator")?;
+        Ok(r.duration)
+    }
+}
+
+/// Opens the XDP program with kernel id `id` through a pin in bpffs, so it
+/// can be test-run (used for xdp-filter's program). `pin_dir` must be on
+/// bpffs: bpftool would otherwise mount one over it.
+pub fn xdp_by_id(id: u32, pin_dir: &std::path::Path) -> Result<Xdp> {
+    let pin = pin_dir.join(format!("ironpost-bench-{}-prog-{id}", std::process::id()));
+    let _ = std::fs::remove_file(&pin);
+    crate::run(
+        "bpftool",
+        &["prog", "pin", "id", &id.to_string(), path_str(&pin)?],
+    )?;
+    let prog = Xdp::from_pin(&pin, aya_obj::programs::XdpAttachType::Interface)
+        .with_context(|| format!("opening program {id} from {}", pin.display()));
+    let _ = std::fs::remove_file(&pin);
+    prog
+}
+
+fn path_str(p: &std::path::Path) -> Result<&str> {
+    p.to_str().context("non-UTF-8 path")
+}
