@@ -686,6 +686,37 @@ fn words(a: &[u8; 16]) -> [u32; 4] {
     [w(0), w(4), w(8), w(12)]
 }
 
+/// The address whose native-endian words are `w`. Addresses are built
+/// from words because a 16-byte array copied or zeroed byte-wise compiles
+/// to a call to a `memmove`/`memset` subprogram that loops once per byte.
+#[inline(always)]
+fn addr(w: [u32; 4]) -> [u8; 16] {
+    // SAFETY: same size, and every bit pattern is valid for both types.
+    unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(w) }
+}
+
+/// An IPv4 address mapped into IPv6 (`::ffff:a.b.c.d`), the form SOURCES,
+/// TARGETS and signals key IPv4 by.
+#[inline(always)]
+fn mapped_v4(a: [u8; 4]) -> [u8; 16] {
+    addr([
+        0,
+        0,
+        u32::from_ne_bytes([0, 0, 0xff, 0xff]),
+        u32::from_ne_bytes(a),
+    ])
+}
+
+/// Zeroes a bit set word by word. Volatile stores keep LLVM from turning
+/// the loop back into a `memset` call (a byte-per-iteration subprogram).
+#[inline(always)]
+fn clear<const N: usize>(bits: &mut [u64; N]) {
+    for w in bits.iter_mut() {
+        // SAFETY: `w` is a valid, aligned, exclusive reference.
+        unsafe { core::ptr::write_volatile(w, 0) };
+    }
+}
+
 /// Remembers a first fragment's L4 fields (or that it was malformed) for
 /// the fragments that follow it; a newer first fragment with the same key
 /// replaces it.
@@ -845,13 +876,13 @@ fn policy_v6(ctx: &XdpContext, pkt: &Packet, flags: u32, len: u64) -> u8 {
     // SAFETY: ptr_at checked the bounds; alignment 1.
     let ip = unsafe { &*ip };
     if flags & POLICY_ALLOW_V6 != 0
-        && let Some(rule) = ALLOW_V6.get(Key::new(128, ip.src))
+        && let Some(rule) = ALLOW_V6.get(Key::new(128, addr(words(&ip.src))))
     {
         hit(rule, len);
         return ALLOWED;
     }
     if flags & POLICY_SRC_V6 != 0
-        && let Some(rule) = SRC_V6.get(Key::new(128, ip.src))
+        && let Some(rule) = SRC_V6.get(Key::new(128, addr(words(&ip.src))))
     {
         let action = decide(rule, pkt, len);
         if action != ACTION_NONE {
@@ -859,7 +890,7 @@ fn policy_v6(ctx: &XdpContext, pkt: &Packet, flags: u32, len: u64) -> u8 {
         }
     }
     if flags & POLICY_DST_V6 != 0
-        && let Some(rule) = DST_V6.get(Key::new(128, ip.dst))
+        && let Some(rule) = DST_V6.get(Key::new(128, addr(words(&ip.dst))))
     {
         return decide(rule, pkt, len);
     }
@@ -931,24 +962,16 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
     if cfg.enabled == 0 {
         return;
     }
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    if pkt.family == FAMILY_IPV4 {
-        src[10] = 0xff;
-        src[11] = 0xff;
-        src[12..].copy_from_slice(&pkt.src4);
-        dst[10] = 0xff;
-        dst[11] = 0xff;
-        dst[12..].copy_from_slice(&pkt.dst4);
+    let (src, dst) = if pkt.family == FAMILY_IPV4 {
+        (mapped_v4(pkt.src4), mapped_v4(pkt.dst4))
     } else {
         let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) else {
             return;
         };
         // SAFETY: ptr_at checked the bounds; alignment 1.
         let ip = unsafe { &*ip };
-        src = ip.src;
-        dst = ip.dst;
-    }
+        (addr(words(&ip.src)), addr(words(&ip.dst)))
+    };
     let Some(counters) = DETECT_COUNTERS.get_ptr_mut(0) else {
         return;
     };
@@ -1003,8 +1026,8 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
             if roll(&mut s.scan_start_ns, cfg.scan_window_ns, now) {
                 s.ports = 0;
                 s.hosts = 0;
-                s.port_bits = [0; 8];
-                s.host_bits = [0; 4];
+                clear(&mut s.port_bits);
+                clear(&mut s.host_bits);
                 s.signalled &= !(signal_bit(signal::PORT_SCAN) | signal_bit(signal::HOST_SWEEP));
             }
             if port_probe {
@@ -1080,7 +1103,7 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
                 t.syn = 0;
                 t.ack = 0;
                 t.sources = 0;
-                t.source_bits = [0; 4];
+                clear(&mut t.source_bits);
                 t.signalled = 0;
             }
             if syn {
