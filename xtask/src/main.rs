@@ -59,7 +59,7 @@ enum Task {
     /// Measure Ironpost against xdp-filter, nftables and trivial XDP
     /// programs (BPF_PROG_TEST_RUN ns/packet, veth receive rates with a
     /// live-frames generator, bpf_stats, import time, daemon RSS) and write
-    /// docs/benchmarks.md (needs root; about ten minutes). Options after
+    /// docs/benchmarks.md (needs root; two minutes here, plus the build). Options after
     /// `--` go to the bench: `cargo xtask bench -- --help` lists them
     /// (--rounds, --repeat, --frames, --exact, --prefixes, --import, --out).
     Bench {

@@ -73,47 +73,28 @@ pub fn cases() -> Vec<Case> {
             },
         ),
     );
+    let case = |name, frames, dropped| Case {
+        name,
+        frames,
+        dropped,
+    };
     vec![
-        Case {
-            name: "IPv4 TCP SYN, passed",
-            frames: vec![v4(CLEAN_V4, 6, &syn)],
-            dropped: false,
-        },
-        Case {
-            name: "IPv4 UDP, passed",
-            frames: vec![v4(CLEAN_V4, 17, &dns)],
-            dropped: false,
-        },
-        Case {
-            name: "IPv4 UDP in 2 fragments, passed (mean per fragment)",
-            frames: vec![first, second],
-            dropped: false,
-        },
-        Case {
-            name: "IPv6 TCP SYN, passed",
-            frames: vec![v6(CLEAN_V6, 6, &syn)],
-            dropped: false,
-        },
-        Case {
-            name: "IPv6 UDP, passed",
-            frames: vec![v6(CLEAN_V6, 17, &dns)],
-            dropped: false,
-        },
-        Case {
-            name: "IPv4 exact-address drop",
-            frames: vec![v4(BLOCKED_V4, 6, &syn)],
-            dropped: true,
-        },
-        Case {
-            name: "IPv4 prefix drop",
-            frames: vec![v4(PREFIX_BLOCKED_V4, 6, &syn)],
-            dropped: true,
-        },
-        Case {
-            name: "IPv6 exact-address drop",
-            frames: vec![v6(BLOCKED_V6, 6, &syn)],
-            dropped: true,
-        },
+        case(crate::CASE_SYN_V4, vec![v4(CLEAN_V4, 6, &syn)], false),
+        case(crate::CASE_UDP_V4, vec![v4(CLEAN_V4, 17, &dns)], false),
+        case(crate::CASE_FRAG_V4, vec![first, second], false),
+        case("IPv6 TCP SYN, passed", vec![v6(CLEAN_V6, 6, &syn)], false),
+        case("IPv6 UDP, passed", vec![v6(CLEAN_V6, 17, &dns)], false),
+        case(crate::CASE_EXACT_V4, vec![v4(BLOCKED_V4, 6, &syn)], true),
+        case(
+            crate::CASE_PREFIX_V4,
+            vec![v4(PREFIX_BLOCKED_V4, 6, &syn)],
+            true,
+        ),
+        case(
+            "IPv6 exact-address drop",
+            vec![v6(BLOCKED_V6, 6, &syn)],
+            true,
+        ),
     ]
 }
 
