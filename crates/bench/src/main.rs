@@ -68,14 +68,14 @@ struct Args {
     /// Frames per flood on the veth pair.
     #[arg(long, default_value_t = 2_000_000)]
     frames: u32,
-    /// Exact IPv4 addresses in the "exact addresses" variant.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Exact IPv4 addresses in the "exact addresses" variant (at most 10M).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
     exact: u32,
-    /// /24 prefixes in the "prefixes" variant.
-    #[arg(long, default_value_t = 100_000)]
+    /// /24 prefixes in the "prefixes" variant (at most 10M).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
     prefixes: u32,
-    /// /24 prefixes in the import measurement.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// /24 prefixes in the import measurement (at most 10M).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     import: u32,
     /// How the run was asked for, written into the report.
     #[arg(long, default_value = "ironpost-bench")]

@@ -45,34 +45,16 @@ pub fn cases() -> Vec<Case> {
     let dns = udp(40000, 53, &[0u8; 32]);
     // The same UDP datagram in two fragments: the first holds the UDP
     // header and 16 bytes, the second the remaining 16 at offset 24.
-    let first = ethernet(
-        ETH_P_IP,
-        &[],
-        &ipv4_with(
-            CLEAN_V4,
-            DST_V4,
-            17,
-            &dns[..24],
-            Ipv4Opts {
-                more_fragments: true,
-                ..Ipv4Opts::default()
-            },
-        ),
-    );
-    let second = ethernet(
-        ETH_P_IP,
-        &[],
-        &ipv4_with(
-            CLEAN_V4,
-            DST_V4,
-            17,
-            &dns[24..],
-            Ipv4Opts {
-                frag_offset: 3,
-                ..Ipv4Opts::default()
-            },
-        ),
-    );
+    let fragment = |part: &[u8], frag_offset, more_fragments| {
+        let o = Ipv4Opts {
+            frag_offset,
+            more_fragments,
+            ..Ipv4Opts::default()
+        };
+        ethernet(ETH_P_IP, &[], &ipv4_with(CLEAN_V4, DST_V4, 17, part, o))
+    };
+    let first = fragment(&dns[..24], 0, true);
+    let second = fragment(&dns[24..], 3, false);
     let case = |name, frames, dropped| Case {
         name,
         frames,

@@ -10,25 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Daemon, TempFile, ironpost, stderr};
+use common::{Daemon, TempFile, ironpost, start_on_lab_with, stderr};
 use ironpost_lab::{Lab, kernel_tests_enabled, xdp_attached};
 use serde_json::Value;
-
-fn start(lab: &Lab, extra: &[&str]) -> Daemon {
-    let mut args = vec![
-        "run",
-        "-i",
-        lab.host_if(),
-        "--xdp-mode",
-        "skb",
-        "--stats-interval",
-        "0",
-    ];
-    args.extend_from_slice(extra);
-    let d = Daemon::start(&args);
-    d.wait_for_stderr("ready:");
-    d
-}
 
 fn entries(d: &Daemon) -> Vec<Value> {
     d.json(&["block", "list"])["entries"]
@@ -50,7 +34,7 @@ fn block_see_the_drop_unblock_see_the_pass() {
     }
     let lab = Lab::new(2).unwrap();
     let (good, bad) = (lab.peer_addr(0), lab.peer_addr(1));
-    let d = start(&lab, &[]);
+    let d = start_on_lab_with(&lab, &[]);
     // The socket is root's alone.
     let mode = std::fs::metadata(d.socket()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -95,7 +79,7 @@ fn ttl_blocks_expire_within_a_second() {
     }
     let lab = Lab::new(1).unwrap();
     let peer = lab.peer_addr(0);
-    let d = start(&lab, &[]);
+    let d = start_on_lab_with(&lab, &[]);
     let added = Instant::now();
     d.ok(&["block", "add", &peer.to_string(), "--ttl", "2s"]);
     assert_eq!(lab.ping(peer, 1).unwrap(), 0);
@@ -125,7 +109,7 @@ fn import_reports_bad_lines_and_is_all_or_nothing() {
     }
     let lab = Lab::new(2).unwrap();
     let bad_peer = lab.peer_addr(1);
-    let d = start(&lab, &[]);
+    let d = start_on_lab_with(&lab, &[]);
     let text = format!(
         "# a FireHOL-style list\n198.51.100.0/24\nnot-an-address\n{bad_peer}   # the lab peer\n\
          10.1.2.3/8\n2001:db8::/32 ; spamhaus style\n198.51.100.0/24\n"
@@ -181,7 +165,7 @@ fn over_capacity_is_refused_whole() {
     }
     let lab = Lab::new(1).unwrap();
     let cfg = TempFile::new("small.toml", "[ebpf]\nblocklist_max_entries = 3\n");
-    let d = start(&lab, &["--config", cfg.path()]);
+    let d = start_on_lab_with(&lab, &["--config", cfg.path()]);
     d.ok(&["block", "add", "192.0.2.1", "192.0.2.2"]);
     let list = TempFile::new("three.txt", "198.51.100.1\n198.51.100.2\n198.51.100.3\n");
     let o = d.ctl(&["block", "import", list.path()]);
@@ -283,7 +267,7 @@ fn reload_applies_a_good_config_and_refuses_a_bad_one() {
         "reload.toml",
         &format!("[[ebpf.rules]]\nid = \"a\"\nsrc = \"{a}\"\n"),
     );
-    let d = start(&lab, &["--config", cfg.path()]);
+    let d = start_on_lab_with(&lab, &["--config", cfg.path()]);
     assert_eq!(lab.ping(a, 1).unwrap(), 0);
     assert_eq!(lab.ping(b, 1).unwrap(), 1);
     // A configured entry cannot be removed from the command line.
@@ -340,7 +324,7 @@ fn blocks_survive_kill_9_and_the_restart_takes_over() {
     }
     let lab = Lab::new(2).unwrap();
     let (a, b) = (lab.peer_addr(0), lab.peer_addr(1));
-    let d = start(&lab, &[]);
+    let d = start_on_lab_with(&lab, &[]);
     d.ok(&[
         "block",
         "add",

@@ -215,7 +215,14 @@ impl Drop for Daemon {
 /// configuration `config`, once it is ready.
 pub fn start_on_lab(lab: &Lab, name: &str, config: &str) -> (Daemon, TempFile) {
     let cfg = TempFile::new(name, config);
-    let d = Daemon::start(&[
+    let d = start_on_lab_with(lab, &["-c", cfg.path()]);
+    (d, cfg)
+}
+
+/// A daemon on the lab's host interface (skb mode, no stats lines) with
+/// the extra `run` arguments `extra`, once it is ready.
+pub fn start_on_lab_with(lab: &Lab, extra: &[&str]) -> Daemon {
+    let mut args = vec![
         "run",
         "-i",
         lab.host_if(),
@@ -223,9 +230,9 @@ pub fn start_on_lab(lab: &Lab, name: &str, config: &str) -> (Daemon, TempFile) {
         "skb",
         "--stats-interval",
         "0",
-        "-c",
-        cfg.path(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let d = Daemon::start(&args);
     d.wait_for_stderr("ready:");
-    (d, cfg)
+    d
 }
