@@ -485,8 +485,8 @@ mod imp {
     use ironpost_core::{Direction, PacketEvent, Prefix, Signal};
     use ironpost_ebpf_common::{
         ADMIT_SEED_GLOBAL, DetectConfig, DetectCounters, EVENT_BUDGET_GLOBAL, EventCounters,
-        PROGRAM_NAME, ParseCounters, RuleValue, SignalRecord, TRACKED_TARGETS, TrafficCounters,
-        maps,
+        PROGRAM_NAME, ParseCounters, RuleValue, SignalRecord, TABLE_FRAGS, TABLE_MASKS_GLOBAL,
+        TABLE_SOURCES, TABLE_TARGETS, TRACKED_TARGETS, TrafficCounters, maps, table_buckets,
     };
     use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
 
@@ -544,6 +544,10 @@ mod imp {
             } else {
                 (1, 1)
             };
+            let mut masks = [0u32; 3];
+            masks[TABLE_SOURCES] = table_buckets(sources) - 1;
+            masks[TABLE_TARGETS] = table_buckets(targets) - 1;
+            masks[TABLE_FRAGS] = table_buckets(cfg.max_tracked_fragments) - 1;
             let blocks = cfg.blocklist_max_entries;
             let allow = cfg.allow_max_entries;
             let mut ebpf = EbpfLoader::new()
@@ -555,12 +559,13 @@ mod imp {
                 .map_max_entries(maps::ALLOW_V4, allow)
                 .map_max_entries(maps::ALLOW_V6, allow)
                 .map_max_entries(maps::EVENTS, cfg.ring_buffer_size)
-                .map_max_entries(maps::SOURCES, sources)
-                .map_max_entries(maps::TARGETS, targets)
-                .map_max_entries(maps::FRAGS, cfg.max_tracked_fragments)
+                .map_max_entries(maps::SOURCES, masks[TABLE_SOURCES] + 1)
+                .map_max_entries(maps::TARGETS, masks[TABLE_TARGETS] + 1)
+                .map_max_entries(maps::FRAGS, masks[TABLE_FRAGS] + 1)
                 .map_max_entries(maps::SIGNALS, cfg.detection.signal_ring_buffer_size)
                 .override_global(EVENT_BUDGET_GLOBAL, &budget, true)
                 .override_global(ADMIT_SEED_GLOBAL, &seed, true)
+                .override_global(TABLE_MASKS_GLOBAL, &masks, true)
                 .load(XDP_OBJECT)
                 .map_err(|e| {
                     let msg = format!("{e:#}");
@@ -1078,6 +1083,13 @@ mod imp {
                 Array::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
             map.set(0, flags, 0).map_err(|e| map_err(name, e))
         }
+
+        fn set_summary(&mut self, word: u32, bits: u64) -> Result<(), EngineError> {
+            let name = maps::SRC16_V4;
+            let mut map: Array<&mut MapData, u64> =
+                Array::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+            map.set(word, bits, 0).map_err(|e| map_err(name, e))
+        }
     }
 
     /// Interface names by index, looked up once each.
@@ -1200,6 +1212,9 @@ mod imp {
             match *self {}
         }
         fn set_flags(&mut self, _: u32) -> Result<(), EngineError> {
+            match *self {}
+        }
+        fn set_summary(&mut self, _: u32, _: u64) -> Result<(), EngineError> {
             match *self {}
         }
     }

@@ -11,6 +11,7 @@ pub mod event;
 pub mod policy;
 pub mod response;
 pub mod stats;
+pub mod summary;
 
 pub use config::{EngineConfig, RuleAction, XdpMode};
 pub use detector::{Outcome, PacketDetector};

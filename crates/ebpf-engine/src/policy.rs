@@ -19,7 +19,7 @@ use ironpost_ebpf_common::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{EngineError, config::action_code};
+use crate::{EngineError, config::action_code, summary::SourceSummary};
 
 /// Where an entry came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -212,6 +212,8 @@ pub trait PolicyMaps {
     fn set_port_rule(&mut self, slot: u32, value: &RuleValue) -> Result<(), EngineError>;
     /// Writes POLICY_FLAGS.
     fn set_flags(&mut self, flags: u32) -> Result<(), EngineError>;
+    /// Writes word `word` of the IPv4 source summary, SRC16_V4.
+    fn set_summary(&mut self, word: u32, bits: u64) -> Result<(), EngineError>;
 }
 
 /// A map write and how to undo it.
@@ -357,6 +359,8 @@ pub struct Policy {
     /// Block and allow entries per flag bit, so the flags word is computed
     /// without walking the tables.
     counts: HashMap<u32, usize>,
+    /// IPv4 source and allow entries per /16, and SRC16_V4 as written.
+    summary: SourceSummary,
 }
 
 impl Policy {
@@ -373,6 +377,7 @@ impl Policy {
             conditioned: BTreeSet::new(),
             applied_else: HashMap::new(),
             counts: HashMap::new(),
+            summary: SourceSummary::default(),
         }
     }
 
@@ -459,6 +464,9 @@ impl Policy {
     /// Writes the whole policy to freshly created maps.
     pub fn write_all(&mut self, maps: &mut dyn PolicyMaps) -> Result<(), EngineError> {
         maps.set_flags(self.flags())?;
+        // The summary first: a fresh map's bits are all clear.
+        self.summary.forget_written();
+        self.summary.settle(maps)?;
         let keys: Vec<RuleKey> = self.blocks.keys().copied().collect();
         for key in &keys {
             let else_action = if self.conditioned.contains(key) {
@@ -544,6 +552,8 @@ impl Policy {
         let extra: u32 = order.iter().map(rule_bit).fold(0, |a, b| a | b);
         if let Some(m) = journal.maps.as_deref_mut() {
             m.set_flags(self.flags() | extra)?;
+            let sources = order.iter().filter(|k| k.0 == Direction::Src);
+            self.summary.widen(m, sources.map(|k| &k.1))?;
         }
         // The fallback written for each conditioned entry, as the kernel
         // now holds it; `refresh_else` corrects it once all are in.
@@ -561,7 +571,9 @@ impl Policy {
             if let Err(err) = journal.set_rule(key, old, e.value(else_action)) {
                 journal.rollback();
                 if let Some(m) = journal.maps.as_deref_mut()
-                    && let Err(e) = m.set_flags(self.flags())
+                    && let Err(e) = m
+                        .set_flags(self.flags())
+                        .and_then(|()| self.summary.settle(m))
                 {
                     tracing::error!("restoring the policy flags: {e}");
                 }
@@ -686,6 +698,7 @@ impl Policy {
         if let Some(m) = journal.maps.as_deref_mut() {
             let extra = batch.keys().map(allow_bit).fold(0, |a, b| a | b);
             m.set_flags(self.flags() | extra)?;
+            self.summary.widen(m, batch.keys())?;
         }
         for p in batch.keys() {
             if let Err(err) = journal.allow(p, self.allow.contains_key(p), true) {
@@ -697,6 +710,7 @@ impl Policy {
         for p in batch.keys() {
             if !self.allow.contains_key(p) {
                 *self.counts.entry(allow_bit(p)).or_default() += 1;
+                self.summary.add(p);
             }
         }
         self.allow.extend(batch);
@@ -745,6 +759,7 @@ impl Policy {
                 if let Some(n) = self.counts.get_mut(&allow_bit(p)) {
                     *n -= 1;
                 }
+                self.summary.remove(p);
                 Some(e)
             })
             .collect();
@@ -936,6 +951,9 @@ impl Policy {
             self.conditioned.insert(key);
         }
         *self.counts.entry(rule_bit(&key)).or_default() += 1;
+        if key.0 == Direction::Src {
+            self.summary.add(&key.1);
+        }
         self.blocks.insert(key, e);
     }
 
@@ -948,6 +966,9 @@ impl Policy {
         self.applied_else.remove(key);
         if let Some(n) = self.counts.get_mut(&rule_bit(key)) {
             *n -= 1;
+        }
+        if key.0 == Direction::Src {
+            self.summary.remove(&key.1);
         }
         Some(e)
     }
@@ -974,26 +995,33 @@ impl Policy {
         }
     }
 
-    fn write_flags(&self, maps: Option<&mut (dyn PolicyMaps + '_)>) -> Result<(), EngineError> {
+    /// Writes the flags and settles the source summary, once a change is
+    /// in the maps.
+    fn write_flags(&mut self, maps: Option<&mut (dyn PolicyMaps + '_)>) -> Result<(), EngineError> {
         match maps {
-            Some(m) => m.set_flags(self.flags()),
+            Some(m) => {
+                m.set_flags(self.flags())?;
+                self.summary.settle(m)
+            }
             None => Ok(()),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Maps in memory, failing on the n-th write when asked to.
     #[derive(Default)]
-    struct FakeMaps {
+    pub(crate) struct FakeMaps {
         rules: HashMap<RuleKey, RuleValue>,
         allow: HashSet<Prefix>,
         port_index: HashMap<u32, u32>,
         port_rules: HashMap<u32, RuleValue>,
         flags: u32,
+        /// SRC16_V4 words as written.
+        pub(crate) summary: HashMap<u32, u64>,
         writes: usize,
         fail_at: Option<usize>,
     }
@@ -1042,6 +1070,10 @@ mod tests {
         }
         fn set_flags(&mut self, flags: u32) -> Result<(), EngineError> {
             self.flags = flags;
+            Ok(())
+        }
+        fn set_summary(&mut self, word: u32, bits: u64) -> Result<(), EngineError> {
+            self.summary.insert(word, bits);
             Ok(())
         }
     }
@@ -1123,6 +1155,49 @@ mod tests {
         )
         .unwrap();
         assert_eq!((r.added, r.updated), (1, 1));
+    }
+
+    #[test]
+    fn the_source_summary_follows_the_policy() {
+        let mut pol = Policy::new(100, 10);
+        let mut m = FakeMaps::default();
+        let bit = |m: &FakeMaps, a: [u8; 2]| {
+            let n = (u32::from(a[0]) << 8) | u32::from(a[1]);
+            m.summary
+                .get(&(n / 64))
+                .is_some_and(|w| w & (1 << (n % 64)) != 0)
+        };
+        let dst = BlockEntry {
+            direction: Direction::Dst,
+            ..manual("198.51.100.0/24")
+        };
+        upsert(&mut pol, &mut m, vec![manual("10.1.2.3"), dst]).unwrap();
+        assert!(bit(&m, [10, 1]) && !bit(&m, [198, 51]), "{:?}", m.summary);
+        pol.add_allow(
+            vec![AllowEntry {
+                prefix: p("192.0.0.0/15"),
+                origin: Origin::Manual,
+                reason: "t".into(),
+                added_ms: 0,
+            }],
+            Some(&mut m),
+        )
+        .unwrap();
+        assert!(bit(&m, [192, 0]) && bit(&m, [192, 1]) && !bit(&m, [192, 2]));
+        // A failed change leaves no bit behind for what it did not add.
+        m.fail_at = Some(m.writes + 2);
+        upsert(
+            &mut pol,
+            &mut m,
+            vec![manual("20.0.0.1"), manual("20.0.0.2")],
+        )
+        .unwrap_err();
+        assert!(!bit(&m, [20, 0]));
+        pol.remove_blocks(&[(Direction::Src, p("10.1.2.3"))], false, Some(&mut m))
+            .unwrap();
+        pol.remove_allow(&[p("192.0.0.0/15")], false, Some(&mut m))
+            .unwrap();
+        assert!(m.summary.values().all(|w| *w == 0), "{:?}", m.summary);
     }
 
     #[test]

@@ -203,6 +203,31 @@ fn floods_and_blocked_or_allowed_sources() {
 }
 
 #[test]
+fn a_busy_source_keeps_its_state_through_a_churn_of_new_ones() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    // SOURCES at its smallest: 8 buckets of 2 slots, so that about one
+    // new source in 8 lands in the busy source's bucket and must take the
+    // other slot, never the busy one's.
+    let mut e = engine(
+        "[detection]\nmax_tracked_sources = 16\n[detection.syn_flood]\nsource_threshold = 1000\n\
+         [detection.port_scan]\nenabled = false\n",
+    );
+    let (rt, mut rx) = reader(&mut e);
+    let busy = Ipv4Addr::new(198, 51, 100, 40);
+    for i in 0..1000u32 {
+        e.test_run(&tcp_pkt(busy, DST, 40000, 80, SYN), 1).unwrap();
+        let churn = Ipv4Addr::from(0x0a00_0000 + i); // 10.0.0.0 + i
+        e.test_run(&udp_pkt(churn, 40000, 53), 1).unwrap();
+    }
+    let got = signals(&rt, &mut rx);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0].kind, got[0].syn), (SignalKind::SynSource, 1000));
+    assert_eq!(counters(&mut e).detect.sources_new, 1 + 1000);
+}
+
+#[test]
 fn lost_signals_are_counted_under_a_spoofed_flood() {
     if !kernel_tests_enabled() {
         return;
@@ -271,13 +296,16 @@ fn spoofed_sources_earn_no_state_and_a_real_source_does() {
         e.test_run(&tcp_pkt(src, DST, 40000, 80, SYN), 1).unwrap();
     }
     let d = counters(&mut e).detect;
-    // A few sources can share sketch cells with enough others to pass; the
-    // point is that state is the exception, not one entry per packet.
-    assert!(d.sources_new < 10, "{d:?}");
+    // A few sources can share sketch cells with enough others to pass (1
+    // to 17 of these 100,000 in 8 runs; both cells of a key share a cache
+    // line, which about doubles it); the point is that state is the
+    // exception, not one entry per packet.
+    assert!(d.sources_new < 40, "{d:?}");
     assert!(d.sources_deferred > 99_900, "{d:?}");
     // A source that stands out of the flood earns state: it must send more
-    // than twice the mean cell load (here about 200 packets: 100,000
-    // sources and as many target updates over 2,048 cells) plus 4.
+    // than twice the mean cell load (here about 100 packets: 100,000
+    // sources over 2,048 cells; the target, once in TARGETS, no longer
+    // passes through the sketch) plus 4.
     let real = Ipv4Addr::new(198, 51, 100, 7);
     let before = d.sources_new;
     e.test_run(&tcp_pkt(real, DST, 40000, 80, SYN), 10).unwrap();

@@ -160,11 +160,13 @@ impl FrameGen {
         let proto = self.pick(&PROTOCOLS);
         let data = self.l4(proto);
         let v4 = self.rng.random_bool(0.6);
-        // Few ids, so that FRAGS stays far from full (at most 4 ids x 89
-        // address pairs x 6 protocols = 2,136 datagrams, a quarter of its
-        // 8,192 entries: the kernel's LRU can evict a little before it is
-        // full, which the model does not model) and key reuse is exercised.
-        let id: u16 = self.rng.random_range(0..4);
+        // Few ids, so that key reuse is exercised and FRAGS never has to
+        // evict (at most 2 ids x 89 address pairs x 6 protocols = 1,068
+        // datagrams; FRAGS is 2-way set-associative, so three keys in one
+        // bucket would evict one, which the model does not model: the
+        // differential test sizes FRAGS so that this is about 1 in 5,000
+        // runs).
+        let id: u16 = self.rng.random_range(0..2);
         let mut cuts = vec![0usize];
         let mut at = 0;
         while at < data.len() {

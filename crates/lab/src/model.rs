@@ -4,8 +4,9 @@
 //! program the same frames and require the same verdicts and counters.
 //!
 //! It models rules without conditions (conditioned rules are covered by
-//! the policy table test) and a FRAGS map that never evicts (the tests keep
-//! fewer datagrams in flight than its capacity).
+//! the policy table test) and a FRAGS table that never evicts (the tests
+//! keep so few datagrams in flight that no bucket of the kernel's table
+//! overflows).
 
 use std::{
     collections::HashMap,

@@ -40,17 +40,24 @@ pub mod maps {
     /// `Array<u32>` with one entry: the `POLICY_*` bits of the maps that
     /// hold entries, so the program skips lookups in empty ones.
     pub const POLICY_FLAGS: &str = "POLICY_FLAGS";
+    /// `Array<u64>` of [`SRC16_V4_WORDS`](super::SRC16_V4_WORDS): the IPv4
+    /// source summary, bit `n % 64` of word `n / 64` set when an IPv4
+    /// source rule or allow entry covers part of the /16 `n` (the top 16
+    /// bits of the address). The program looks up ALLOW_V4, BLOCKLIST and
+    /// SRC_V4 only for sources whose bit is set.
+    pub const SRC16_V4: &str = "SRC16_V4";
     /// `PerCpuArray<TrafficCounters>` with one entry: per-class counters.
     pub const STATS: &str = "STATS";
     /// `RingBuf` of [`PacketEventRecord`](super::PacketEventRecord).
     pub const EVENTS: &str = "EVENTS";
     /// `PerCpuArray<EventCounters>` with one entry: event budget and losses.
     pub const EVENT_COUNTERS: &str = "EVENT_COUNTERS";
-    /// `LruHashMap<[u8; 16], SourceState>`: detection state per source
-    /// address (IPv4 as `::ffff:a.b.c.d`).
+    /// `Array<Bucket<SourceKey, SourceState>>`, a [tracking
+    /// table](super::Slot): detection state per source address.
     pub const SOURCES: &str = "SOURCES";
-    /// `LruHashMap<TargetKey, TargetState>`: SYN flood state per
-    /// destination address and TCP port.
+    /// `Array<Bucket<TargetKey, TargetState>>`, a [tracking
+    /// table](super::Slot): SYN flood state per destination address and
+    /// TCP port.
     pub const TARGETS: &str = "TARGETS";
     /// `RingBuf` of [`SignalRecord`](super::SignalRecord).
     pub const SIGNALS: &str = "SIGNALS";
@@ -58,8 +65,9 @@ pub mod maps {
     pub const DETECT_CONFIG: &str = "DETECT_CONFIG";
     /// `PerCpuArray<DetectCounters>` with one entry: signals and losses.
     pub const DETECT_COUNTERS: &str = "DETECT_COUNTERS";
-    /// `LruHashMap<FragKey, FragState>`: the L4 fields of first fragments,
-    /// applied to the fragments that follow them.
+    /// `Array<Bucket<FragKey, FragState>>`, a [tracking
+    /// table](super::Slot): the L4 fields of first fragments, applied to
+    /// the fragments that follow them.
     pub const FRAGS: &str = "FRAGS";
     /// `PerCpuArray<ParseCounters>` with one entry: fragments and
     /// malformed frames, by what was done with them.
@@ -69,9 +77,60 @@ pub mod maps {
     pub const ADMISSION: &str = "ADMISSION";
 }
 
-/// Name of the read-only global holding the admission sketch's hash seed;
-/// the loader sets a random one so that nobody can aim collisions.
+/// Name of the read-only global holding the seed of every tracking hash
+/// (the admission sketch's cells, the tracking tables' buckets); the loader
+/// sets a random one so that nobody can aim collisions.
 pub const ADMIT_SEED_GLOBAL: &str = "ADMIT_SEED";
+/// Name of the read-only global holding `buckets - 1` of SOURCES, TARGETS
+/// and FRAGS, in [`TABLE_SOURCES`], [`TABLE_TARGETS`], [`TABLE_FRAGS`]
+/// order; the loader sets it with the tables' sizes.
+pub const TABLE_MASKS_GLOBAL: &str = "TABLE_MASKS";
+/// Index of SOURCES in the `TABLE_MASKS` global.
+pub const TABLE_SOURCES: usize = 0;
+/// Index of TARGETS in the `TABLE_MASKS` global.
+pub const TABLE_TARGETS: usize = 1;
+/// Index of FRAGS in the `TABLE_MASKS` global.
+pub const TABLE_FRAGS: usize = 2;
+/// Slots per bucket of a tracking table.
+pub const TABLE_WAYS: usize = 2;
+
+/// Buckets of a tracking table that holds at least `entries` keys: the
+/// next power of two, in buckets of [`TABLE_WAYS`] slots.
+pub const fn table_buckets(entries: u32) -> u32 {
+    let slots = if entries <= TABLE_WAYS as u32 {
+        TABLE_WAYS as u32
+    } else {
+        entries.next_power_of_two()
+    };
+    slots / TABLE_WAYS as u32
+}
+
+/// One slot of a tracking table (SOURCES, TARGETS, FRAGS): an `Array` of
+/// [`Bucket`]s, 2-way set-associative. A key lives in the bucket its seeded
+/// hash selects; a new key takes an empty slot there, else the one seen
+/// least recently (of two seen in the same tick of the coarse clock, the
+/// one with fewer hits in it). Unlike an LRU hash map, finding a key costs one inlined
+/// array lookup and two key comparisons, and a new key costs a few stores
+/// (no allocation, no lock), whatever the churn.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Slot<K, V> {
+    /// Recency: `bpf_ktime_get_coarse_ns()` when the key was last seen,
+    /// plus its hits since that tick (FRAGS: when it was stored); 0: the
+    /// slot is empty.
+    pub seen_ns: u64,
+    /// The key, as native-endian words.
+    pub key: K,
+    /// The key's state.
+    pub value: V,
+}
+
+/// A bucket of a tracking table: the slots one key may occupy.
+pub type Bucket<K, V> = [Slot<K, V>; TABLE_WAYS];
+
+/// Key of SOURCES: a source address as four native-endian words (IPv4 as
+/// `::ffff:a.b.c.d`).
+pub type SourceKey = [u32; 4];
 
 /// Default capacity of FRAGS (datagrams whose first fragment is remembered).
 pub const DEFAULT_TRACKED_FRAGMENTS: u32 = 8_192;
@@ -82,6 +141,10 @@ pub const MAX_IPV6_EXT_HEADERS: usize = 8;
 pub const ADMIT_COLUMNS: usize = 2_048;
 /// Rows of the admission sketch.
 pub const ADMIT_ROWS: usize = 2;
+/// Cells per block of the admission sketch: a key's hash picks one block
+/// (64 bytes, a cache line) and one cell of each row within it, so adding
+/// a packet touches one line, not one per row.
+pub const ADMIT_BLOCK_CELLS: usize = 16;
 /// The admission sketch's epoch is `now >> ADMIT_EPOCH_SHIFT` ns: about
 /// 4.3 s; counts restart in every epoch.
 pub const ADMIT_EPOCH_SHIFT: u32 = 32;
@@ -188,6 +251,8 @@ pub const POLICY_DST_V4: u32 = 1 << 5;
 pub const POLICY_DST_V6: u32 = 1 << 6;
 /// POLICY_FLAGS bit: PORT_RULES has entries.
 pub const POLICY_PORTS: u32 = 1 << 7;
+/// Words of SRC16_V4: one bit per /16 of the IPv4 space.
+pub const SRC16_V4_WORDS: u32 = (1 << 16) / 64;
 /// Default size of the EVENTS ring buffer in bytes (a power of two, a
 /// multiple of the page size).
 pub const DEFAULT_RING_BUFFER_SIZE: u32 = 256 * 1024;
@@ -448,17 +513,9 @@ pub struct SourceState {
     pub sample_ports: [u16; 8],
 }
 
-/// Key of TARGETS: a destination address and TCP port.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct TargetKey {
-    /// Destination address (IPv4 as `::ffff:a.b.c.d`).
-    pub addr: [u8; 16],
-    /// Destination port.
-    pub port: u16,
-    /// Reserved, zero.
-    pub reserved: u16,
-}
+/// Key of TARGETS: a destination address as four native-endian words (IPv4
+/// as `::ffff:a.b.c.d`), then the destination TCP port.
+pub type TargetKey = [u32; 5];
 
 /// SYN flood state of one destination address and port, in TARGETS.
 #[repr(C)]
@@ -545,8 +602,8 @@ impl SignalRecord {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DetectCounters {
-    /// Sources that entered SOURCES (each may have evicted the least
-    /// recently seen one once the map was full).
+    /// Sources that entered SOURCES (each may have taken the slot of the
+    /// less recently seen source of its bucket).
     pub sources_new: u64,
     /// Targets that entered TARGETS.
     pub targets_new: u64,
@@ -561,23 +618,13 @@ pub struct DetectCounters {
     pub admit_over_budget: u64,
 }
 
-/// Key of FRAGS: one datagram.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct FragKey {
-    /// Source address (IPv4 in the first word, as read from the packet).
-    pub src: [u32; 4],
-    /// Destination address (as `src`).
-    pub dst: [u32; 4],
-    /// IP identification (IPv4: 16 bits; IPv6: the Fragment header's 32).
-    pub id: u32,
-    /// IPv4 protocol, or the Fragment header's next header.
-    pub protocol: u8,
-    /// [`FAMILY_IPV4`] or [`FAMILY_IPV6`].
-    pub family: u8,
-    /// Reserved, zero.
-    pub reserved: u16,
-}
+/// Key of FRAGS: one datagram, as native-endian words: the source address
+/// (words 0-3; IPv4 in word 0, as read from the packet), the destination
+/// address (words 4-7, likewise), the IP identification (word 8; IPv4: 16
+/// bits, IPv6: the Fragment header's 32), then the IPv4 protocol or the
+/// Fragment header's next header, with the family ([`FAMILY_IPV4`] or
+/// [`FAMILY_IPV6`]) shifted left by 8 (word 9).
+pub type FragKey = [u32; 10];
 
 /// Value of FRAGS: what the first fragment said about the datagram.
 #[repr(C)]
@@ -619,7 +666,9 @@ pub struct Admission {
     /// the top byte, the count below. The mean load of a cell is this
     /// count over [`ADMIT_COLUMNS`].
     pub epoch_packets: u64,
-    /// Cells: the epoch's low 8 bits in the top byte, the count below.
+    /// Cells: the epoch's low 8 bits in the top byte, the count below. In
+    /// blocks of [`ADMIT_BLOCK_CELLS`], each holding its share of every
+    /// row side by side.
     pub cells: [u32; ADMIT_ROWS * ADMIT_COLUMNS],
 }
 
@@ -706,7 +755,6 @@ const _: () = {
     assert!(offset_of!(DetectConfig, syn_window_ns) == 8);
     assert!(size_of::<SourceState>() == 176);
     assert!(offset_of!(SourceState, port_bits) == 64);
-    assert!(size_of::<TargetKey>() == 20);
     assert!(size_of::<TargetState>() == 120);
     assert!(size_of::<SignalRecord>() == 168);
     assert!(offset_of!(SignalRecord, kind) == 48);
@@ -714,21 +762,23 @@ const _: () = {
     assert!(offset_of!(SignalRecord, sample_ports) == 88);
     assert!(offset_of!(SignalRecord, sample_sources) == 104);
     assert!(size_of::<DetectCounters>() == 48);
-    assert!(size_of::<FragKey>() == 40);
-    assert!(offset_of!(FragKey, id) == 32);
+    assert!(TABLE_WAYS == 2 && size_of::<Bucket<SourceKey, SourceState>>() == 2 * 200);
+    assert!(table_buckets(1) == 1 && table_buckets(65_536) == 32_768);
+    assert!(table_buckets(1000) == 512);
     assert!(size_of::<FragState>() == 8);
     assert!(size_of::<ParseCounters>() == 8 * parse::COUNT);
     assert!(size_of::<Admission>() == 24 + 4 * ADMIT_ROWS * ADMIT_COLUMNS);
     assert!(ADMIT_COLUMNS.is_power_of_two());
+    assert!(ADMIT_BLOCK_CELLS == 16 && ADMIT_ROWS == 2);
     assert!(PORT_BINS == 64 * 8 && HOST_BINS == 64 * 4);
 };
 
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        Admission, DetectConfig, DetectCounters, EventCounters, FragKey, FragState,
-        PacketEventRecord, ParseCounters, ProtoStats, RuleValue, SignalRecord, SourceState,
-        TargetKey, TargetState, TrafficCounters,
+        Admission, DetectConfig, DetectCounters, EventCounters, FragState, PacketEventRecord,
+        ParseCounters, ProtoStats, RuleValue, SignalRecord, SourceState, TargetState,
+        TrafficCounters,
     };
 
     // SAFETY: each type is `#[repr(C)]`, made only of integers and integer
@@ -752,11 +802,7 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for SourceState {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for TargetKey {}
-    // SAFETY: as above.
     unsafe impl aya::Pod for TargetState {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for FragKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for FragState {}
     // SAFETY: as above.

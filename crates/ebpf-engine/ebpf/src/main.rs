@@ -9,9 +9,9 @@
 //! frame; and reports dropped and monitored packets through the EVENTS ring
 //! buffer within a per-CPU budget, counting every report it could not
 //! deliver. Packets the policy lets through are also tracked for detection
-//! (see `track`): per-source and per-target state in LRU maps for keys the
-//! admission sketch let in, and a signal in SIGNALS when a threshold is
-//! crossed. It fails open only where nothing is known: a frame whose IP
+//! (see `track`): per-source and per-target state in tracking tables (see
+//! [`Slot`](ironpost_ebpf_common::Slot)) for keys the admission sketch let
+//! in, and a signal in SIGNALS when a threshold is crossed. It fails open only where nothing is known: a frame whose IP
 //! addresses could not be read passes as OTHER. It never returns
 //! `XDP_ABORTED` and never logs per packet. The README's "How a frame is
 //! parsed" is the specification the differential test holds it to.
@@ -29,23 +29,24 @@ use core::{
 };
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_NOEXIST, xdp_action},
+    bindings::{BPF_F_NO_PREALLOC, xdp_action},
     helpers::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
 use ironpost_ebpf_common::{
-    ACTION_DROP, ACTION_MONITOR, ACTION_NONE, ACTION_PASS, ADMIT_COLUMNS, ADMIT_EPOCH_SHIFT,
-    Admission, CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_TOTAL, CLASS_UDP,
-    DEFAULT_ALLOW_MAX_ENTRIES, DEFAULT_BLOCKLIST_MAX_ENTRIES, DEFAULT_EVENT_BUDGET_PER_SEC,
-    DEFAULT_RING_BUFFER_SIZE, DEFAULT_SIGNAL_RING_SIZE, DEFAULT_TRACKED_FRAGMENTS,
-    DEFAULT_TRACKED_SOURCES, DetectConfig, DetectCounters, EventCounters, FAMILY_IPV4, FAMILY_IPV6,
-    FragKey, FragState, MAX_IPV6_EXT_HEADERS, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4,
-    POLICY_DST_V6, POLICY_EXACT_V4, POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN,
-    PORT_RULE_SLOTS, PacketEventRecord, ParseCounters, RuleValue, SignalRecord, SourceState,
-    TRACKED_TARGETS, TargetKey, TargetState, TrafficCounters, ipproto, l4_min_len, parse,
-    port_index, signal, signal_bit, tcp_flags,
+    ACTION_DROP, ACTION_MONITOR, ACTION_NONE, ACTION_PASS, ADMIT_BLOCK_CELLS, ADMIT_COLUMNS,
+    ADMIT_EPOCH_SHIFT, ADMIT_ROWS, Admission, Bucket, CLASS_ICMP, CLASS_OTHER, CLASS_TCP,
+    CLASS_TOTAL, CLASS_UDP, DEFAULT_ALLOW_MAX_ENTRIES, DEFAULT_BLOCKLIST_MAX_ENTRIES,
+    DEFAULT_EVENT_BUDGET_PER_SEC, DEFAULT_RING_BUFFER_SIZE, DEFAULT_SIGNAL_RING_SIZE,
+    DEFAULT_TRACKED_FRAGMENTS, DEFAULT_TRACKED_SOURCES, DetectConfig, DetectCounters,
+    EventCounters, FAMILY_IPV4, FAMILY_IPV6, FragKey, FragState, MAX_IPV6_EXT_HEADERS,
+    POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6, POLICY_EXACT_V4, POLICY_PORTS,
+    POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, PORT_RULE_SLOTS, PacketEventRecord,
+    ParseCounters, RuleValue, SRC16_V4_WORDS, SignalRecord, SourceKey, SourceState, TABLE_FRAGS,
+    TABLE_SOURCES, TABLE_TARGETS, TRACKED_TARGETS, TargetKey, TargetState, TrafficCounters,
+    ipproto, l4_min_len, parse, port_index, signal, signal_bit, table_buckets, tcp_flags,
 };
 
 /// [`RuleValue`] as the program sees it: the same layout, with the hit
@@ -123,31 +124,36 @@ static STATS: PerCpuArray<TrafficCounters> = PerCpuArray::with_max_entries(1, 0)
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BUFFER_SIZE, 0);
 
+/// The IPv4 source summary: one bit per /16, set when a source rule or
+/// allow entry covers part of it (see `policy_v4`).
+#[map]
+static SRC16_V4: Array<u64> = Array::with_max_entries(SRC16_V4_WORDS, 0);
+
 /// Per-CPU event budget state and loss counters.
 #[map]
 static EVENT_COUNTERS: PerCpuArray<EventCounters> = PerCpuArray::with_max_entries(1, 0);
 
 /// Detection state per source address, for sources the admission sketch
-/// let in. Each CPU keeps its own LRU list, so eviction takes no shared
-/// lock.
+/// let in: a tracking table (see [`Slot`](ironpost_ebpf_common::Slot)).
 #[map]
-static SOURCES: LruHashMap<[u8; 16], SourceState> =
-    LruHashMap::with_max_entries(DEFAULT_TRACKED_SOURCES, BPF_F_NO_COMMON_LRU);
+static SOURCES: Array<Bucket<SourceKey, SourceState>> =
+    Array::with_max_entries(table_buckets(DEFAULT_TRACKED_SOURCES), 0);
 
 /// SYN flood state per destination address and TCP port, for targets the
-/// admission sketch let in.
+/// admission sketch let in: a tracking table.
 #[map]
-static TARGETS: LruHashMap<TargetKey, TargetState> =
-    LruHashMap::with_max_entries(TRACKED_TARGETS, BPF_F_NO_COMMON_LRU);
+static TARGETS: Array<Bucket<TargetKey, TargetState>> =
+    Array::with_max_entries(table_buckets(TRACKED_TARGETS), 0);
 
 /// The admission sketch and budget, per CPU.
 #[map]
 static ADMISSION: PerCpuArray<Admission> = PerCpuArray::with_max_entries(1, 0);
 
-/// First fragments' L4 fields, for the fragments that follow.
+/// First fragments' L4 fields, for the fragments that follow: a tracking
+/// table.
 #[map]
-static FRAGS: LruHashMap<FragKey, FragState> =
-    LruHashMap::with_max_entries(DEFAULT_TRACKED_FRAGMENTS, 0);
+static FRAGS: Array<Bucket<FragKey, FragState>> =
+    Array::with_max_entries(table_buckets(DEFAULT_TRACKED_FRAGMENTS), 0);
 
 /// Fragmented and malformed frames, per CPU.
 #[map]
@@ -165,44 +171,23 @@ static DETECT_CONFIG: Array<DetectConfig> = Array::with_max_entries(1, 0);
 #[map]
 static DETECT_COUNTERS: PerCpuArray<DetectCounters> = PerCpuArray::with_max_entries(1, 0);
 
-/// The value a new SOURCES entry starts from: zero windows start, so the
-/// first packet opens each of them.
-static EMPTY_SOURCE: SourceState = SourceState {
-    syn_start_ns: 0,
-    scan_start_ns: 0,
-    udp_start_ns: 0,
-    icmp_start_ns: 0,
-    syn: 0,
-    ack: 0,
-    udp: 0,
-    icmp: 0,
-    ports: 0,
-    hosts: 0,
-    signalled: 0,
-    reserved: 0,
-    port_bits: [0; 8],
-    host_bits: [0; 4],
-    sample_ports: [0; 8],
-};
-
-/// The value a new TARGETS entry starts from.
-static EMPTY_TARGET: TargetState = TargetState {
-    syn_start_ns: 0,
-    syn: 0,
-    ack: 0,
-    sources: 0,
-    signalled: 0,
-    source_bits: [0; 4],
-    sample_sources: [[0; 16]; 4],
-};
-
 /// Events per second per CPU; the loader overrides it.
 #[unsafe(no_mangle)]
 static EVENT_BUDGET_PER_SEC: u32 = DEFAULT_EVENT_BUDGET_PER_SEC;
 
-/// Seed of the admission sketch's hash; the loader sets a random one.
+/// Seed of the tracking hashes (sketch cells, table buckets); the loader
+/// sets a random one.
 #[unsafe(no_mangle)]
 static ADMIT_SEED: u32 = 0;
+
+/// `buckets - 1` of SOURCES, TARGETS and FRAGS; the loader sets them with
+/// the tables' sizes.
+#[unsafe(no_mangle)]
+static TABLE_MASKS: [u32; 3] = [
+    table_buckets(DEFAULT_TRACKED_SOURCES) - 1,
+    table_buckets(TRACKED_TARGETS) - 1,
+    table_buckets(DEFAULT_TRACKED_FRAGMENTS) - 1,
+];
 
 const ETH_HDR_LEN: usize = 14;
 const VLAN_HDR_LEN: usize = 4;
@@ -223,6 +208,11 @@ const ICMP_ECHO: u8 = 8;
 const ICMPV6_ECHO: u8 = 128;
 /// Multiplier for the bin hashes (Fibonacci hashing).
 const GOLDEN: u32 = 0x9e37_79b1;
+/// Mixed into the seed for TARGETS' hash, so that its buckets and sketch
+/// cells are independent of SOURCES'.
+const TARGET_SALT: u32 = 0x5bd1_e995;
+/// Mixed into the seed for FRAGS' hash.
+const FRAG_SALT: u32 = 0x27d4_eb2f;
 
 /// The bytes of an IPv4 header the program reads (no options).
 #[repr(C)]
@@ -369,6 +359,9 @@ pub fn ironpost_xdp(ctx: XdpContext) -> u32 {
     parse(&ctx, &mut pkt);
     let mut action = ACTION_PASS;
     let mut allowed = false;
+    // The clock is read at most once per packet, and only for packets that
+    // need it: first fragments, tracked and reported packets.
+    let mut now = 0;
     if pkt.known {
         let followed =
             pkt.frag == FRAG_LATER && pkt.bad == NOT_BAD && follow_fragment(&ctx, &mut pkt);
@@ -376,7 +369,8 @@ pub fn ironpost_xdp(ctx: XdpContext) -> u32 {
         allowed = decided == ALLOWED;
         action = if allowed { ACTION_PASS } else { decided };
         if pkt.frag == FRAG_FIRST {
-            remember_fragment(&ctx, &pkt);
+            now = clock();
+            remember_fragment(&ctx, &pkt, now);
         }
         note(pkt.note(followed));
     } else {
@@ -391,9 +385,9 @@ pub fn ironpost_xdp(ctx: XdpContext) -> u32 {
     if !tracked && action == ACTION_PASS {
         return xdp_action::XDP_PASS;
     }
-    // The clock is read once per packet, and only for packets that need it.
-    // SAFETY: a helper without arguments or preconditions.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if now == 0 {
+        now = clock();
+    }
     if tracked {
         track(&ctx, &pkt, now);
     }
@@ -405,6 +399,14 @@ pub fn ironpost_xdp(ctx: XdpContext) -> u32 {
     } else {
         xdp_action::XDP_PASS
     }
+}
+
+/// The coarse clock (jiffies resolution, a fraction of the cost of
+/// `bpf_ktime_get_ns`): windows are seconds long.
+#[inline(always)]
+fn clock() -> u64 {
+    // SAFETY: a helper without arguments or preconditions.
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 /// A pointer to a `T` at `offset` bytes into the packet, if the packet is
@@ -658,25 +660,27 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Packet, off: usize, icmp: u8) {
 /// The FRAGS key of a fragment.
 #[inline(always)]
 fn frag_key(ctx: &XdpContext, pkt: &Packet) -> Option<FragKey> {
-    let mut key = FragKey {
-        src: [0; 4],
-        dst: [0; 4],
-        id: pkt.frag_id,
-        protocol: pkt.frag_proto,
-        family: pkt.family,
-        reserved: 0,
-    };
+    let last = u32::from(pkt.frag_proto) | (u32::from(pkt.family) << 8);
     if pkt.family == FAMILY_IPV4 {
-        key.src[0] = u32::from_ne_bytes(pkt.src4);
-        key.dst[0] = u32::from_ne_bytes(pkt.dst4);
-    } else {
-        let ip = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off)?;
-        // SAFETY: ptr_at checked the bounds; alignment 1.
-        let ip = unsafe { &*ip };
-        key.src = words(&ip.src);
-        key.dst = words(&ip.dst);
+        let (s, d) = (u32::from_ne_bytes(pkt.src4), u32::from_ne_bytes(pkt.dst4));
+        return Some([s, 0, 0, 0, d, 0, 0, 0, pkt.frag_id, last]);
     }
-    Some(key)
+    let ip = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off)?;
+    // SAFETY: ptr_at checked the bounds; alignment 1.
+    let ip = unsafe { &*ip };
+    let (s, d) = (words(&ip.src), words(&ip.dst));
+    Some([
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        d[0],
+        d[1],
+        d[2],
+        d[3],
+        pkt.frag_id,
+        last,
+    ])
 }
 
 /// An address as four native-endian words.
@@ -698,13 +702,13 @@ fn addr(w: [u32; 4]) -> [u8; 16] {
 /// An IPv4 address mapped into IPv6 (`::ffff:a.b.c.d`), the form SOURCES,
 /// TARGETS and signals key IPv4 by.
 #[inline(always)]
-fn mapped_v4(a: [u8; 4]) -> [u8; 16] {
-    addr([
+fn mapped_v4(a: [u8; 4]) -> [u32; 4] {
+    [
         0,
         0,
         u32::from_ne_bytes([0, 0, 0xff, 0xff]),
         u32::from_ne_bytes(a),
-    ])
+    ]
 }
 
 /// Zeroes a bit set word by word. Volatile stores keep LLVM from turning
@@ -719,13 +723,29 @@ fn clear<const N: usize>(bits: &mut [u64; N]) {
 
 /// Remembers a first fragment's L4 fields (or that it was malformed) for
 /// the fragments that follow it; a newer first fragment with the same key
-/// replaces it.
+/// replaces it, a new key takes the slot of the older datagram in its
+/// bucket when both are taken.
 #[inline(always)]
-fn remember_fragment(ctx: &XdpContext, pkt: &Packet) {
+fn remember_fragment(ctx: &XdpContext, pkt: &Packet, now: u64) {
     let Some(key) = frag_key(ctx, pkt) else {
         return;
     };
-    let state = FragState {
+    let Some(bucket) = FRAGS.get_ptr_mut(hash_words(&key, seed() ^ FRAG_SALT) & mask(TABLE_FRAGS))
+    else {
+        return;
+    };
+    // SAFETY: a live array value; other CPUs may write the same bucket at
+    // once, which can only mix up two first fragments' fields for one key
+    // (see `Slot`).
+    let bucket = unsafe { &mut *bucket };
+    let (i, found) = probe(bucket, &key);
+    let Some(slot) = bucket.get_mut(i) else {
+        return;
+    };
+    if !found {
+        slot.key = key;
+    }
+    slot.value = FragState {
         src_port: pkt.src_port,
         dst_port: pkt.dst_port,
         tcp_flags: pkt.tcp_flags,
@@ -733,7 +753,7 @@ fn remember_fragment(ctx: &XdpContext, pkt: &Packet) {
         protocol: pkt.protocol,
         drop: u8::from(pkt.bad != NOT_BAD),
     };
-    let _ = FRAGS.insert(key, state, 0);
+    slot.seen_ns = now;
 }
 
 /// Gives a later fragment its first fragment's L4 fields; true when the
@@ -743,10 +763,17 @@ fn follow_fragment(ctx: &XdpContext, pkt: &mut Packet) -> bool {
     let Some(key) = frag_key(ctx, pkt) else {
         return false;
     };
-    // SAFETY: the value is copied out at once; FRAGS entries are plain data.
-    let Some(first) = (unsafe { FRAGS.get(key) }).copied() else {
+    let Some(bucket) = FRAGS.get_ptr(hash_words(&key, seed() ^ FRAG_SALT) & mask(TABLE_FRAGS))
+    else {
         return false;
     };
+    // SAFETY: a live array value, read only (see `remember_fragment`).
+    let bucket = unsafe { &*bucket };
+    let (i, found) = probe(bucket, &key);
+    let Some(slot) = bucket.get(i).filter(|_| found) else {
+        return false;
+    };
+    let first = slot.value;
     if first.drop != 0 {
         pkt.bad = parse::FRAG_TINY;
         return true;
@@ -830,6 +857,15 @@ fn policy(ctx: &XdpContext, pkt: &Packet, len: u64) -> u8 {
 
 #[inline(always)]
 fn policy_v4(pkt: &Packet, flags: u32, len: u64) -> u8 {
+    // The source-keyed maps only for a source in a /16 that some entry
+    // covers: elsewhere none of them can match.
+    let flags = if flags & (POLICY_ALLOW_V4 | POLICY_EXACT_V4 | POLICY_SRC_V4) != 0
+        && !source_listed(pkt.src4)
+    {
+        flags & !(POLICY_ALLOW_V4 | POLICY_EXACT_V4 | POLICY_SRC_V4)
+    } else {
+        flags
+    };
     if flags & POLICY_ALLOW_V4 != 0
         && let Some(rule) = ALLOW_V4.get(Key::new(32, pkt.src4))
     {
@@ -863,6 +899,16 @@ fn policy_v4(pkt: &Packet, flags: u32, len: u64) -> u8 {
         return decide(rule, pkt, len);
     }
     ACTION_NONE
+}
+
+/// Whether SRC16_V4 has the bit of the source's /16 (or cannot be read).
+#[inline(always)]
+fn source_listed(src: [u8; 4]) -> bool {
+    let slash16 = (u32::from(src[0]) << 8) | u32::from(src[1]);
+    match SRC16_V4.get(slash16 >> 6) {
+        Some(word) => *word & (1 << (slash16 & 63)) != 0,
+        None => true,
+    }
 }
 
 #[inline(always)]
@@ -962,7 +1008,7 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
     if cfg.enabled == 0 {
         return;
     }
-    let (src, dst) = if pkt.family == FAMILY_IPV4 {
+    let (srcw, dstw) = if pkt.family == FAMILY_IPV4 {
         (mapped_v4(pkt.src4), mapped_v4(pkt.dst4))
     } else {
         let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, pkt.l3_off) else {
@@ -970,8 +1016,9 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
         };
         // SAFETY: ptr_at checked the bounds; alignment 1.
         let ip = unsafe { &*ip };
-        (addr(words(&ip.src)), addr(words(&ip.dst)))
+        (words(&ip.src), words(&ip.dst))
     };
+    let (src, dst) = (addr(srcw), addr(dstw));
     let Some(counters) = DETECT_COUNTERS.get_ptr_mut(0) else {
         return;
     };
@@ -982,8 +1029,7 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
     };
     // SAFETY: this CPU's own entry, non-null (as in `count`).
     let adm = unsafe { &mut *adm };
-    // SAFETY: reading a plain global; volatile so the loader's value is used.
-    let seed = unsafe { core::ptr::read_volatile(&ADMIT_SEED) };
+    let seed = seed();
     let tcp = pkt.class == CLASS_TCP;
     let syn = tcp && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
     let ack = tcp && pkt.tcp_flags & tcp_flags::ACK != 0;
@@ -996,13 +1042,25 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
             && (pkt.icmp_type == ICMP_ECHO || pkt.icmp_type == ICMPV6_ECHO));
     let ifindex = ctx.ingress_ifindex() as u32;
 
-    let admitted = admit(adm, mix(fold(&src) ^ seed), now, cfg.admit_packets);
+    let source_hash = hash_words(&srcw, seed);
+    let admitted = admit(adm, source_hash, now, cfg.admit_packets);
     if !admitted {
         counters.sources_deferred += 1;
     }
-    if admitted && let Some(s) = source_state(&src, adm, cfg, now, counters) {
-        // SAFETY: a live LRU value; the program is its only writer besides
-        // other CPUs running this same code (see the function comment).
+    if admitted
+        && let Some((s, new)) = table_state(
+            &SOURCES,
+            mask(TABLE_SOURCES),
+            &srcw,
+            source_hash,
+            now,
+            || admission_budget(adm, cfg.admit_per_sec, now, counters),
+        )
+    {
+        counters.sources_new += u64::from(new);
+        // SAFETY: a live array value; the program is its only writer
+        // besides other CPUs running this same code (see the function
+        // comment and `Slot`).
         let s = unsafe { &mut *s };
         let mut fire = 0u8;
         if tcp && (syn || ack) {
@@ -1042,7 +1100,7 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
                     }
                 }
             }
-            let bin = (fold(&dst).wrapping_mul(GOLDEN) >> 24) as usize;
+            let bin = (fold(&dstw).wrapping_mul(GOLDEN) >> 24) as usize;
             if set_bin(&mut s.host_bits, bin) {
                 s.hosts += 1;
                 if fire == 0
@@ -1088,15 +1146,22 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
 
     // With the per-target SYN check off, TARGETS is not touched at all.
     if tcp && (syn || ack) && cfg.target_syn_threshold != 0 {
-        let key = TargetKey {
-            addr: dst,
-            port: pkt.dst_port,
-            reserved: 0,
-        };
-        let target_hash = mix(fold(&dst) ^ u32::from(pkt.dst_port).rotate_left(16) ^ !seed);
-        if admit(adm, target_hash, now, cfg.admit_packets)
-            && let Some(t) = target_state(&key, adm, cfg, now, counters)
-        {
+        let key: TargetKey = [dstw[0], dstw[1], dstw[2], dstw[3], u32::from(pkt.dst_port)];
+        let target_hash = hash_words(&key, seed ^ TARGET_SALT);
+        // Targets are few and hot (TARGETS stays in cache), so the table is
+        // looked at first and the sketch only for a target not in it.
+        if let Some((t, new)) = table_state(
+            &TARGETS,
+            mask(TABLE_TARGETS),
+            &key,
+            target_hash,
+            now,
+            || {
+                admit(adm, target_hash, now, cfg.admit_packets)
+                    && admission_budget(adm, cfg.admit_per_sec, now, counters)
+            },
+        ) {
+            counters.targets_new += u64::from(new);
             // SAFETY: as for the source state above.
             let t = unsafe { &mut *t };
             if roll(&mut t.syn_start_ns, cfg.syn_window_ns, now) {
@@ -1108,7 +1173,7 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
             }
             if syn {
                 t.syn = t.syn.saturating_add(1);
-                let bin = (fold(&src).wrapping_mul(GOLDEN) >> 24) as usize;
+                let bin = (fold(&srcw).wrapping_mul(GOLDEN) >> 24) as usize;
                 if set_bin(&mut t.source_bits, bin) {
                     t.sample_sources[(t.sources & 3) as usize] = src;
                     t.sources += 1;
@@ -1187,9 +1252,115 @@ fn syn_only(syn: u32, ack: u32, permille: u32) -> bool {
 
 /// The four 32-bit words of an address, xored: the input of the bin hashes.
 #[inline(always)]
-fn fold(a: &[u8; 16]) -> u32 {
-    let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
-    w(0) ^ w(4) ^ w(8) ^ w(12)
+fn fold(w: &[u32; 4]) -> u32 {
+    w[0] ^ w[1] ^ w[2] ^ w[3]
+}
+
+/// The seed of the tracking hashes.
+#[inline(always)]
+fn seed() -> u32 {
+    // SAFETY: reading a plain global; volatile so the loader's value is used.
+    unsafe { core::ptr::read_volatile(&ADMIT_SEED) }
+}
+
+/// `buckets - 1` of a tracking table (`TABLE_*`).
+#[inline(always)]
+fn mask(table: usize) -> u32 {
+    // SAFETY: reading a plain global; volatile so the loader's value is
+    // used. An index out of range reads 0 (one bucket), never out of bounds.
+    TABLE_MASKS
+        .get(table)
+        .map_or(0, |m| unsafe { core::ptr::read_volatile(m) })
+}
+
+/// A seeded hash of key words: a multiply-rotate step per word, murmur3's
+/// finaliser at the end. Every step mixes the seed in nonlinearly, so
+/// which keys share a bucket or a sketch cell depends on the secret seed.
+#[inline(always)]
+fn hash_words<const N: usize>(key: &[u32; N], seed: u32) -> u32 {
+    let mut h = seed;
+    for w in key {
+        h = (h ^ *w).wrapping_mul(GOLDEN).rotate_left(15);
+    }
+    mix(h)
+}
+
+/// Whether two keys are equal, word by word (no `memcmp` subprogram).
+#[inline(always)]
+fn same<const N: usize>(a: &[u32; N], b: &[u32; N]) -> bool {
+    let mut diff = 0;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+/// Where `key` is in `bucket`: `(slot, true)`; else `(slot, false)` with
+/// the slot a new key takes: an empty one, else the one seen least
+/// recently (of two seen in the same clock tick, the less busy).
+#[inline(always)]
+fn probe<const N: usize, V>(bucket: &Bucket<[u32; N], V>, key: &[u32; N]) -> (usize, bool) {
+    let mut victim = 0;
+    let mut oldest = u64::MAX;
+    for (i, slot) in bucket.iter().enumerate() {
+        if slot.seen_ns != 0 && same(&slot.key, key) {
+            return (i, true);
+        }
+        if slot.seen_ns < oldest {
+            oldest = slot.seen_ns;
+            victim = i;
+        }
+    }
+    (victim, false)
+}
+
+/// Zeroes a value word by word. Volatile stores keep LLVM from turning the
+/// loop into a `memset` call (a byte-per-iteration subprogram).
+#[inline(always)]
+fn zero<T>(value: &mut T) {
+    const { assert!(size_of::<T>().is_multiple_of(8) && align_of::<T>().is_multiple_of(8)) };
+    let words = (value as *mut T).cast::<u64>();
+    for i in 0..size_of::<T>() / 8 {
+        // SAFETY: `value` is an exclusive reference to a `T` whose size is
+        // a multiple of 8 and alignment at least 8 (checked above), so every
+        // word written is inside it and aligned; every type zeroed here is
+        // plain integers, valid when zero.
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+    }
+}
+
+/// The state of `key` (hashed to `hash`) in a tracking table of `mask + 1`
+/// buckets, and whether it is new: a key not in the table takes a slot,
+/// zeroed, when `may_claim` allows. Its windows then start at 0, so the
+/// first packet opens each of them.
+#[inline(always)]
+fn table_state<const N: usize, V>(
+    table: &Array<Bucket<[u32; N], V>>,
+    mask: u32,
+    key: &[u32; N],
+    hash: u32,
+    now: u64,
+    may_claim: impl FnOnce() -> bool,
+) -> Option<(*mut V, bool)> {
+    let bucket = table.get_ptr_mut(hash & mask)?;
+    // SAFETY: a live array value; other CPUs running this code may write
+    // it at the same time (see `Slot` and `track`).
+    let bucket = unsafe { &mut *bucket };
+    let (i, found) = probe(bucket, key);
+    let slot = bucket.get_mut(i)?;
+    if !found {
+        if !may_claim() {
+            return None;
+        }
+        slot.key = *key;
+        zero(&mut slot.value);
+        slot.seen_ns = now;
+    } else {
+        // The coarse clock ticks every few milliseconds: counting hits on
+        // top of it keeps, of two keys seen in the same tick, the busier.
+        slot.seen_ns = slot.seen_ns.max(now) + 1;
+    }
+    Some((&raw mut slot.value, !found))
 }
 
 /// A 32-bit finaliser (murmur3's): spreads every input bit over the hash.
@@ -1205,8 +1376,9 @@ fn mix(mut h: u32) -> u32 {
 /// Adds a packet to the admission sketch under `hash` and says whether its
 /// key has now sent `threshold` packets in this epoch on this CPU beyond
 /// twice the mean load of a cell (the smaller of its two cells: a count-min
-/// sketch, whose error is bounded by the mean load). Cells carry their
-/// epoch, so a new epoch restarts them without a sweep.
+/// sketch, whose error is bounded by the mean load). The hash's low bits
+/// pick a block (a cache line), higher bits one cell of each row in it.
+/// Cells carry their epoch, so a new epoch restarts them without a sweep.
 #[inline(always)]
 fn admit(adm: &mut Admission, hash: u32, now: u64, threshold: u32) -> bool {
     if threshold <= 1 {
@@ -1219,9 +1391,15 @@ fn admit(adm: &mut Admission, hash: u32, now: u64, threshold: u32) -> bool {
     }
     adm.epoch_packets += 1;
     let mean = (adm.epoch_packets & EPOCH_COUNT_MASK) >> ADMIT_COLUMNS.trailing_zeros();
-    let a = bump(&mut adm.cells[hash as usize & (ADMIT_COLUMNS - 1)], epoch);
+    const BLOCKS: usize = ADMIT_ROWS * ADMIT_COLUMNS / ADMIT_BLOCK_CELLS;
+    const ROW: usize = ADMIT_BLOCK_CELLS / ADMIT_ROWS;
+    let block = (hash as usize & (BLOCKS - 1)) * ADMIT_BLOCK_CELLS;
+    let a = bump(
+        &mut adm.cells[block + ((hash >> 16) as usize & (ROW - 1))],
+        epoch,
+    );
     let b = bump(
-        &mut adm.cells[ADMIT_COLUMNS + ((hash >> 16) as usize & (ADMIT_COLUMNS - 1))],
+        &mut adm.cells[block + ROW + ((hash >> 24) as usize & (ROW - 1))],
         epoch,
     );
     u64::from(a.min(b)) >= u64::from(threshold) + 2 * mean
@@ -1244,9 +1422,14 @@ fn bump(cell: &mut u32, epoch: u32) -> u32 {
 }
 
 /// Whether this CPU may create one more SOURCES or TARGETS entry in the
-/// current second (and counts it).
+/// current second (and counts it, or counts the refusal).
 #[inline(always)]
-fn admission_budget(adm: &mut Admission, per_sec: u32, now: u64) -> bool {
+fn admission_budget(
+    adm: &mut Admission,
+    per_sec: u32,
+    now: u64,
+    counters: &mut DetectCounters,
+) -> bool {
     if per_sec == 0 {
         return true;
     }
@@ -1255,70 +1438,11 @@ fn admission_budget(adm: &mut Admission, per_sec: u32, now: u64) -> bool {
         adm.window_admitted = 0;
     }
     if adm.window_admitted >= u64::from(per_sec) {
+        counters.admit_over_budget += 1;
         return false;
     }
     adm.window_admitted += 1;
     true
-}
-
-/// The source's state, created empty when it is new and the admission
-/// budget allows.
-#[inline(always)]
-#[expect(
-    clippy::needless_borrows_for_generic_args,
-    reason = "passing the static by value would copy it onto the 512-byte stack"
-)]
-fn source_state(
-    key: &[u8; 16],
-    adm: &mut Admission,
-    cfg: &DetectConfig,
-    now: u64,
-    counters: &mut DetectCounters,
-) -> Option<*mut SourceState> {
-    if let Some(s) = SOURCES.get_ptr_mut(key) {
-        return Some(s);
-    }
-    if !admission_budget(adm, cfg.admit_per_sec, now) {
-        counters.admit_over_budget += 1;
-        return None;
-    }
-    if SOURCES
-        .insert(key, &EMPTY_SOURCE, BPF_NOEXIST as u64)
-        .is_ok()
-    {
-        counters.sources_new += 1;
-    }
-    SOURCES.get_ptr_mut(key)
-}
-
-/// The target's state, created empty when it is new and the admission
-/// budget allows.
-#[inline(always)]
-#[expect(
-    clippy::needless_borrows_for_generic_args,
-    reason = "passing the static by value would copy it onto the 512-byte stack"
-)]
-fn target_state(
-    key: &TargetKey,
-    adm: &mut Admission,
-    cfg: &DetectConfig,
-    now: u64,
-    counters: &mut DetectCounters,
-) -> Option<*mut TargetState> {
-    if let Some(t) = TARGETS.get_ptr_mut(key) {
-        return Some(t);
-    }
-    if !admission_budget(adm, cfg.admit_per_sec, now) {
-        counters.admit_over_budget += 1;
-        return None;
-    }
-    if TARGETS
-        .insert(key, &EMPTY_TARGET, BPF_NOEXIST as u64)
-        .is_ok()
-    {
-        counters.targets_new += 1;
-    }
-    TARGETS.get_ptr_mut(key)
 }
 
 /// Reserves a signal record with the fields every kind shares, or counts
