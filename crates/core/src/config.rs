@@ -177,9 +177,9 @@ pub struct EbpfConfig {
     /// Events the datapath may report per second per CPU; the rest are
     /// counted as lost.
     pub event_budget_per_cpu: u32,
-    /// Datagrams whose first fragment the datapath remembers at once (an
-    /// LRU: under more fragmented traffic than this, later fragments of
-    /// the oldest datagrams get only the address rules).
+    /// Datagrams whose first fragment the datapath remembers at once (a
+    /// tracking table: under more fragmented traffic than this, later
+    /// fragments of the older datagrams get only the address rules).
     pub max_tracked_fragments: u32,
     /// Rules, in file order.
     pub rules: Vec<RuleConfig>,

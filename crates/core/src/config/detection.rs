@@ -8,7 +8,7 @@ use toml::Spanned;
 use super::{ConfigError, Source};
 use crate::{DetectorKind, Severity};
 
-/// Largest number of tracked sources (kernel LRU map and user space).
+/// Largest number of tracked sources (kernel tracking table and user space).
 pub const MAX_TRACKED_SOURCES: u32 = 4 << 20;
 /// Longest detection window or block TTL accepted, in seconds (one week).
 pub const MAX_SECS: u64 = 7 * 24 * 3600;
@@ -28,8 +28,9 @@ pub enum AlertFormat {
 pub struct DetectionConfig {
     /// Whether the datapath tracks sources and the detectors run.
     pub enabled: bool,
-    /// Sources tracked at most, in the kernel (LRU: the least recently
-    /// seen is evicted) and in user space (the oldest state is dropped).
+    /// Sources tracked at most, in the kernel (a tracking table, rounded up
+    /// to a power of two: a new source takes the least recently seen slot
+    /// of its bucket) and in user space (the oldest state is dropped).
     pub max_tracked_sources: u32,
     /// Size of the SIGNALS ring buffer in bytes (a power of two).
     pub signal_ring_buffer_size: u32,
