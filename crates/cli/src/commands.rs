@@ -402,13 +402,14 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
         )?;
         writeln!(
             out,
-            "  alerts: {}; blocks made {}, offenders remembered {}",
+            "  alerts: {}; blocks made {} (not made, cap reached: {}), offenders remembered {}",
             if alerts.is_empty() {
                 "none".to_owned()
             } else {
                 alerts.join(", ")
             },
             d["response"]["blocked"],
+            d["response"]["capped"],
             d["response"]["offenders"]
         )?;
     } else {

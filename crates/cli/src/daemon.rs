@@ -19,7 +19,7 @@ use ironpost_core::{
 };
 use ironpost_ebpf_engine::{
     AllowEntry, Attachment, BlockEntry, Decision, EbpfEngine, EngineConfig, OnConfigConflict,
-    Origin, Outcome, PacketDetector, Responder, TrafficStats, engine::now_ms,
+    Origin, Outcome, PacketDetector, Responder, Shield, TrafficStats, engine::now_ms, response,
 };
 use serde_json::{Value, json};
 use tokio::{
@@ -32,7 +32,7 @@ use tokio::{
 use crate::{
     RunArgs,
     control::{self, MAX_REQUEST_BYTES, Reply, Request, SocketGuard},
-    privileges,
+    hostinfo, privileges,
     state::State,
 };
 
@@ -438,15 +438,19 @@ impl Daemon {
                 ));
             }
         }
-        let allow: Vec<Prefix> = self
-            .engine
-            .policy()
-            .allow_entries()
-            .map(|a| a.prefix)
-            .collect();
-        let own = local_addresses();
+        let shield = Shield {
+            allow: self
+                .engine
+                .policy()
+                .allow_entries()
+                .map(|a| a.prefix)
+                .collect(),
+            own: hostinfo::local_addresses(),
+            gateways: hostinfo::default_gateways(),
+            resolvers: hostinfo::resolvers(),
+        };
         let now = now_ms();
-        match self.responder.decide(alert, &allow, &own, now) {
+        match self.responder.decide(alert, &shield, now) {
             Decision::Skip(reason) => none(reason),
             Decision::DryRun {
                 prefix,
@@ -462,6 +466,9 @@ impl Daemon {
                 ttl_secs,
                 offence,
             } => {
+                if let Err(reason) = self.make_room_for(prefix) {
+                    return none(reason);
+                }
                 let mut e = BlockEntry::source(prefix, RuleAction::Drop, Origin::Auto, now);
                 e.id = Some(alert.id.clone());
                 e.reason = alert.summary.clone();
@@ -488,6 +495,38 @@ impl Daemon {
                     Err(e) => none(format!("blocking {prefix} failed: {e}")),
                 }
             }
+        }
+    }
+
+    /// Keeps automatic blocks within their share of the block list: before
+    /// a new one, the oldest automatic entries go as needed.
+    fn make_room_for(&mut self, prefix: Prefix) -> Result<(), String> {
+        let policy = self.engine.policy();
+        if policy.block(&(Direction::Src, prefix)).is_some() {
+            return Ok(());
+        }
+        let evict = response::make_room(
+            policy.blocks().filter(|e| e.origin == Origin::Auto),
+            policy.fill_levels().blocks_capacity,
+            self.responder.config().auto_block_share_percent,
+        );
+        if evict.is_empty() {
+            return Ok(());
+        }
+        match self.engine.unblock(&evict) {
+            Ok(gone) => {
+                for e in gone {
+                    tracing::info!(
+                        "removed the automatic block of {} (the oldest) to stay within \
+                         [response] auto_block_share_percent",
+                        e.prefix
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "making room among automatic blocks for {prefix} failed: {e}"
+            )),
         }
     }
 
@@ -856,47 +895,6 @@ impl Daemon {
         }
         Ok(v)
     }
-}
-
-/// The addresses of this host's interfaces (never blocked automatically).
-fn local_addresses() -> Vec<std::net::IpAddr> {
-    let mut out = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs writes a list head to `ifap`, freed below.
-    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
-        tracing::warn!(
-            "listing this host's addresses: {}",
-            io::Error::last_os_error()
-        );
-        return out;
-    }
-    let mut cur = ifap;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned, alive
-        // until freeifaddrs.
-        let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
-            // SAFETY: a non-null sockaddr from getifaddrs; its family says
-            // which sockaddr type it is, and only those two are read.
-            unsafe {
-                match i32::from((*ifa.ifa_addr).sa_family) {
-                    libc::AF_INET => {
-                        let a = &*ifa.ifa_addr.cast::<libc::sockaddr_in>();
-                        out.push(std::net::IpAddr::from(a.sin_addr.s_addr.to_ne_bytes()));
-                    }
-                    libc::AF_INET6 => {
-                        let a = &*ifa.ifa_addr.cast::<libc::sockaddr_in6>();
-                        out.push(std::net::IpAddr::from(a.sin6_addr.s6_addr));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        cur = ifa.ifa_next;
-    }
-    // SAFETY: the list head getifaddrs returned, freed once.
-    unsafe { libc::freeifaddrs(ifap) };
-    out
 }
 
 fn join(prefixes: &[Prefix]) -> String {

@@ -3,6 +3,7 @@
 mod commands;
 mod control;
 mod daemon;
+mod hostinfo;
 mod netset;
 mod privileges;
 mod state;

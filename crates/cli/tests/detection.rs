@@ -428,3 +428,78 @@ fn hping3_udp_flood_is_blocked() {
         at.alert
     );
 }
+
+#[test]
+fn spoofed_scans_cannot_fill_the_block_list_nor_pass_the_cap() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    // Room for 20 entries, half of it for automatic blocks; 15 automatic
+    // blocks a minute at most.
+    let (d, _cfg) = start(
+        &lab,
+        "spoofed-scans.toml",
+        "[ebpf]\nblocklist_max_entries = 20\n[detection]\nadmit_after_packets = 1\n\
+         [detection.port_scan]\ndistinct_ports = 5\n[response]\nmax_blocks_per_minute = 15\n",
+    );
+    let host = lab.host_addr().to_string();
+    // 30 sources nobody owns, 8 SYNs each to 8 ports: 30 port scans, sent
+    // side by side (hping3 lingers a second after its last packet).
+    const SOURCES: usize = 30;
+    let scans: Vec<Tool> = (1..=SOURCES)
+        .map(|i| {
+            let src = format!("10.99.0.{i}");
+            let args = [
+                "-q", "-S", "-a", &src, "-p", "++2000", "-c", "8", "-i", "u2000", &host,
+            ];
+            Tool::start(&lab, "hping3", &args)
+        })
+        .collect();
+    let alerts = std::cell::RefCell::new(Vec::new());
+    d.wait_for_stdout(Duration::from_secs(20), |v| {
+        if v["type"] == "alert" && v["detector"] == "port_scan" {
+            alerts.borrow_mut().push(v.clone());
+        }
+        alerts.borrow().len() == SOURCES
+    })
+    .unwrap_or_else(|| panic!("{} of {SOURCES} port scan alerts", alerts.borrow().len()));
+    drop(scans);
+    let alerts = alerts.into_inner();
+    let kind = |a: &Value| a["action"]["kind"].as_str().unwrap().to_owned();
+    let blocked = alerts.iter().filter(|a| kind(a) == "blocked").count();
+    assert_eq!(blocked, 15, "the cap: {alerts:?}");
+    for a in alerts.iter().filter(|a| kind(a) != "blocked") {
+        let reason = a["action"]["reason"].as_str().unwrap();
+        assert!(reason.contains("cap reached"), "{a}");
+    }
+    // Of the 15 blocks, 10 remain (half of the 20 entries): the oldest went
+    // (blocks made within one millisecond are equally old), never the
+    // newest.
+    let autos = |d: &Daemon| {
+        d.json(&["block", "list"])["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["origin"] == "auto")
+            .map(|e| e["prefix"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let left = autos(&d);
+    assert_eq!(left.len(), 10, "{left:?}");
+    let made: Vec<String> = alerts
+        .iter()
+        .filter(|a| kind(a) == "blocked")
+        .map(|a| a["source"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(left.iter().all(|p| made.contains(p)), "{left:?} / {made:?}");
+    assert!(left.contains(&made[14]), "the newest block went: {left:?}");
+    // The operator's own entries still fit.
+    let manual: Vec<String> = (1..=10).map(|i| format!("192.0.2.{i}")).collect();
+    let mut args = vec!["block", "add"];
+    args.extend(manual.iter().map(String::as_str));
+    d.ok(&args);
+    let s = status(&d);
+    assert_eq!(s["detection"]["response"]["capped"], 15, "{s}");
+}

@@ -421,6 +421,27 @@ impl Source<'_> {
         }
     }
 
+    /// A list of prefixes (`field[i]` named in errors), none twice.
+    fn prefix_list(
+        &self,
+        entries: &[Spanned<String>],
+        field: &str,
+    ) -> Result<Vec<Prefix>, ConfigError> {
+        let mut out: Vec<Prefix> = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let field = format!("{field}[{i}]");
+            let prefix: Prefix = entry
+                .get_ref()
+                .parse()
+                .map_err(|m| self.error(entry.span(), &field, m))?;
+            if out.contains(&prefix) {
+                return Err(self.error(entry.span(), &field, format!("{prefix} is listed twice")));
+            }
+            out.push(prefix);
+        }
+        Ok(out)
+    }
+
     fn range(&self, v: &Spanned<i64>, field: &str, min: u32, max: u32) -> Result<u32, ConfigError> {
         let n = *v.get_ref();
         if n < i64::from(min) || n > i64::from(max) {
@@ -534,17 +555,7 @@ impl Source<'_> {
                 ),
             });
         }
-        for (i, entry) in raw.allow.iter().enumerate() {
-            let field = format!("ebpf.allow[{i}]");
-            let prefix: Prefix = entry
-                .get_ref()
-                .parse()
-                .map_err(|m| self.error(entry.span(), &field, m))?;
-            if cfg.allow.contains(&prefix) {
-                return Err(self.error(entry.span(), &field, format!("{prefix} is listed twice")));
-            }
-            cfg.allow.push(prefix);
-        }
+        cfg.allow = self.prefix_list(&raw.allow, "ebpf.allow")?;
         if cfg.allow.len() > cfg.allow_max_entries as usize {
             return Err(ConfigError {
                 file: self.file.to_owned(),

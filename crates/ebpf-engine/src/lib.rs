@@ -22,5 +22,5 @@ pub use policy::{
     AllowEntry, BlockEntry, ChangeReport, FillLevels, OnConfigConflict, Origin, Policy, PortRule,
     RuleKey,
 };
-pub use response::{Decision, Responder};
+pub use response::{Decision, Responder, Shield};
 pub use stats::{DetectTotals, ParseTotals, TrafficSnapshot, TrafficStats};

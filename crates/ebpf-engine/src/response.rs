@@ -1,11 +1,16 @@
 //! The responder: decides whether an alert blocks its source, and for how
-//! long (repeat offenders get longer blocks), and never blocks an address
-//! that must stay reachable.
+//! long (repeat offenders get longer blocks), never blocks an address that
+//! must stay reachable, and makes at most `max_blocks_per_minute` blocks.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+};
 
 use ironpost_core::{Alert, Prefix, config::ResponseConfig};
 use serde::Serialize;
+
+use crate::{BlockEntry, RuleKey};
 
 /// What to do about an alert.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,8 +37,24 @@ pub enum Decision {
     Skip(String),
 }
 
-/// Why an address must never be blocked, if it must not.
-pub fn protected(ip: IpAddr, allow: &[Prefix], own: &[IpAddr]) -> Option<String> {
+/// What the host depends on, which an automatic block must never hit (an
+/// attacker can spoof any of them as the source of an attack).
+#[derive(Clone, Debug, Default)]
+pub struct Shield {
+    /// The allow list in force.
+    pub allow: Vec<Prefix>,
+    /// This host's addresses.
+    pub own: Vec<IpAddr>,
+    /// This host's default gateways.
+    pub gateways: Vec<IpAddr>,
+    /// The resolvers this host uses (`/etc/resolv.conf`).
+    pub resolvers: Vec<IpAddr>,
+}
+
+/// Why an address must never be blocked automatically, if it must not:
+/// loopback and non-unicast addresses, everything in `shield`, and the
+/// configured `never_block` prefixes.
+pub fn protected(ip: IpAddr, shield: &Shield, never_block: &[Prefix]) -> Option<String> {
     let ip = ip.to_canonical();
     if ip.is_loopback() {
         return Some(format!("{ip} is a loopback address"));
@@ -41,14 +62,44 @@ pub fn protected(ip: IpAddr, allow: &[Prefix], own: &[IpAddr]) -> Option<String>
     if ip.is_unspecified() || ip.is_multicast() || ip == IpAddr::from([255, 255, 255, 255]) {
         return Some(format!("{ip} is not a unicast source address"));
     }
-    if own.iter().any(|o| o.to_canonical() == ip) {
+    let is = |list: &[IpAddr]| list.iter().any(|o| o.to_canonical() == ip);
+    if is(&shield.own) {
         return Some(format!("{ip} is an address of this host"));
     }
+    if is(&shield.gateways) {
+        return Some(format!("{ip} is a default gateway of this host"));
+    }
+    if is(&shield.resolvers) {
+        return Some(format!(
+            "{ip} is a resolver of this host (/etc/resolv.conf)"
+        ));
+    }
     let host = Prefix::host(ip);
-    if let Some(a) = allow.iter().find(|a| a.contains(&host)) {
+    if let Some(a) = shield.allow.iter().find(|a| a.contains(&host)) {
         return Some(format!("{ip} is allow-listed ({a})"));
     }
+    if let Some(p) = never_block.iter().find(|p| p.contains(&host)) {
+        return Some(format!("{ip} is in response.never_block ({p})"));
+    }
     None
+}
+
+/// The automatic entries to remove, oldest first, so that one more fits
+/// within `share_percent` of the block list's `capacity` (at least one
+/// automatic entry is always allowed).
+pub fn make_room<'a>(
+    autos: impl Iterator<Item = &'a BlockEntry>,
+    capacity: usize,
+    share_percent: u32,
+) -> Vec<RuleKey> {
+    let limit = (capacity * share_percent as usize / 100).max(1);
+    let mut autos: Vec<(u64, RuleKey)> = autos.map(|e| (e.added_ms, e.key())).collect();
+    if autos.len() < limit {
+        return Vec::new();
+    }
+    let excess = autos.len() + 1 - limit;
+    autos.sort_unstable();
+    autos.into_iter().take(excess).map(|(_, k)| k).collect()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +117,8 @@ pub struct ResponseCounts {
     pub dry_run: u64,
     /// Alerts that blocked nothing.
     pub skipped: u64,
+    /// Of those, alerts that would have blocked but for the per-minute cap.
+    pub capped: u64,
     /// Sources with offences remembered now.
     pub offenders: usize,
 }
@@ -77,6 +130,8 @@ pub struct Responder {
     offenders: HashMap<IpAddr, Offender>,
     cap: usize,
     counts: ResponseCounts,
+    /// When the blocks (and dry-run blocks) of the last minute were made.
+    recent_ms: VecDeque<u64>,
 }
 
 impl Responder {
@@ -87,6 +142,7 @@ impl Responder {
             offenders: HashMap::new(),
             cap: cap.max(1),
             counts: ResponseCounts::default(),
+            recent_ms: VecDeque::new(),
         }
     }
 
@@ -101,17 +157,11 @@ impl Responder {
         &self.cfg
     }
 
-    /// Decides about `alert` at `now_ms`. `allow` is the allow list in
-    /// force and `own` the host's addresses; neither is ever blocked. A
-    /// block (or dry-run block) counts as an offence of the source.
-    pub fn decide(
-        &mut self,
-        alert: &Alert,
-        allow: &[Prefix],
-        own: &[IpAddr],
-        now_ms: u64,
-    ) -> Decision {
-        let d = self.decide_inner(alert, allow, own, now_ms);
+    /// Decides about `alert` at `now_ms`. Nothing in `shield` (nor in
+    /// `never_block`) is ever blocked. A block (or dry-run block) counts as
+    /// an offence of the source and against the per-minute cap.
+    pub fn decide(&mut self, alert: &Alert, shield: &Shield, now_ms: u64) -> Decision {
+        let d = self.decide_inner(alert, shield, now_ms);
         match &d {
             Decision::Block { .. } => self.counts.blocked += 1,
             Decision::DryRun { .. } => self.counts.dry_run += 1,
@@ -120,13 +170,25 @@ impl Responder {
         d
     }
 
-    fn decide_inner(
-        &mut self,
-        alert: &Alert,
-        allow: &[Prefix],
-        own: &[IpAddr],
-        now_ms: u64,
-    ) -> Decision {
+    /// Whether the per-minute cap allows one more block now (and counts
+    /// it when it does).
+    fn within_cap(&mut self, now_ms: u64) -> bool {
+        while self
+            .recent_ms
+            .front()
+            .is_some_and(|t| now_ms.saturating_sub(*t) >= 60_000)
+        {
+            self.recent_ms.pop_front();
+        }
+        let cap = self.cfg.max_blocks_per_minute as usize;
+        if cap != 0 && self.recent_ms.len() >= cap {
+            return false;
+        }
+        self.recent_ms.push_back(now_ms);
+        true
+    }
+
+    fn decide_inner(&mut self, alert: &Alert, shield: &Shield, now_ms: u64) -> Decision {
         let per = self.cfg.detector(alert.detector);
         if !self.cfg.auto_block {
             return Decision::Skip("auto-block is off ([response] auto_block = false)".into());
@@ -149,8 +211,16 @@ impl Responder {
             );
         };
         let src = src.to_canonical();
-        if let Some(why) = protected(src, allow, own) {
+        if let Some(why) = protected(src, shield, &self.cfg.never_block) {
             return Decision::Skip(format!("{why}: never blocked"));
+        }
+        if !self.within_cap(now_ms) {
+            self.counts.capped += 1;
+            return Decision::Skip(format!(
+                "cap reached: {} automatic blocks in the last minute \
+                 ([response] max_blocks_per_minute)",
+                self.cfg.max_blocks_per_minute
+            ));
         }
         let offence = self.record(src, now_ms);
         let ttl_secs = self.ttl(offence);
@@ -272,7 +342,7 @@ mod tests {
         let mut r = responder("[response]\nblock_ttl_secs = 60\nmax_block_ttl_secs = 300\n");
         let a = alert(Some("198.51.100.9"), DetectorKind::SynFlood, Severity::High);
         let ttls: Vec<u64> = (0..5)
-            .map(|i| ttl_of(r.decide(&a, &[], &[], i * 1000)))
+            .map(|i| ttl_of(r.decide(&a, &Shield::default(), i * 1000)))
             .collect();
         assert_eq!(ttls, [60, 120, 240, 300, 300]);
         // Another source starts at the base TTL.
@@ -281,7 +351,7 @@ mod tests {
             DetectorKind::SynFlood,
             Severity::High,
         );
-        assert_eq!(ttl_of(r.decide(&b, &[], &[], 5000)), 60);
+        assert_eq!(ttl_of(r.decide(&b, &Shield::default(), 5000)), 60);
     }
 
     #[test]
@@ -292,33 +362,111 @@ mod tests {
             DetectorKind::PortScan,
             Severity::Medium,
         );
-        assert_eq!(ttl_of(r.decide(&a, &[], &[], 0)), 60);
-        assert_eq!(ttl_of(r.decide(&a, &[], &[], 50_000)), 120);
-        assert_eq!(ttl_of(r.decide(&a, &[], &[], 150_000)), 60);
+        assert_eq!(ttl_of(r.decide(&a, &Shield::default(), 0)), 60);
+        assert_eq!(ttl_of(r.decide(&a, &Shield::default(), 50_000)), 120);
+        assert_eq!(ttl_of(r.decide(&a, &Shield::default(), 150_000)), 60);
         assert_eq!(r.cleanup(250_000), 1);
         assert_eq!(r.counts().offenders, 0);
     }
 
     #[test]
     fn protected_addresses_are_never_blocked() {
-        let mut r = responder("");
-        let allow: Vec<Prefix> = vec!["192.0.2.0/24".parse().unwrap()];
-        let own: Vec<IpAddr> = vec!["10.0.0.1".parse().unwrap()];
+        let mut r = responder("[response]\nnever_block = [\"203.0.113.0/24\"]\n");
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let shield = Shield {
+            allow: vec!["192.0.2.0/24".parse().unwrap()],
+            own: vec![ip("10.0.0.1")],
+            gateways: vec![ip("10.0.0.254"), ip("fe80::1")],
+            resolvers: vec![ip("198.51.100.53")],
+        };
         for (src, needle) in [
             ("127.0.0.1", "loopback"),
             ("::1", "loopback"),
             ("::ffff:127.0.0.5", "loopback"),
             ("10.0.0.1", "this host"),
+            ("10.0.0.254", "default gateway"),
+            ("::ffff:10.0.0.254", "default gateway"),
+            ("fe80::1", "default gateway"),
+            ("198.51.100.53", "resolver"),
             ("192.0.2.77", "allow-listed"),
+            ("203.0.113.9", "never_block"),
             ("0.0.0.0", "unicast"),
         ] {
             let a = alert(Some(src), DetectorKind::SynFlood, Severity::Critical);
-            match r.decide(&a, &allow, &own, 0) {
+            match r.decide(&a, &shield, 0) {
                 Decision::Skip(why) => assert!(why.contains(needle), "{src}: {why}"),
                 d => panic!("{src} was not protected: {d:?}"),
             }
         }
         assert_eq!(r.counts().blocked, 0);
+        let other = alert(
+            Some("198.51.100.54"),
+            DetectorKind::SynFlood,
+            Severity::Critical,
+        );
+        assert!(matches!(
+            r.decide(&other, &shield, 0),
+            Decision::Block { .. }
+        ));
+    }
+
+    #[test]
+    fn automatic_entries_make_room_oldest_first_within_their_share() {
+        use crate::{Origin, RuleAction};
+        let entry = |i: u64| {
+            BlockEntry::source(
+                Prefix::host(format!("198.51.100.{i}").parse().unwrap()),
+                RuleAction::Drop,
+                Origin::Auto,
+                1_000 - i,
+            )
+        };
+        let autos: Vec<BlockEntry> = (0..5).map(entry).collect();
+        // Capacity 100, share 10%: room for 10, 5 used: nothing to evict.
+        assert!(make_room(autos.iter(), 100, 10).is_empty());
+        // Capacity 10, share 50%: room for 5, all used: the oldest goes
+        // (entry 4 was added first).
+        assert_eq!(make_room(autos.iter(), 10, 50), vec![entry(4).key()]);
+        // Share shrunk to 20% (2): four go, oldest first.
+        let gone = make_room(autos.iter(), 10, 20);
+        assert_eq!(
+            gone,
+            (1..5).rev().map(|i| entry(i).key()).collect::<Vec<_>>()
+        );
+        // A tiny list still takes one automatic entry.
+        assert_eq!(make_room([].iter(), 1, 1), Vec::<RuleKey>::new());
+    }
+
+    #[test]
+    fn blocks_per_minute_are_capped() {
+        let mut r = responder("[response]\nmax_blocks_per_minute = 3\n");
+        let decide = |r: &mut Responder, i: u64, at_ms: u64| {
+            let a = alert(
+                Some(&format!("198.51.100.{i}")),
+                DetectorKind::PortScan,
+                Severity::High,
+            );
+            r.decide(&a, &Shield::default(), at_ms)
+        };
+        for i in 0..3 {
+            assert!(matches!(
+                decide(&mut r, i, i * 1000),
+                Decision::Block { .. }
+            ));
+        }
+        match decide(&mut r, 3, 10_000) {
+            Decision::Skip(why) => assert!(why.contains("cap reached"), "{why}"),
+            d => panic!("past the cap: {d:?}"),
+        }
+        assert_eq!((r.counts().blocked, r.counts().capped), (3, 1));
+        // A minute after the first block, there is room for one more.
+        assert!(matches!(decide(&mut r, 4, 60_000), Decision::Block { .. }));
+        assert!(matches!(decide(&mut r, 5, 60_500), Decision::Skip(_)));
+        // 0: no cap.
+        let mut free = responder("[response]\nmax_blocks_per_minute = 0\n");
+        for i in 0..200 {
+            assert!(matches!(decide(&mut free, i, 0), Decision::Block { .. }));
+        }
     }
 
     #[test]
@@ -328,7 +476,7 @@ mod tests {
             DetectorKind::IcmpFlood,
             Severity::Medium,
         );
-        let skip = |r: &mut Responder, a: &Alert| match r.decide(a, &[], &[], 0) {
+        let skip = |r: &mut Responder, a: &Alert| match r.decide(a, &Shield::default(), 0) {
             Decision::Skip(why) => why,
             d => panic!("{d:?}"),
         };
@@ -349,7 +497,7 @@ mod tests {
         );
         let mut dry = responder("[response]\ndry_run = true\n");
         assert!(matches!(
-            dry.decide(&a, &[], &[], 0),
+            dry.decide(&a, &Shield::default(), 0),
             Decision::DryRun { offence: 1, .. }
         ));
         assert_eq!(dry.counts().dry_run, 1);
@@ -366,7 +514,7 @@ mod tests {
                 DetectorKind::SynFlood,
                 Severity::High,
             );
-            r.decide(&a, &[], &[], i);
+            r.decide(&a, &Shield::default(), i);
         }
         assert_eq!(r.counts().offenders, 3);
         assert_eq!(r.counts().blocked, 10);

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{ConfigError, Source};
-use crate::{DetectorKind, Severity};
+use crate::{DetectorKind, Prefix, Severity};
 
 /// Largest number of tracked sources (kernel tracking table and user space).
 pub const MAX_TRACKED_SOURCES: u32 = 4 << 20;
@@ -168,6 +168,16 @@ pub struct ResponseConfig {
     pub max_block_ttl_secs: u64,
     /// A source's offences are forgotten this long after its last one.
     pub forget_after_secs: u64,
+    /// Automatic blocks per minute at most (0: no cap); past it an alert
+    /// blocks nothing and says so.
+    pub max_blocks_per_minute: u32,
+    /// Share of `ebpf.blocklist_max_entries`, in percent, that automatic
+    /// blocks may take; at the share the oldest automatic block makes room
+    /// for a new one, so configured and manual entries always find space.
+    pub auto_block_share_percent: u32,
+    /// Prefixes never blocked automatically, besides the allow list, this
+    /// host's addresses, its default gateways and its resolvers.
+    pub never_block: Vec<Prefix>,
     /// Per detector: auto-block or not, and from which severity.
     pub detectors: BTreeMap<DetectorKind, DetectorResponse>,
 }
@@ -190,6 +200,9 @@ impl Default for ResponseConfig {
             escalation_factor: 2,
             max_block_ttl_secs: 24 * 3600,
             forget_after_secs: 24 * 3600,
+            max_blocks_per_minute: 60,
+            auto_block_share_percent: 50,
+            never_block: Vec::new(),
             detectors: DetectorKind::ALL
                 .into_iter()
                 .map(|k| {
@@ -273,6 +286,10 @@ pub(super) struct RawResponse {
     escalation_factor: Option<Spanned<i64>>,
     max_block_ttl_secs: Option<Spanned<i64>>,
     forget_after_secs: Option<Spanned<i64>>,
+    max_blocks_per_minute: Option<Spanned<i64>>,
+    auto_block_share_percent: Option<Spanned<i64>>,
+    #[serde(default)]
+    never_block: Vec<Spanned<String>>,
     syn_flood: Option<RawDetectorResponse>,
     port_scan: Option<RawDetectorResponse>,
     udp_flood: Option<RawDetectorResponse>,
@@ -443,6 +460,15 @@ impl Source<'_> {
         if let Some(v) = &raw.forget_after_secs {
             cfg.forget_after_secs = self.secs(v, "response.forget_after_secs", 1)?;
         }
+        if let Some(v) = &raw.max_blocks_per_minute {
+            cfg.max_blocks_per_minute =
+                self.range(v, "response.max_blocks_per_minute", 0, 1_000_000)?;
+        }
+        if let Some(v) = &raw.auto_block_share_percent {
+            cfg.auto_block_share_percent =
+                self.range(v, "response.auto_block_share_percent", 1, 100)?;
+        }
+        cfg.never_block = self.prefix_list(&raw.never_block, "response.never_block")?;
         if cfg.max_block_ttl_secs < cfg.block_ttl_secs {
             let span = raw
                 .max_block_ttl_secs
@@ -516,7 +542,9 @@ mod tests {
              [detection.port_scan]\nenabled = false\nwindow_secs = 30\ndistinct_ports = 10\ndistinct_hosts = 0\n\
              [detection.udp_flood]\nthreshold = 50\n[detection.icmp_flood]\nwindow_secs = 2\n\
              [response]\ndry_run = true\nblock_ttl_secs = 60\nescalation_factor = 3\nmax_block_ttl_secs = 600\n\
-             forget_after_secs = 3600\n[response.icmp_flood]\nauto_block = false\n[response.syn_flood]\nmin_severity = \"high\"\n",
+             forget_after_secs = 3600\nmax_blocks_per_minute = 5\nauto_block_share_percent = 25\n\
+             never_block = [\"192.0.2.0/24\", \"2001:db8::53\"]\n\
+             [response.icmp_flood]\nauto_block = false\n[response.syn_flood]\nmin_severity = \"high\"\n",
         )
         .unwrap();
         let d = &c.detection;
@@ -533,6 +561,12 @@ mod tests {
             (r.block_ttl_secs, r.escalation_factor, r.max_block_ttl_secs),
             (60, 3, 600)
         );
+        assert_eq!(
+            (r.max_blocks_per_minute, r.auto_block_share_percent),
+            (5, 25)
+        );
+        assert_eq!(r.never_block.len(), 2);
+        assert_eq!(r.never_block[1].to_string(), "2001:db8::53");
         assert!(!r.detector(DetectorKind::IcmpFlood).auto_block);
         assert_eq!(
             r.detector(DetectorKind::SynFlood).min_severity,
@@ -578,6 +612,18 @@ mod tests {
                 3,
                 "response.max_block_ttl_secs",
                 "below",
+            ),
+            (
+                "[response]\nauto_block_share_percent = 0\n",
+                2,
+                "response.auto_block_share_percent",
+                "0 is out of range",
+            ),
+            (
+                "[response]\nnever_block = [\"192.0.2.0/24\", \"10.0.0.1/8\"]\n",
+                2,
+                "response.never_block[1]",
+                "host bits",
             ),
             (
                 "[detection]\nalerts_file = \"alerts.jsonl\"\n",
