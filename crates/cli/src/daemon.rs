@@ -399,15 +399,19 @@ impl Daemon {
         };
         alert.action = self.respond(&alert);
         match &alert.action {
-            AlertAction::Blocked { ttl_secs, .. } => tracing::warn!(
-                "alert {} ({}, {}): {}; blocked for {ttl_secs} s",
+            AlertAction::Blocked {
+                ttl_secs, traffic, ..
+            } => tracing::warn!(
+                "alert {} ({}, {}): {}; blocked ({traffic} traffic) for {ttl_secs} s",
                 alert.id,
                 alert.detector,
                 alert.severity,
                 alert.summary
             ),
-            AlertAction::DryRun { ttl_secs, .. } => tracing::warn!(
-                "alert {} ({}, {}): {}; dry run: would block for {ttl_secs} s",
+            AlertAction::DryRun {
+                ttl_secs, traffic, ..
+            } => tracing::warn!(
+                "alert {} ({}, {}): {}; dry run: would block ({traffic} traffic) for {ttl_secs} s",
                 alert.id,
                 alert.detector,
                 alert.severity,
@@ -456,20 +460,33 @@ impl Daemon {
                 prefix,
                 ttl_secs,
                 offence,
+                condition,
             } => AlertAction::DryRun {
                 would_block: prefix.to_string(),
                 ttl_secs,
                 offence,
+                traffic: traffic(condition.as_ref()),
             },
             Decision::Block {
                 prefix,
                 ttl_secs,
                 offence,
+                condition,
             } => {
                 if let Err(reason) = self.make_room_for(prefix) {
                     return none(reason);
                 }
+                // A block of all traffic already in force is never narrowed
+                // to the attack's traffic by a later alert.
+                let key = (Direction::Src, prefix);
+                let condition = condition.filter(|_| {
+                    self.engine
+                        .policy()
+                        .block(&key)
+                        .is_none_or(|old| old.condition.is_some())
+                });
                 let mut e = BlockEntry::source(prefix, RuleAction::Drop, Origin::Auto, now);
+                e.condition = condition;
                 e.id = Some(alert.id.clone());
                 e.reason = alert.summary.clone();
                 let expires = now + ttl_secs * 1000;
@@ -490,6 +507,7 @@ impl Daemon {
                             ttl_secs,
                             expires: rfc3339(expires),
                             offence,
+                            traffic: traffic(condition.as_ref()),
                         }
                     }
                     Err(e) => none(format!("blocking {prefix} failed: {e}")),
@@ -895,6 +913,11 @@ impl Daemon {
         }
         Ok(v)
     }
+}
+
+/// What a block drops, for the alert: `all`, or its condition.
+fn traffic(condition: Option<&ironpost_core::Condition>) -> String {
+    condition.map_or_else(|| "all".to_owned(), ToString::to_string)
 }
 
 fn join(prefixes: &[Prefix]) -> String {

@@ -503,3 +503,87 @@ fn spoofed_scans_cannot_fill_the_block_list_nor_pass_the_cap() {
     let s = status(&d);
     assert_eq!(s["detection"]["response"]["capped"], 15, "{s}");
 }
+
+#[test]
+fn a_syn_flood_in_a_clients_name_leaves_its_connection_alone() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let (d, _cfg) = start(&lab, "syn-in-a-name.toml", "");
+    let host = lab.host_addr();
+    let client = lab.peer_addr(0).to_string();
+    // An echo service on the host and one connection from the client.
+    let listener = TcpListener::bind(SocketAddrV4::new(host, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (go, stop) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let echoes = scope.spawn(|| {
+            lab.in_ns(move || {
+                let mut c = TcpStream::connect(SocketAddrV4::new(host, port)).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let (mut sent, mut echoed) = (0, 0);
+                while stop.recv_timeout(Duration::from_millis(50)).is_err() {
+                    sent += 1;
+                    let mut buf = [0u8; 4];
+                    if c.write_all(b"ping").is_ok() && c.read_exact(&mut buf).is_ok() {
+                        echoed += 1;
+                    }
+                }
+                (sent, echoed)
+            })
+            .unwrap()
+        });
+        // Somebody floods the host with SYNs in the client's name.
+        let flood = Tool::start(
+            &lab,
+            "hping3",
+            &[
+                "-S",
+                "--flood",
+                "-q",
+                "-p",
+                "80",
+                "-a",
+                &client,
+                &host.to_string(),
+            ],
+        );
+        let alert = wait_alert(&d, "syn_flood", 20);
+        assert_eq!(alert["source"], client, "{alert}");
+        assert_eq!(alert["action"]["kind"], "blocked", "{alert}");
+        assert_eq!(alert["action"]["traffic"], "tcp-syn", "{alert}");
+        let e = auto_entry(&d, &alert);
+        assert_eq!(e["condition"], "tcp-syn", "{e}");
+        // The flood's SYNs are dropped; the connection keeps echoing.
+        std::thread::sleep(Duration::from_secs(2));
+        drop(flood);
+        assert!(auto_entry(&d, &alert)["packets"].as_u64().unwrap() > 0);
+        go.send(()).unwrap();
+        let (sent, echoed) = echoes.join().unwrap();
+        assert!(sent > 20 && echoed == sent, "{echoed} of {sent} echoes");
+    });
+    // A new connection from the client is a bare SYN: dropped while the
+    // block lasts.
+    let refused = lab
+        .in_ns(move || {
+            let to = std::net::SocketAddr::from(SocketAddrV4::new(host, port));
+            TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_err()
+        })
+        .unwrap();
+    assert!(refused, "a new connection got through the SYN block");
+}

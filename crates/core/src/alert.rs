@@ -143,6 +143,10 @@ pub enum AlertAction {
         /// How many times this source has been blocked (1: first time);
         /// the TTL grows with it.
         offence: u32,
+        /// What is dropped: `all`, or the attack's traffic (`tcp-syn`,
+        /// `udp`, `icmp`).
+        #[serde(default = "all_traffic")]
+        traffic: String,
     },
     /// Dry run: the source would have been blocked.
     DryRun {
@@ -152,6 +156,9 @@ pub enum AlertAction {
         ttl_secs: u64,
         /// As in `Blocked`.
         offence: u32,
+        /// As in `Blocked`.
+        #[serde(default = "all_traffic")]
+        traffic: String,
     },
     /// Nothing was done; the reason says why.
     None {
@@ -159,6 +166,10 @@ pub enum AlertAction {
         /// a local address, no single source, ...).
         reason: String,
     },
+}
+
+fn all_traffic() -> String {
+    "all".into()
 }
 
 /// An alert: a detector's finding about one source (or one target), and

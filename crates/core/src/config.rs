@@ -17,8 +17,8 @@ use crate::net::{L4Protocol, PortRange, Prefix};
 mod detection;
 
 pub use detection::{
-    AlertFormat, DetectionConfig, DetectorResponse, FloodConfig, MAX_SECS, MAX_TRACKED_SOURCES,
-    PortScanConfig, ResponseConfig, SynFloodConfig,
+    AlertFormat, BlockScope, DetectionConfig, DetectorResponse, FloodConfig, MAX_SECS,
+    MAX_TRACKED_SOURCES, PortScanConfig, ResponseConfig, SynFloodConfig,
 };
 
 /// Smallest ring buffer the kernel accepts: one page.
@@ -231,6 +231,11 @@ pub struct Condition {
     pub protocol: L4Protocol,
     /// Destination ports (TCP and UDP only); `None` is every port.
     pub dst_port: Option<PortRange>,
+    /// TCP only: bare SYNs (SYN without ACK) only, the packets of a SYN
+    /// flood; established connections do not match. Set by automatic
+    /// blocks of SYN floods, not by configuration.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub syn_only: bool,
 }
 
 impl Condition {
@@ -242,9 +247,13 @@ impl Condition {
 
 impl fmt::Display for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.protocol)?;
+        if self.syn_only {
+            f.write_str("-syn")?;
+        }
         match self.dst_port {
-            Some(p) => write!(f, "{}/{p}", self.protocol),
-            None => write!(f, "{}", self.protocol),
+            Some(p) => write!(f, "/{p}"),
+            None => Ok(()),
         }
     }
 }
@@ -689,7 +698,11 @@ impl Source<'_> {
             }
             None => None,
         };
-        let condition = protocol.map(|protocol| Condition { protocol, dst_port });
+        let condition = protocol.map(|protocol| Condition {
+            protocol,
+            dst_port,
+            syn_only: false,
+        });
         let action = match raw.action {
             Some(a) => a
                 .get_ref()

@@ -7,7 +7,10 @@ use std::{
     net::IpAddr,
 };
 
-use ironpost_core::{Alert, Prefix, config::ResponseConfig};
+use ironpost_core::{
+    Alert, Condition, DetectorKind, L4Protocol, Prefix,
+    config::{BlockScope, ResponseConfig},
+};
 use serde::Serialize;
 
 use crate::{BlockEntry, RuleKey};
@@ -23,6 +26,8 @@ pub enum Decision {
         ttl_secs: u64,
         /// 1 for a first offence, then 2, 3, ...
         offence: u32,
+        /// The traffic dropped: `None` for all, else the attack's.
+        condition: Option<Condition>,
     },
     /// Dry run: report the block that would have been made.
     DryRun {
@@ -32,6 +37,8 @@ pub enum Decision {
         ttl_secs: u64,
         /// As in `Block`.
         offence: u32,
+        /// As in `Block`.
+        condition: Option<Condition>,
     },
     /// Do nothing, for this reason.
     Skip(String),
@@ -82,6 +89,22 @@ pub fn protected(ip: IpAddr, shield: &Shield, never_block: &[Prefix]) -> Option<
         return Some(format!("{ip} is in response.never_block ({p})"));
     }
     None
+}
+
+/// The traffic an attack of `kind` is made of, as a block condition: bare
+/// SYNs, UDP or ICMP; `None` for a scan (all traffic).
+pub fn attack_traffic(kind: DetectorKind) -> Option<Condition> {
+    let (protocol, syn_only) = match kind {
+        DetectorKind::SynFlood => (L4Protocol::Tcp, true),
+        DetectorKind::UdpFlood => (L4Protocol::Udp, false),
+        DetectorKind::IcmpFlood => (L4Protocol::Icmp, false),
+        DetectorKind::PortScan => return None,
+    };
+    Some(Condition {
+        protocol,
+        dst_port: None,
+        syn_only,
+    })
 }
 
 /// The automatic entries to remove, oldest first, so that one more fits
@@ -225,17 +248,23 @@ impl Responder {
         let offence = self.record(src, now_ms);
         let ttl_secs = self.ttl(offence);
         let prefix = Prefix::host(src);
+        let condition = match per.block {
+            BlockScope::Attack => attack_traffic(alert.detector),
+            BlockScope::All => None,
+        };
         if self.cfg.dry_run {
             Decision::DryRun {
                 prefix,
                 ttl_secs,
                 offence,
+                condition,
             }
         } else {
             Decision::Block {
                 prefix,
                 ttl_secs,
                 offence,
+                condition,
             }
         }
     }
@@ -435,6 +464,36 @@ mod tests {
         );
         // A tiny list still takes one automatic entry.
         assert_eq!(make_room([].iter(), 1, 1), Vec::<RuleKey>::new());
+    }
+
+    #[test]
+    fn floods_block_their_attack_traffic_and_scans_everything_by_default() {
+        let condition = |r: &mut Responder, kind: DetectorKind| match r.decide(
+            &alert(Some("198.51.100.9"), kind, Severity::High),
+            &Shield::default(),
+            0,
+        ) {
+            Decision::Block { condition, .. } => condition.map(|c| c.to_string()),
+            d => panic!("{d:?}"),
+        };
+        let mut r = responder("");
+        assert_eq!(
+            condition(&mut r, DetectorKind::SynFlood).as_deref(),
+            Some("tcp-syn")
+        );
+        assert_eq!(
+            condition(&mut r, DetectorKind::UdpFlood).as_deref(),
+            Some("udp")
+        );
+        assert_eq!(
+            condition(&mut r, DetectorKind::IcmpFlood).as_deref(),
+            Some("icmp")
+        );
+        assert_eq!(condition(&mut r, DetectorKind::PortScan), None);
+        let mut all = responder("[response.syn_flood]\nblock = \"all\"\n");
+        assert_eq!(condition(&mut all, DetectorKind::SynFlood), None);
+        let mut scans = responder("[response.port_scan]\nblock = \"attack\"\n");
+        assert_eq!(condition(&mut scans, DetectorKind::PortScan), None);
     }
 
     #[test]

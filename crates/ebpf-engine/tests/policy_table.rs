@@ -477,3 +477,50 @@ fn blocks_take_effect_at_once_and_leave_no_trace() {
     let pkt6 = packet(&v6.to_string(), "2001:db8::2", L4::Tcp(1));
     assert_eq!(e.test_run(&pkt6, 1).unwrap().action, XDP_PASS);
 }
+
+#[test]
+fn a_syn_only_block_drops_bare_syns_and_nothing_else() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    use ironpost_core::{Condition, L4Protocol};
+    use ironpost_lab::packet::{ACK, FIN, RST};
+    let mut e = engine("", &[]);
+    let src: std::net::Ipv4Addr = "198.51.100.9".parse().unwrap();
+    let dst: std::net::Ipv4Addr = "10.0.0.1".parse().unwrap();
+    let mut entry = BlockEntry::source(
+        Prefix::host(IpAddr::V4(src)),
+        RuleAction::Drop,
+        Origin::Auto,
+        0,
+    );
+    entry.condition = Some(Condition {
+        protocol: L4Protocol::Tcp,
+        dst_port: None,
+        syn_only: true,
+    });
+    e.block(vec![entry], OnConfigConflict::Refuse, &mut |_| {})
+        .unwrap();
+    let tcp_pkt = |flags: u8| ethernet(ETH_P_IP, &[], &ipv4(src, dst, 6, &tcp(40_000, 443, flags)));
+    for (flags, want, what) in [
+        (SYN, XDP_DROP, "bare SYN"),
+        (SYN | ACK, XDP_PASS, "SYN-ACK"),
+        (ACK, XDP_PASS, "ACK"),
+        (ACK | FIN, XDP_PASS, "FIN-ACK"),
+        (RST, XDP_PASS, "RST"),
+    ] {
+        assert_eq!(
+            e.test_run(&tcp_pkt(flags), 1).unwrap().action,
+            want,
+            "{what}"
+        );
+    }
+    let udp_pkt = ethernet(ETH_P_IP, &[], &ipv4(src, dst, 17, &udp(40_000, 53, b"q")));
+    assert_eq!(e.test_run(&udp_pkt, 1).unwrap().action, XDP_PASS, "UDP");
+    let hits = e.hits().unwrap();
+    assert_eq!(
+        hits.blocks.values().map(|h| h.packets).sum::<u64>(),
+        1,
+        "only the SYN counted"
+    );
+}

@@ -18,6 +18,10 @@ pub const ETH_P_8021AD: u16 = 0x88a8;
 pub const SYN: u8 = 0x02;
 /// TCP ACK flag.
 pub const ACK: u8 = 0x10;
+/// TCP FIN flag.
+pub const FIN: u8 = 0x01;
+/// TCP RST flag.
+pub const RST: u8 = 0x04;
 
 /// An Ethernet frame carrying `payload` of type `ethertype`, behind the
 /// given VLAN tags `(tpid, vlan id)`, outermost first.

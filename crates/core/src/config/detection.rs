@@ -189,6 +189,32 @@ pub struct DetectorResponse {
     pub auto_block: bool,
     /// Alerts below this severity only report.
     pub min_severity: Severity,
+    /// What an automatic block drops: the attack's traffic or all of it.
+    pub block: BlockScope,
+}
+
+/// What an automatic block drops (`[response.<detector>] block`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockScope {
+    /// Only the kind of traffic the attack is made of: bare SYNs for a SYN
+    /// flood, UDP for a UDP flood, ICMP for an ICMP flood, so that an
+    /// address an attacker spoofs keeps its other traffic (`"attack"`).
+    Attack,
+    /// Everything from the source (`"all"`).
+    All,
+}
+
+impl BlockScope {
+    /// The default per detector: floods drop their attack traffic, scans
+    /// all traffic (a scan's probes look like any other connection).
+    pub fn default_for(kind: DetectorKind) -> Self {
+        match kind {
+            DetectorKind::PortScan => Self::All,
+            DetectorKind::SynFlood | DetectorKind::UdpFlood | DetectorKind::IcmpFlood => {
+                Self::Attack
+            }
+        }
+    }
 }
 
 impl Default for ResponseConfig {
@@ -211,6 +237,7 @@ impl Default for ResponseConfig {
                         DetectorResponse {
                             auto_block: true,
                             min_severity: Severity::Medium,
+                            block: BlockScope::default_for(k),
                         },
                     )
                 })
@@ -228,6 +255,7 @@ impl ResponseConfig {
             .unwrap_or(DetectorResponse {
                 auto_block: true,
                 min_severity: Severity::Medium,
+                block: BlockScope::default_for(kind),
             })
     }
 }
@@ -301,6 +329,7 @@ pub(super) struct RawResponse {
 struct RawDetectorResponse {
     auto_block: Option<bool>,
     min_severity: Option<Spanned<String>>,
+    block: Option<Spanned<String>>,
 }
 
 // Largest i64 a u32 setting takes; `range` does the checking.
@@ -503,6 +532,19 @@ impl Source<'_> {
                     self.error(v.span(), &format!("response.{kind}.min_severity"), m)
                 })?;
             }
+            if let Some(v) = raw.block {
+                entry.block = match v.get_ref().as_str() {
+                    "attack" => BlockScope::Attack,
+                    "all" => BlockScope::All,
+                    other => {
+                        return Err(self.error(
+                            v.span(),
+                            &format!("response.{kind}.block"),
+                            format!("{other:?}: expected \"attack\" or \"all\""),
+                        ));
+                    }
+                };
+            }
         }
         Ok(cfg)
     }
@@ -544,7 +586,8 @@ mod tests {
              [response]\ndry_run = true\nblock_ttl_secs = 60\nescalation_factor = 3\nmax_block_ttl_secs = 600\n\
              forget_after_secs = 3600\nmax_blocks_per_minute = 5\nauto_block_share_percent = 25\n\
              never_block = [\"192.0.2.0/24\", \"2001:db8::53\"]\n\
-             [response.icmp_flood]\nauto_block = false\n[response.syn_flood]\nmin_severity = \"high\"\n",
+             [response.icmp_flood]\nauto_block = false\n[response.syn_flood]\nmin_severity = \"high\"\n\
+             block = \"all\"\n",
         )
         .unwrap();
         let d = &c.detection;
@@ -568,6 +611,8 @@ mod tests {
         assert_eq!(r.never_block.len(), 2);
         assert_eq!(r.never_block[1].to_string(), "2001:db8::53");
         assert!(!r.detector(DetectorKind::IcmpFlood).auto_block);
+        assert_eq!(r.detector(DetectorKind::SynFlood).block, BlockScope::All);
+        assert_eq!(r.detector(DetectorKind::UdpFlood).block, BlockScope::Attack);
         assert_eq!(
             r.detector(DetectorKind::SynFlood).min_severity,
             Severity::High
@@ -612,6 +657,12 @@ mod tests {
                 3,
                 "response.max_block_ttl_secs",
                 "below",
+            ),
+            (
+                "[response.udp_flood]\nblock = \"some\"\n",
+                2,
+                "response.udp_flood.block",
+                "expected \"attack\" or \"all\"",
             ),
             (
                 "[response]\nauto_block_share_percent = 0\n",

@@ -249,6 +249,9 @@ pub const POLICY_SRC_V6: u32 = 1 << 4;
 pub const POLICY_DST_V4: u32 = 1 << 5;
 /// POLICY_FLAGS bit: DST_V6 has entries.
 pub const POLICY_DST_V6: u32 = 1 << 6;
+/// `RuleValue::cond_flags` bit: the condition holds only for bare SYNs
+/// (SYN without ACK), the packets a SYN flood is made of.
+pub const COND_SYN_ONLY: u8 = 1;
 /// POLICY_FLAGS bit: PORT_RULES has entries.
 pub const POLICY_PORTS: u32 = 1 << 7;
 /// Words of SRC16_V4: one bit per /16 of the IPv4 space.
@@ -348,8 +351,8 @@ pub struct RuleValue {
     /// Applied when the condition does not hold: the action of the nearest
     /// enclosing entry without a condition, or [`ACTION_NONE`].
     pub else_action: u8,
-    /// Reserved, zero.
-    pub reserved: u8,
+    /// [`COND_SYN_ONLY`]: the condition also needs a bare SYN (TCP).
+    pub cond_flags: u8,
     /// First destination port of the condition.
     pub port_first: u16,
     /// Last destination port of the condition.
@@ -367,7 +370,7 @@ impl RuleValue {
             action,
             cond_proto: 0,
             else_action: ACTION_NONE,
-            reserved: 0,
+            cond_flags: 0,
             port_first: 0,
             port_last: 0,
             packets: 0,

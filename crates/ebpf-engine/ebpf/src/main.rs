@@ -38,15 +38,16 @@ use aya_ebpf::{
 use ironpost_ebpf_common::{
     ACTION_DROP, ACTION_MONITOR, ACTION_NONE, ACTION_PASS, ADMIT_BLOCK_CELLS, ADMIT_COLUMNS,
     ADMIT_EPOCH_SHIFT, ADMIT_ROWS, Admission, Bucket, CLASS_ICMP, CLASS_OTHER, CLASS_TCP,
-    CLASS_TOTAL, CLASS_UDP, DEFAULT_ALLOW_MAX_ENTRIES, DEFAULT_BLOCKLIST_MAX_ENTRIES,
-    DEFAULT_EVENT_BUDGET_PER_SEC, DEFAULT_RING_BUFFER_SIZE, DEFAULT_SIGNAL_RING_SIZE,
-    DEFAULT_TRACKED_FRAGMENTS, DEFAULT_TRACKED_SOURCES, DetectConfig, DetectCounters,
-    EventCounters, FAMILY_IPV4, FAMILY_IPV6, FragKey, FragState, MAX_IPV6_EXT_HEADERS,
-    POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6, POLICY_EXACT_V4, POLICY_PORTS,
-    POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, PORT_RULE_SLOTS, PacketEventRecord,
-    ParseCounters, RuleValue, SRC16_V4_WORDS, SignalRecord, SourceKey, SourceState, TABLE_FRAGS,
-    TABLE_SOURCES, TABLE_TARGETS, TRACKED_TARGETS, TargetKey, TargetState, TrafficCounters,
-    ipproto, l4_min_len, parse, port_index, signal, signal_bit, table_buckets, tcp_flags,
+    CLASS_TOTAL, CLASS_UDP, COND_SYN_ONLY, DEFAULT_ALLOW_MAX_ENTRIES,
+    DEFAULT_BLOCKLIST_MAX_ENTRIES, DEFAULT_EVENT_BUDGET_PER_SEC, DEFAULT_RING_BUFFER_SIZE,
+    DEFAULT_SIGNAL_RING_SIZE, DEFAULT_TRACKED_FRAGMENTS, DEFAULT_TRACKED_SOURCES, DetectConfig,
+    DetectCounters, EventCounters, FAMILY_IPV4, FAMILY_IPV6, FragKey, FragState,
+    MAX_IPV6_EXT_HEADERS, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6,
+    POLICY_EXACT_V4, POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, PORT_RULE_SLOTS,
+    PacketEventRecord, ParseCounters, RuleValue, SRC16_V4_WORDS, SignalRecord, SourceKey,
+    SourceState, TABLE_FRAGS, TABLE_SOURCES, TABLE_TARGETS, TRACKED_TARGETS, TargetKey,
+    TargetState, TrafficCounters, ipproto, l4_min_len, parse, port_index, signal, signal_bit,
+    table_buckets, tcp_flags,
 };
 
 /// [`RuleValue`] as the program sees it: the same layout, with the hit
@@ -56,7 +57,7 @@ struct Rule {
     action: u8,
     cond_proto: u8,
     else_action: u8,
-    reserved: u8,
+    cond_flags: u8,
     port_first: u16,
     port_last: u16,
     packets: UnsafeCell<u64>,
@@ -982,6 +983,8 @@ fn condition_holds(rule: &Rule, pkt: &Packet) -> bool {
         && pkt.has_l4
         && rule.port_first <= pkt.dst_port
         && pkt.dst_port <= rule.port_last
+        && (rule.cond_flags & COND_SYN_ONLY == 0
+            || pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN)
 }
 
 #[inline(always)]
