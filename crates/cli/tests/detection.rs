@@ -587,3 +587,31 @@ fn a_syn_flood_in_a_clients_name_leaves_its_connection_alone() {
         .unwrap();
     assert!(refused, "a new connection got through the SYN block");
 }
+
+/// FIN, Xmas, NULL, Maimon and ACK scans carry no bare SYN: only the host's
+/// RSTs, seen on egress, give them away.
+#[test]
+fn nmap_scans_without_syns_are_caught_by_what_the_host_refuses() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    for scan in ["-sF", "-sX", "-sN", "-sM", "-sA"] {
+        let at = attack_is_blocked(
+            "stealth.toml",
+            "",
+            "nmap",
+            &[scan, "-Pn", "-n", "-T4", "-p", "1-1000"],
+            "port_scan",
+            30,
+        );
+        let a = &at.alert;
+        let summary = a["summary"].as_str().unwrap();
+        assert!(summary.contains("refused"), "{scan}: {a}");
+        assert!(
+            a["evidence"]["distinct_ports"].as_u64().unwrap() >= 20,
+            "{scan}: {a}"
+        );
+        let s = status(&at.d);
+        assert_eq!(s["detection"]["kernel"]["signals_lost"], 0, "{scan}: {s}");
+    }
+}

@@ -23,6 +23,10 @@ pub enum SignalKind {
     UdpFlood,
     /// ICMP packets from one source.
     IcmpFlood,
+    /// Distinct ports (or protocols) the host refused one remote address:
+    /// RSTs and ICMP unreachables it sent (`ports`, `sample_ports`; `ack`
+    /// holds the connections it accepted).
+    RefusedScan,
 }
 
 impl SignalKind {
@@ -30,7 +34,7 @@ impl SignalKind {
     pub fn detector(self) -> DetectorKind {
         match self {
             Self::SynSource | Self::SynTarget => DetectorKind::SynFlood,
-            Self::PortScan | Self::HostSweep => DetectorKind::PortScan,
+            Self::PortScan | Self::HostSweep | Self::RefusedScan => DetectorKind::PortScan,
             Self::UdpFlood => DetectorKind::UdpFlood,
             Self::IcmpFlood => DetectorKind::IcmpFlood,
         }

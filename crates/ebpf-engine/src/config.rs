@@ -88,6 +88,8 @@ pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
         icmp_threshold: on(d.icmp_flood.enabled, d.icmp_flood.threshold),
         admit_packets: d.admit_after_packets,
         admit_per_sec: d.admit_per_sec_per_cpu,
+        refused_threshold: on(scan, d.port_scan.refused_ports),
+        reserved: 0,
     }
 }
 

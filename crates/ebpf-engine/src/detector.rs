@@ -186,6 +186,7 @@ impl Detector for PortScanDetector {
         let (count, threshold, what) = match s.kind {
             SignalKind::PortScan => (s.ports, c.distinct_ports, "ports"),
             SignalKind::HostSweep if c.distinct_hosts > 0 => (s.hosts, c.distinct_hosts, "hosts"),
+            SignalKind::RefusedScan if c.refused_ports > 0 => (s.ports, c.refused_ports, "refused"),
             _ => return None,
         };
         if count < threshold {
@@ -200,7 +201,20 @@ impl Detector for PortScanDetector {
             ironpost_core::Protocol::Tcp => "TCP",
             _ => "ICMP",
         };
-        let (summary, target) = if what == "ports" {
+        let (summary, target) = if what == "refused" {
+            (
+                format!(
+                    "{proto} port scan from {}: {} distinct ports or protocols of {} refused (RSTs, \
+                     ICMP unreachables) in {:.2} s, {} connections accepted",
+                    s.src,
+                    ev.distinct_ports.unwrap_or(0),
+                    s.dst,
+                    ev.elapsed_secs,
+                    s.ack
+                ),
+                s.dst.to_string(),
+            )
+        } else if what == "ports" {
             (
                 format!(
                     "{proto} port scan from {}: {} distinct ports of {} in {:.2} s",
@@ -626,6 +640,26 @@ mod tests {
         let mut low = sig(SignalKind::PortScan, "10.9.0.7", 0, 3_000);
         low.ports = 19;
         assert_eq!(d.observe(&low), Outcome::Ignored);
+    }
+
+    #[test]
+    fn refusals_are_a_port_scan_and_can_be_off() {
+        let mut d = PacketDetector::new(&cfg(""), "t");
+        let mut r = sig(SignalKind::RefusedScan, "10.9.0.9", 0, 2_000);
+        r.ports = 20;
+        r.ack = 1;
+        let a = alert(d.observe(&r));
+        assert_eq!(a.detector, DetectorKind::PortScan);
+        assert!(a.summary.contains("refused") && a.summary.contains("1 connections accepted"));
+        // The probes of the same source, counted on ingress too: one alert.
+        let mut p = sig(SignalKind::PortScan, "10.9.0.9", 0, 2_500);
+        p.ports = 20;
+        assert!(matches!(d.observe(&p), Outcome::Repeat { .. }));
+        let mut low = sig(SignalKind::RefusedScan, "10.9.0.10", 0, 3_000);
+        low.ports = 19;
+        assert_eq!(d.observe(&low), Outcome::Ignored);
+        let mut off = PacketDetector::new(&cfg("[detection.port_scan]\nrefused_ports = 0\n"), "t");
+        assert_eq!(off.observe(&r), Outcome::Ignored);
     }
 
     #[test]

@@ -480,13 +480,17 @@ mod imp {
             Array, HashMap, MapData, MapError, PerCpuArray, RingBuf,
             lpm_trie::{Key, LpmTrie},
         },
-        programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode as AyaXdpMode},
+        programs::{
+            ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp,
+            XdpMode as AyaXdpMode, tc::SchedClassifierLinkId,
+        },
     };
     use ironpost_core::{Direction, PacketEvent, Prefix, Signal};
     use ironpost_ebpf_common::{
-        ADMIT_SEED_GLOBAL, DetectConfig, DetectCounters, EVENT_BUDGET_GLOBAL, EventCounters,
-        PROGRAM_NAME, ParseCounters, RuleValue, SignalRecord, TABLE_FRAGS, TABLE_MASKS_GLOBAL,
-        TABLE_SOURCES, TABLE_TARGETS, TRACKED_TARGETS, TrafficCounters, maps, table_buckets,
+        ADMIT_SEED_GLOBAL, DetectConfig, DetectCounters, EGRESS_PROGRAM_NAME, EVENT_BUDGET_GLOBAL,
+        EventCounters, PROGRAM_NAME, ParseCounters, RuleValue, SignalRecord, TABLE_FRAGS,
+        TABLE_MASKS_GLOBAL, TABLE_SOURCES, TABLE_TARGETS, TRACKED_TARGETS, TrafficCounters, maps,
+        table_buckets,
     };
     use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
 
@@ -503,6 +507,8 @@ mod imp {
         ebpf: Ebpf,
         program_id: u32,
         links: Vec<(aya::programs::xdp::XdpLinkId, Attachment)>,
+        /// The egress watcher's links, by interface.
+        egress_links: Vec<(SchedClassifierLinkId, String)>,
         attachments: Vec<Attachment>,
     }
 
@@ -591,10 +597,26 @@ mod imp {
                 .map_err(|e| EngineError::Load(e.to_string()))?
                 .id();
             tracing::debug!(program_id, "loaded {PROGRAM_NAME}");
+            let egress: &mut SchedClassifier = ebpf
+                .program_mut(EGRESS_PROGRAM_NAME)
+                .ok_or_else(|| {
+                    EngineError::Load(format!("no program {EGRESS_PROGRAM_NAME} in object"))
+                })?
+                .try_into()
+                .map_err(|e: ProgramError| EngineError::Load(e.to_string()))?;
+            egress.load().map_err(|e| match &e {
+                ProgramError::LoadError { io_error, .. }
+                    if io_error.raw_os_error() == Some(libc::EPERM) =>
+                {
+                    EngineError::PermissionDenied("loading the TC egress program".into())
+                }
+                _ => EngineError::Load(format!("{EGRESS_PROGRAM_NAME}: {e:#}")),
+            })?;
             let mut loaded = Self {
                 ebpf,
                 program_id,
                 links: Vec::new(),
+                egress_links: Vec::new(),
                 attachments: Vec::new(),
             };
             loaded.set_detection(&crate::config::detect_params(&cfg.detection))?;
@@ -668,7 +690,55 @@ mod imp {
             );
             self.links.push((link, att.clone()));
             self.attachments.push(att);
+            self.attach_egress(interface);
             Ok(self.attachments.last().expect("just pushed"))
+        }
+
+        /// Attaches the egress watcher (TC, TCX where the kernel has it).
+        /// Without it the datapath still filters and tracks ingress; only
+        /// the refusal counts are missing, which the log says.
+        fn attach_egress(&mut self, interface: &str) {
+            let result = self
+                .ebpf
+                .program_mut(EGRESS_PROGRAM_NAME)
+                .ok_or_else(|| format!("no program {EGRESS_PROGRAM_NAME}"))
+                .and_then(|p| <&mut SchedClassifier>::try_from(p).map_err(|e| e.to_string()))
+                .and_then(|p| {
+                    let tcx = aya::util::KernelVersion::current()
+                        .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+                    if !tcx {
+                        // Before TCX, tc filters need the clsact qdisc.
+                        let _ = aya::programs::tc::qdisc_add_clsact(interface);
+                    }
+                    p.attach(interface, TcAttachType::Egress)
+                        .map_err(|e| format!("{e:#}"))
+                });
+            match result {
+                Ok(link) => {
+                    tracing::info!("attached {EGRESS_PROGRAM_NAME} to {interface} (TC egress)");
+                    self.egress_links.push((link, interface.to_owned()));
+                }
+                Err(e) => tracing::warn!(
+                    "could not attach {EGRESS_PROGRAM_NAME} to {interface} (TC egress): {e}; \
+                     scans are detected from their probes only"
+                ),
+            }
+        }
+
+        fn detach_egress(&mut self, interface: &str) {
+            let Some(i) = self.egress_links.iter().position(|(_, n)| n == interface) else {
+                return;
+            };
+            let (link, _) = self.egress_links.remove(i);
+            let result = self
+                .ebpf
+                .program_mut(EGRESS_PROGRAM_NAME)
+                .ok_or_else(|| format!("no program {EGRESS_PROGRAM_NAME}"))
+                .and_then(|p| <&mut SchedClassifier>::try_from(p).map_err(|e| e.to_string()))
+                .and_then(|p| p.detach(link).map_err(|e| e.to_string()));
+            if let Err(e) = result {
+                tracing::warn!("detaching {EGRESS_PROGRAM_NAME} from {interface}: {e}");
+            }
         }
 
         pub(super) fn detach_all(&mut self) -> Result<(), EngineError> {
@@ -696,6 +766,7 @@ mod imp {
             };
             let (link, att) = self.links.remove(i);
             self.attachments.retain(|a| a.interface != interface);
+            self.detach_egress(interface);
             self.program()?
                 .detach(link)
                 .map_err(|e| EngineError::Attach {

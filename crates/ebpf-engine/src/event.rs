@@ -96,6 +96,7 @@ pub fn decode_signal(rec: &SignalRecord, interface: &str, clock: &Clock) -> Opti
         signal::HOST_SWEEP => SignalKind::HostSweep,
         signal::UDP_FLOOD => SignalKind::UdpFlood,
         signal::ICMP_FLOOD => SignalKind::IcmpFlood,
+        signal::REFUSED_SCAN => SignalKind::RefusedScan,
         _ => return None,
     };
     let ms = |ns: u64| {

@@ -11,6 +11,16 @@ use ironpost_ebpf_engine::{
 };
 use ironpost_lab::{Lab, kernel_tests_enabled, xdp_attached};
 
+/// Whether the egress watcher is attached to `iface` (TCX egress).
+fn egress_attached(iface: &str) -> bool {
+    use aya::programs::{SchedClassifier, TcAttachType};
+    SchedClassifier::query_tcx(iface, TcAttachType::Egress).is_ok_and(|(_, progs)| {
+        progs
+            .iter()
+            .any(|p| p.name_as_str() == Some("ironpost_egress"))
+    })
+}
+
 fn blocked_and_passed(mode: XdpMode, want: AttachedMode) {
     let lab = Lab::new(2).unwrap();
     let (good, bad) = (lab.peer_addr(0), lab.peer_addr(1));
@@ -42,6 +52,10 @@ fn blocked_and_passed(mode: XdpMode, want: AttachedMode) {
     assert_eq!(att.mode, want);
     assert_eq!(att.interface, lab.host_if());
     assert!(xdp_attached(lab.host_if()), "ip link shows the program");
+    assert!(
+        egress_attached(lab.host_if()),
+        "bpftool shows the egress watcher"
+    );
 
     const N: usize = 200;
     const M: usize = 50;
@@ -101,6 +115,10 @@ fn blocked_and_passed(mode: XdpMode, want: AttachedMode) {
 
     rt.block_on(engine.stop()).unwrap();
     assert!(!xdp_attached(lab.host_if()), "no program after stop");
+    assert!(
+        !egress_attached(lab.host_if()),
+        "no egress watcher after stop"
+    );
     // After stop, the blocked peer gets through again.
     assert_eq!(lab.ping(bad, 2).unwrap(), 2);
 }
@@ -144,6 +162,7 @@ fn drop_detaches() {
         assert!(xdp_attached(lab.host_if()));
     }
     assert!(!xdp_attached(lab.host_if()), "dropping the engine detaches");
+    assert!(!egress_attached(lab.host_if()));
 }
 
 #[test]

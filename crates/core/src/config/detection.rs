@@ -88,6 +88,10 @@ pub struct PortScanConfig {
     /// Distinct destination hosts one source may probe per window (the
     /// horizontal sweep); 0 turns the sweep check off.
     pub distinct_hosts: u32,
+    /// Distinct ports (or protocols) the host may refuse one remote
+    /// address per window, counted from its RSTs and ICMP unreachables on
+    /// egress; 0 turns the check off.
+    pub refused_ports: u32,
 }
 
 /// `[detection.udp_flood]` and `[detection.icmp_flood]`.
@@ -125,6 +129,7 @@ impl Default for DetectionConfig {
                 window_secs: 60,
                 distinct_ports: 20,
                 distinct_hosts: 20,
+                refused_ports: 20,
             },
             udp_flood: FloodConfig {
                 enabled: true,
@@ -295,6 +300,7 @@ struct RawPortScan {
     window_secs: Option<Spanned<i64>>,
     distinct_ports: Option<Spanned<i64>>,
     distinct_hosts: Option<Spanned<i64>>,
+    refused_ports: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -449,6 +455,9 @@ impl Source<'_> {
             }
             if let Some(v) = &raw.distinct_hosts {
                 c.distinct_hosts = self.range(v, "detection.port_scan.distinct_hosts", 0, 128)?;
+            }
+            if let Some(v) = &raw.refused_ports {
+                c.refused_ports = self.range(v, "detection.port_scan.refused_ports", 0, 256)?;
             }
         }
         for (raw, c, name) in [

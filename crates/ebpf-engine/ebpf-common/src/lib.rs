@@ -12,6 +12,8 @@ use core::mem::{align_of, offset_of, size_of};
 
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "ironpost_xdp";
+/// Name of the TC egress program that watches what the host refuses.
+pub const EGRESS_PROGRAM_NAME: &str = "ironpost_egress";
 
 /// Map names, as the loader finds them in the object file.
 pub mod maps {
@@ -434,6 +436,10 @@ pub mod signal {
     pub const UDP_FLOOD: u8 = 5;
     /// One source sent `icmp_threshold` ICMP packets within the ICMP window.
     pub const ICMP_FLOOD: u8 = 6;
+    /// The host refused `refused_threshold` distinct ports (bins) of one
+    /// remote address within the scan window: TCP RSTs, ICMP and ICMPv6
+    /// port and protocol unreachables, seen on egress.
+    pub const REFUSED_SCAN: u8 = 7;
 }
 
 /// SourceState::signalled / TargetState::signalled bit for a signal kind.
@@ -477,6 +483,11 @@ pub struct DetectConfig {
     /// New SOURCES and TARGETS entries per second per CPU at most (0: no
     /// limit).
     pub admit_per_sec: u32,
+    /// Distinct ports (bins) the host refused one remote address per scan
+    /// window (0: off).
+    pub refused_threshold: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
 }
 
 /// Detection state of one source address, in SOURCES.
@@ -514,6 +525,16 @@ pub struct SourceState {
     /// The last eight distinct probed ports (a sample), ring-indexed by
     /// `ports`.
     pub sample_ports: [u16; 8],
+    /// Start of the refusal window (the scan window's length).
+    pub refused_start_ns: u64,
+    /// Distinct port bins the host refused in the refusal window.
+    pub refused: u32,
+    /// Connections the host accepted (SYN-ACKs sent) in that window.
+    pub accepted: u32,
+    /// Refused port set ([`PORT_BINS`] bits).
+    pub refused_bits: [u64; 8],
+    /// The last eight distinct refused ports, ring-indexed by `refused`.
+    pub refused_ports: [u16; 8],
 }
 
 /// Key of TARGETS: a destination address as four native-endian words (IPv4
@@ -753,10 +774,10 @@ const _: () = {
     assert!(offset_of!(PacketEventRecord, vlan_id) == 56);
     assert!(offset_of!(EventCounters, lost_budget) == 32);
     assert!(CLASS_TOTAL == CLASS_COUNT - 1);
-    assert!(size_of::<DetectConfig>() == 72);
+    assert!(size_of::<DetectConfig>() == 80);
     assert!(offset_of!(DetectConfig, admit_packets) == 64);
     assert!(offset_of!(DetectConfig, syn_window_ns) == 8);
-    assert!(size_of::<SourceState>() == 176);
+    assert!(size_of::<SourceState>() == 272);
     assert!(offset_of!(SourceState, port_bits) == 64);
     assert!(size_of::<TargetState>() == 120);
     assert!(size_of::<SignalRecord>() == 168);
@@ -765,7 +786,7 @@ const _: () = {
     assert!(offset_of!(SignalRecord, sample_ports) == 88);
     assert!(offset_of!(SignalRecord, sample_sources) == 104);
     assert!(size_of::<DetectCounters>() == 48);
-    assert!(TABLE_WAYS == 2 && size_of::<Bucket<SourceKey, SourceState>>() == 2 * 200);
+    assert!(TABLE_WAYS == 2 && size_of::<Bucket<SourceKey, SourceState>>() == 2 * 296);
     assert!(table_buckets(1) == 1 && table_buckets(65_536) == 32_768);
     assert!(table_buckets(1000) == 512);
     assert!(size_of::<FragState>() == 8);

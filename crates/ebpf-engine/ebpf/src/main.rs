@@ -22,6 +22,8 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod egress;
+
 use core::{
     cell::UnsafeCell,
     intrinsics::{AtomicOrdering, atomic_xadd},
@@ -1448,14 +1450,15 @@ fn admission_budget(
     true
 }
 
-/// Reserves a signal record with the fields every kind shares, or counts
-/// the signal as lost when SIGNALS is full.
+/// Reserves a signal record with the fields every kind shares (`what`: the
+/// crossing packet's protocol and destination port), or counts the signal
+/// as lost when SIGNALS is full.
 #[inline(always)]
 fn reserve_signal(
     kind: u8,
     src: &[u8; 16],
     dst: &[u8; 16],
-    pkt: &Packet,
+    what: (u8, u16),
     ifindex: u32,
     now: u64,
     counters: &mut DetectCounters,
@@ -1470,8 +1473,8 @@ fn reserve_signal(
         src_addr: *src,
         dst_addr: *dst,
         kind,
-        protocol: pkt.protocol,
-        dst_port: pkt.dst_port,
+        protocol: what.0,
+        dst_port: what.1,
         ifindex,
         syn: 0,
         ack: 0,
@@ -1500,7 +1503,15 @@ fn signal_source(
     now: u64,
     counters: &mut DetectCounters,
 ) {
-    let Some(mut entry) = reserve_signal(kind, src, dst, pkt, ifindex, now, counters) else {
+    let Some(mut entry) = reserve_signal(
+        kind,
+        src,
+        dst,
+        (pkt.protocol, pkt.dst_port),
+        ifindex,
+        now,
+        counters,
+    ) else {
         return;
     };
     // SAFETY: `reserve_signal` initialised the whole record.
@@ -1532,8 +1543,15 @@ fn signal_target(
     now: u64,
     counters: &mut DetectCounters,
 ) {
-    let Some(mut entry) = reserve_signal(signal::SYN_TARGET, src, dst, pkt, ifindex, now, counters)
-    else {
+    let Some(mut entry) = reserve_signal(
+        signal::SYN_TARGET,
+        src,
+        dst,
+        (pkt.protocol, pkt.dst_port),
+        ifindex,
+        now,
+        counters,
+    ) else {
         return;
     };
     // SAFETY: `reserve_signal` initialised the whole record.

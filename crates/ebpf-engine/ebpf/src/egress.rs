@@ -1,0 +1,260 @@
+//! `ironpost_egress`: what the host refuses, seen on egress (TC).
+//!
+//! A TCP RST, an ICMP port or protocol unreachable (type 3, codes 3 and 2),
+//! or an ICMPv6 port unreachable (type 1 code 4) or unrecognised next
+//! header (type 4 code 1) that the host sends says it refused something the
+//! remote address tried: a closed port, a protocol it does not speak. FIN,
+//! NULL, Xmas, Maimon, ACK, UDP and IP-protocol scans all end in refusals,
+//! whatever their probes look like on ingress. Each refused port (or
+//! protocol) counts once per scan window in the remote's SOURCES state; at
+//! `refused_threshold` distinct ones the program signals REFUSED_SCAN. A
+//! SYN-ACK counts as a connection the host accepted. The program only
+//! reads: every packet goes on untouched.
+
+use aya_ebpf::{macros::classifier, programs::TcContext};
+use ironpost_ebpf_common::{
+    DetectCounters, SourceState, TABLE_SOURCES, ipproto, signal, signal_bit, tcp_flags,
+};
+
+use crate::{
+    ADMISSION, DETECT_CONFIG, DETECT_COUNTERS, GOLDEN, SOURCES, addr, admission_budget, admit,
+    clear, clock, crossed, hash_words, mapped_v4, mask, reserve_signal, roll, seed, set_bin,
+    table_state,
+};
+
+/// `TC_ACT_UNSPEC`, which TCX reads as "next": the packet goes on as if
+/// the program were not there.
+const TC_NEXT: i32 = -1;
+/// EtherTypes.
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+/// A refused protocol (not a port) is counted as `PROTOCOL_MARK | proto`.
+const PROTOCOL_MARK: u16 = 0xff00;
+
+/// TC egress entry point.
+#[classifier]
+pub fn ironpost_egress(ctx: TcContext) -> i32 {
+    let on = DETECT_CONFIG
+        .get(0)
+        .is_some_and(|c| c.enabled != 0 && c.refused_threshold != 0);
+    if on && let Some(reply) = reply(&ctx) {
+        record(&ctx, &reply);
+    }
+    TC_NEXT
+}
+
+/// A reply of the host that tells something about the remote address.
+struct Reply {
+    /// The remote address (the packet's destination), as SOURCES keys it.
+    remote: [u32; 4],
+    /// The host's address (the packet's source).
+    local: [u32; 4],
+    /// What was refused: the protocol of the remote's packet and its
+    /// destination port (or `PROTOCOL_MARK | protocol`); `None` for a
+    /// SYN-ACK, a connection the host accepted.
+    refused: Option<(u8, u16)>,
+}
+
+/// The `N` bytes at `off`, if the linear packet data holds them: one
+/// bounds check per header, and every field read through the pointer it
+/// checked (the verifier does not carry a check over to a pointer computed
+/// again).
+#[inline(always)]
+fn bytes<const N: usize>(ctx: &TcContext, off: usize) -> Option<&[u8; N]> {
+    let p = ctx.data() + off;
+    if p + N > ctx.data_end() {
+        return None;
+    }
+    // SAFETY: the verifier-checked range [data, data_end) holds the N
+    // bytes at `p`; alignment 1; the packet outlives this program run.
+    Some(unsafe { &*(p as *const [u8; N]) })
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// Parses the packet the host sends: Ethernet (up to two VLAN tags), then
+/// IPv4 (not a later fragment) or IPv6 (no extension headers: the host's
+/// RSTs and ICMP errors carry none), then the TCP flags or the ICMP error
+/// and the header it quotes.
+#[inline(always)]
+fn reply(ctx: &TcContext) -> Option<Reply> {
+    let eth = bytes::<14>(ctx, 0)?;
+    let mut ethertype = be16(eth, 12);
+    let mut l3 = 14;
+    for _ in 0..2 {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
+        }
+        let tag = bytes::<4>(ctx, l3)?;
+        ethertype = be16(tag, 2);
+        l3 += 4;
+    }
+    let (remote, local, protocol, l4) = if ethertype == ETH_P_IP {
+        let ip = bytes::<20>(ctx, l3)?;
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        if ip[0] >> 4 != 4 || ihl < 20 || be16(ip, 6) & 0x1fff != 0 {
+            return None;
+        }
+        let src = mapped_v4([ip[12], ip[13], ip[14], ip[15]]);
+        let dst = mapped_v4([ip[16], ip[17], ip[18], ip[19]]);
+        (dst, src, ip[9], l3 + ihl)
+    } else if ethertype == ETH_P_IPV6 {
+        let ip = bytes::<40>(ctx, l3)?;
+        if ip[0] >> 4 != 6 {
+            return None;
+        }
+        let w = |at: usize| u32::from_ne_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+        let src = [w(8), w(12), w(16), w(20)];
+        let dst = [w(24), w(28), w(32), w(36)];
+        (dst, src, ip[6], l3 + 40)
+    } else {
+        return None;
+    };
+    let refused = match protocol {
+        ipproto::TCP => {
+            let tcp = bytes::<14>(ctx, l4)?;
+            let flags = tcp[13];
+            if flags & tcp_flags::RST != 0 {
+                // The host's port that refused the remote.
+                Some((ipproto::TCP, be16(tcp, 0)))
+            } else if flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK {
+                None
+            } else {
+                return None;
+            }
+        }
+        ipproto::ICMP => {
+            // Type, code, 6 more bytes, then the quoted IPv4 header (taken
+            // to be 20 bytes: the remote's probe) and its ports.
+            let icmp = bytes::<32>(ctx, l4)?;
+            let (kind, code, inner_proto) = (icmp[0], icmp[1], icmp[8 + 9]);
+            if kind != 3 || icmp[8] != 0x45 {
+                return None;
+            }
+            match code {
+                2 => Some((inner_proto, PROTOCOL_MARK | u16::from(inner_proto))),
+                3 => Some((inner_proto, be16(icmp, 8 + 20 + 2))),
+                _ => return None,
+            }
+        }
+        ipproto::ICMPV6 => {
+            // Type, code, 6 more bytes, the quoted IPv6 header, its ports.
+            let icmp = bytes::<52>(ctx, l4)?;
+            let (kind, code, inner_proto) = (icmp[0], icmp[1], icmp[8 + 6]);
+            match (kind, code) {
+                (1, 4) => Some((inner_proto, be16(icmp, 8 + 40 + 2))),
+                (4, 1) => Some((inner_proto, PROTOCOL_MARK | u16::from(inner_proto))),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    Some(Reply {
+        remote,
+        local,
+        refused,
+    })
+}
+
+/// Counts the reply in the remote's SOURCES state (claiming a slot as
+/// ingress does, through the admission sketch) and signals at the
+/// threshold.
+#[inline(always)]
+fn record(ctx: &TcContext, reply: &Reply) {
+    let Some(cfg) = DETECT_CONFIG.get(0) else {
+        return;
+    };
+    if cfg.enabled == 0 || cfg.refused_threshold == 0 {
+        return;
+    }
+    let Some(counters) = DETECT_COUNTERS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's own entry, non-null.
+    let counters = unsafe { &mut *counters };
+    let Some(adm) = ADMISSION.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's own entry, non-null.
+    let adm = unsafe { &mut *adm };
+    let now = clock();
+    let hash = hash_words(&reply.remote, seed());
+    let Some((s, new)) = table_state(
+        &SOURCES,
+        mask(TABLE_SOURCES),
+        &reply.remote,
+        hash,
+        now,
+        || {
+            admit(adm, hash, now, cfg.admit_packets)
+                && admission_budget(adm, cfg.admit_per_sec, now, counters)
+        },
+    ) else {
+        return;
+    };
+    counters.sources_new += u64::from(new);
+    // SAFETY: a live array value, written without atomics like ingress
+    // does (see `track`).
+    let s = unsafe { &mut *s };
+    if roll(&mut s.refused_start_ns, cfg.scan_window_ns, now) {
+        s.refused = 0;
+        s.accepted = 0;
+        clear(&mut s.refused_bits);
+        s.signalled &= !signal_bit(signal::REFUSED_SCAN);
+    }
+    let Some((protocol, port)) = reply.refused else {
+        s.accepted = s.accepted.saturating_add(1);
+        return;
+    };
+    let bin = (u32::from(port).wrapping_mul(GOLDEN) >> 23) as usize;
+    if !set_bin(&mut s.refused_bits, bin) {
+        return;
+    }
+    s.refused_ports[(s.refused & 7) as usize] = port;
+    s.refused += 1;
+    if crossed(
+        s.refused,
+        cfg.refused_threshold,
+        s.signalled,
+        signal::REFUSED_SCAN,
+    ) {
+        s.signalled |= signal_bit(signal::REFUSED_SCAN);
+        // SAFETY: the skb the program was called with.
+        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+        signal_refused(s, reply, (protocol, port), ifindex, now, counters);
+    }
+}
+
+/// Writes a REFUSED_SCAN signal with the remote's refusal counts.
+#[inline(always)]
+fn signal_refused(
+    s: &SourceState,
+    reply: &Reply,
+    what: (u8, u16),
+    ifindex: u32,
+    now: u64,
+    counters: &mut DetectCounters,
+) {
+    let Some(mut entry) = reserve_signal(
+        signal::REFUSED_SCAN,
+        &addr(reply.remote),
+        &addr(reply.local),
+        what,
+        ifindex,
+        now,
+        counters,
+    ) else {
+        return;
+    };
+    // SAFETY: `reserve_signal` initialised the whole record.
+    let rec = unsafe { entry.assume_init_mut() };
+    rec.window_start_ns = s.refused_start_ns;
+    rec.ports = s.refused;
+    rec.ack = s.accepted;
+    rec.sample_ports = s.refused_ports;
+    entry.submit(0);
+}
