@@ -254,11 +254,14 @@ impl Report {
              them and the host answers each with a RST (the trivial row: \
              XDP_PASS). nftables runs behind a trivial XDP_PASS program, \
              without which veth takes no XDP frames. Ironpost is the release \
-             daemon with its defaults. Mpps is frames the receiver got per \
-             second of wall time; the generator and the receiver share one \
-             CPU, so the trivial rows are the ceiling. In-kernel ns/packet is \
-             `run_time_ns / run_cnt` of the receiver's XDP program with \
-             `kernel.bpf_stats_enabled=1`. Median, then (min–max).\n",
+             daemon with its defaults (its TC egress watcher sees each RST \
+             the host sends). Mpps is frames the receiver got per second of \
+             wall time, with `kernel.bpf_stats_enabled=0` (accounting costs \
+             every program run two clock reads); the generator and the \
+             receiver share one CPU, so the trivial rows are the ceiling. \
+             In-kernel ns/packet is `run_time_ns / run_cnt` of the \
+             receiver's XDP program in a second flood of the same frames \
+             with `kernel.bpf_stats_enabled=1`. Median, then (min–max).\n",
             self.frames
         );
         let _ = writeln!(

@@ -13,11 +13,12 @@
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use ironpost_ebpf_common::{
-    DetectCounters, SourceState, TABLE_SOURCES, ipproto, signal, signal_bit, tcp_flags,
+    DetectConfig, DetectCounters, SourceState, TABLE_SOURCES, ipproto, signal, signal_bit,
+    tcp_flags,
 };
 
 use crate::{
-    ADMISSION, DETECT_CONFIG, DETECT_COUNTERS, GOLDEN, SOURCES, addr, admission_budget, admit,
+    ADMISSION, DETECT_CONFIG, DETECT_COUNTERS, GOLDEN, SOURCES, addr, admission_budget, admitted,
     clear, clock, crossed, hash_words, mapped_v4, mask, reserve_signal, roll, seed, set_bin,
     table_state,
 };
@@ -36,11 +37,12 @@ const PROTOCOL_MARK: u16 = 0xff00;
 /// TC egress entry point.
 #[classifier]
 pub fn ironpost_egress(ctx: TcContext) -> i32 {
-    let on = DETECT_CONFIG
-        .get(0)
-        .is_some_and(|c| c.enabled != 0 && c.refused_threshold != 0);
-    if on && let Some(reply) = reply(&ctx) {
-        record(&ctx, &reply);
+    if let Some(cfg) = DETECT_CONFIG.get(0)
+        && cfg.enabled != 0
+        && cfg.refused_threshold != 0
+        && let Some(reply) = reply(&ctx)
+    {
+        record(&ctx, cfg, &reply);
     }
     TC_NEXT
 }
@@ -160,17 +162,10 @@ fn reply(ctx: &TcContext) -> Option<Reply> {
     })
 }
 
-/// Counts the reply in the remote's SOURCES state (claiming a slot as
-/// ingress does, through the admission sketch) and signals at the
-/// threshold.
+/// Counts the reply in the remote's SOURCES state (a remote the admission
+/// sketch lets in, as on ingress) and signals at the threshold.
 #[inline(always)]
-fn record(ctx: &TcContext, reply: &Reply) {
-    let Some(cfg) = DETECT_CONFIG.get(0) else {
-        return;
-    };
-    if cfg.enabled == 0 || cfg.refused_threshold == 0 {
-        return;
-    }
+fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
     let Some(counters) = DETECT_COUNTERS.get_ptr_mut(0) else {
         return;
     };
@@ -181,18 +176,23 @@ fn record(ctx: &TcContext, reply: &Reply) {
     };
     // SAFETY: this CPU's own entry, non-null.
     let adm = unsafe { &mut *adm };
-    let now = clock();
     let hash = hash_words(&reply.remote, seed());
+    // The sketch first, as on ingress, and read only: the remote's own
+    // packets did the counting. A reply to a spoofed source (a RST to each
+    // SYN of a random-source flood) then costs the sketch's cache line,
+    // which that source's packet has just warmed: no clock, no SOURCES
+    // bucket.
+    if !admitted(adm, hash, cfg.admit_packets) {
+        return;
+    }
+    let now = clock();
     let Some((s, new)) = table_state(
         &SOURCES,
         mask(TABLE_SOURCES),
         &reply.remote,
         hash,
         now,
-        || {
-            admit(adm, hash, now, cfg.admit_packets)
-                && admission_budget(adm, cfg.admit_per_sec, now, counters)
-        },
+        || admission_budget(adm, cfg.admit_per_sec, now, counters),
     ) else {
         return;
     };

@@ -1396,17 +1396,44 @@ fn admit(adm: &mut Admission, hash: u32, now: u64, threshold: u32) -> bool {
     }
     adm.epoch_packets += 1;
     let mean = (adm.epoch_packets & EPOCH_COUNT_MASK) >> ADMIT_COLUMNS.trailing_zeros();
+    let (a, b) = sketch_cells(hash);
+    let a = bump(&mut adm.cells[a], epoch);
+    let b = bump(&mut adm.cells[b], epoch);
+    u64::from(a.min(b)) >= u64::from(threshold) + 2 * mean
+}
+
+/// The two cells of `hash` in the admission sketch: the hash's low bits
+/// pick a block (a cache line), higher bits one cell of each row in it.
+#[inline(always)]
+fn sketch_cells(hash: u32) -> (usize, usize) {
     const BLOCKS: usize = ADMIT_ROWS * ADMIT_COLUMNS / ADMIT_BLOCK_CELLS;
     const ROW: usize = ADMIT_BLOCK_CELLS / ADMIT_ROWS;
     let block = (hash as usize & (BLOCKS - 1)) * ADMIT_BLOCK_CELLS;
-    let a = bump(
-        &mut adm.cells[block + ((hash >> 16) as usize & (ROW - 1))],
-        epoch,
-    );
-    let b = bump(
-        &mut adm.cells[block + ROW + ((hash >> 24) as usize & (ROW - 1))],
-        epoch,
-    );
+    (
+        block + ((hash >> 16) as usize & (ROW - 1)),
+        block + ROW + ((hash >> 24) as usize & (ROW - 1)),
+    )
+}
+
+/// Whether the sketch, as this CPU's last packet left it, already admits
+/// `hash` (see [`admit`]), without counting a packet and without the clock:
+/// for the egress watcher, whose replies follow the remote's own packets.
+#[inline(always)]
+pub(crate) fn admitted(adm: &Admission, hash: u32, threshold: u32) -> bool {
+    if threshold <= 1 {
+        return true;
+    }
+    let epoch = (adm.epoch_packets >> 56) as u32;
+    let mean = (adm.epoch_packets & EPOCH_COUNT_MASK) >> ADMIT_COLUMNS.trailing_zeros();
+    let (a, b) = sketch_cells(hash);
+    let count = |cell: u32| {
+        if cell >> 24 == epoch {
+            cell & 0x00ff_ffff
+        } else {
+            0
+        }
+    };
+    let (a, b) = (count(adm.cells[a]), count(adm.cells[b]));
     u64::from(a.min(b)) >= u64::from(threshold) + 2 * mean
 }
 
