@@ -615,3 +615,62 @@ fn nmap_scans_without_syns_are_caught_by_what_the_host_refuses() {
         assert_eq!(s["detection"]["kernel"]["signals_lost"], 0, "{scan}: {s}");
     }
 }
+
+/// A client that uses 25 services of the host (each connection accepted)
+/// probes more than 20 ports, but the host's SYN-ACKs, seen on egress,
+/// say it is a client: no alert, no block.
+#[test]
+fn a_client_of_25_services_is_not_a_scanner() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let (d, _cfg) = start(&lab, "services.toml", "");
+    let host = lab.host_addr();
+    let ports: Vec<u16> = (0..25)
+        .map(|_| {
+            let l = TcpListener::bind(SocketAddrV4::new(host, 0)).unwrap();
+            let port = l.local_addr().unwrap().port();
+            std::thread::spawn(move || {
+                for s in l.incoming() {
+                    let Ok(mut s) = s else { return };
+                    let mut buf = [0u8; 16];
+                    if let Ok(n) = s.read(&mut buf) {
+                        let _ = s.write_all(&buf[..n]);
+                    }
+                }
+            });
+            port
+        })
+        .collect();
+    // Three rounds of sessions to every service.
+    let answered = lab
+        .in_ns(move || {
+            let mut ok = 0;
+            for _ in 0..3 {
+                for &port in &ports {
+                    // Short timeouts: a blocked client fails fast.
+                    let to = std::net::SocketAddr::from(SocketAddrV4::new(host, port));
+                    let Ok(mut c) = TcpStream::connect_timeout(&to, Duration::from_secs(2)) else {
+                        continue;
+                    };
+                    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                    let mut buf = [0u8; 5];
+                    ok += usize::from(
+                        c.write_all(b"hello").is_ok() && c.read_exact(&mut buf).is_ok(),
+                    );
+                }
+            }
+            ok
+        })
+        .unwrap();
+    assert_eq!(answered, 75);
+    std::thread::sleep(Duration::from_millis(1200));
+    let s = status(&d);
+    assert_eq!(s["detection"]["detectors"]["signals"], 0, "{s}");
+    d.signal(libc::SIGTERM);
+    let (_, lines) = d.finish();
+    let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "alert").collect();
+    assert!(alerts.is_empty(), "{alerts:?}");
+}

@@ -1098,8 +1098,12 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
                 if set_bin(&mut s.port_bits, bin) {
                     s.sample_ports[(s.ports & 7) as usize] = pkt.dst_port;
                     s.ports += 1;
+                    // A client whose connections the host accepted (its
+                    // SYN-ACKs, counted on egress) is not scanning: at
+                    // least half of the ports it tried answered.
                     if fire == 0
                         && crossed(s.ports, cfg.port_threshold, s.signalled, signal::PORT_SCAN)
+                        && 2 * s.accepted < s.ports
                     {
                         fire = signal::PORT_SCAN;
                     }
