@@ -674,3 +674,29 @@ fn a_client_of_25_services_is_not_a_scanner() {
     let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "alert").collect();
     assert!(alerts.is_empty(), "{alerts:?}");
 }
+
+/// Echo requests at 100 a second for 15 s, as a monitoring system may send
+/// them, with the default thresholds: no alert.
+#[test]
+fn ping_at_100_per_second_is_not_a_flood() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let (d, _cfg) = start(&lab, "ping100.toml", "");
+    let host = lab.host_addr().to_string();
+    let out = Command::new("ip")
+        .args(["netns", "exec", lab.ns(), "ping", "-q", "-n", "-i", "0.01"])
+        .args(["-c", "1500", &host])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1500 received"), "{text}");
+    let s = status(&d);
+    assert_eq!(s["detection"]["detectors"]["signals"], 0, "{s}");
+    d.signal(libc::SIGTERM);
+    let (_, lines) = d.finish();
+    let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "alert").collect();
+    assert!(alerts.is_empty(), "{alerts:?}");
+}

@@ -672,7 +672,12 @@ mod tests {
 
     #[test]
     fn udp_and_icmp_floods() {
-        let mut d = PacketDetector::new(&cfg("[detection.udp_flood]\nthreshold = 100\n"), "t");
+        let mut d = PacketDetector::new(
+            &cfg(
+                "[detection.udp_flood]\nthreshold = 100\n[detection.icmp_flood]\nthreshold = 1000\n",
+            ),
+            "t",
+        );
         let mut u = sig(SignalKind::UdpFlood, "10.9.0.8", 1_000, 1_500);
         u.udp = 100;
         let a = alert(d.observe(&u));
