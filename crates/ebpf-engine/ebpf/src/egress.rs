@@ -19,7 +19,7 @@ use ironpost_ebpf_common::{
 
 use crate::{
     ADMISSION, DETECT_CONFIG, DETECT_COUNTERS, GOLDEN, SOURCES, addr, admission_budget, admitted,
-    clear, clock, crossed, hash_words, mapped_v4, mask, reserve_signal, roll, seed, set_bin,
+    clear, clock, crossed, emit_signal, hash_words, mapped_v4, mask, roll, seed, set_bin,
     table_state,
 };
 
@@ -239,22 +239,20 @@ fn signal_refused(
     now: u64,
     counters: &mut DetectCounters,
 ) {
-    let Some(mut entry) = reserve_signal(
+    let (remote, local) = (addr(reply.remote), addr(reply.local));
+    emit_signal(
         signal::REFUSED_SCAN,
-        &addr(reply.remote),
-        &addr(reply.local),
+        &remote,
+        &local,
         what,
         ifindex,
         now,
         counters,
-    ) else {
-        return;
-    };
-    // SAFETY: `reserve_signal` initialised the whole record.
-    let rec = unsafe { entry.assume_init_mut() };
-    rec.window_start_ns = s.refused_start_ns;
-    rec.ports = s.refused;
-    rec.ack = s.accepted;
-    rec.sample_ports = s.refused_ports;
-    entry.submit(0);
+        |rec| {
+            rec.window_start_ns = s.refused_start_ns;
+            rec.ports = s.refused;
+            rec.ack = s.accepted;
+            rec.sample_ports = s.refused_ports;
+        },
+    );
 }

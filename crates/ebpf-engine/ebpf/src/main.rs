@@ -1481,11 +1481,13 @@ fn admission_budget(
     true
 }
 
-/// Reserves a signal record with the fields every kind shares (`what`: the
-/// crossing packet's protocol and destination port), or counts the signal
-/// as lost when SIGNALS is full.
+/// Writes a signal record: the fields every kind shares (`what`: the
+/// crossing packet's protocol and destination port), then the kind's own
+/// counters through `fill`; or counts the signal as lost when SIGNALS is
+/// full.
 #[inline(always)]
-fn reserve_signal(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn emit_signal(
     kind: u8,
     src: &[u8; 16],
     dst: &[u8; 16],
@@ -1493,10 +1495,11 @@ fn reserve_signal(
     ifindex: u32,
     now: u64,
     counters: &mut DetectCounters,
-) -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<SignalRecord>> {
+    fill: impl FnOnce(&mut SignalRecord),
+) {
     let Some(mut entry) = SIGNALS.reserve::<SignalRecord>(0) else {
         counters.signals_lost += 1;
-        return None;
+        return;
     };
     entry.write(SignalRecord {
         timestamp_ns: now,
@@ -1518,10 +1521,13 @@ fn reserve_signal(
         sample_ports: [0; 8],
         sample_sources: [[0; 16]; 4],
     });
+    // SAFETY: `write` initialised the whole record.
+    fill(unsafe { entry.assume_init_mut() });
     counters.signals += 1;
-    Some(entry)
+    entry.submit(0);
 }
 
+/// A source's signal, with its counters at the crossing.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn signal_source(
@@ -1534,35 +1540,25 @@ fn signal_source(
     now: u64,
     counters: &mut DetectCounters,
 ) {
-    let Some(mut entry) = reserve_signal(
-        kind,
-        src,
-        dst,
-        (pkt.protocol, pkt.dst_port),
-        ifindex,
-        now,
-        counters,
-    ) else {
-        return;
-    };
-    // SAFETY: `reserve_signal` initialised the whole record.
-    let rec = unsafe { entry.assume_init_mut() };
-    rec.window_start_ns = match kind {
-        signal::SYN_SOURCE => s.syn_start_ns,
-        signal::UDP_FLOOD => s.udp_start_ns,
-        signal::ICMP_FLOOD => s.icmp_start_ns,
-        _ => s.scan_start_ns,
-    };
-    rec.syn = s.syn;
-    rec.ack = s.ack;
-    rec.udp = s.udp;
-    rec.icmp = s.icmp;
-    rec.ports = s.ports;
-    rec.hosts = s.hosts;
-    rec.sample_ports = s.sample_ports;
-    entry.submit(0);
+    let what = (pkt.protocol, pkt.dst_port);
+    emit_signal(kind, src, dst, what, ifindex, now, counters, |rec| {
+        rec.window_start_ns = match kind {
+            signal::SYN_SOURCE => s.syn_start_ns,
+            signal::UDP_FLOOD => s.udp_start_ns,
+            signal::ICMP_FLOOD => s.icmp_start_ns,
+            _ => s.scan_start_ns,
+        };
+        rec.syn = s.syn;
+        rec.ack = s.ack;
+        rec.udp = s.udp;
+        rec.icmp = s.icmp;
+        rec.ports = s.ports;
+        rec.hosts = s.hosts;
+        rec.sample_ports = s.sample_ports;
+    });
 }
 
+/// A target's signal, with its counters at the crossing.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn signal_target(
@@ -1574,25 +1570,23 @@ fn signal_target(
     now: u64,
     counters: &mut DetectCounters,
 ) {
-    let Some(mut entry) = reserve_signal(
+    let what = (pkt.protocol, pkt.dst_port);
+    emit_signal(
         signal::SYN_TARGET,
         src,
         dst,
-        (pkt.protocol, pkt.dst_port),
+        what,
         ifindex,
         now,
         counters,
-    ) else {
-        return;
-    };
-    // SAFETY: `reserve_signal` initialised the whole record.
-    let rec = unsafe { entry.assume_init_mut() };
-    rec.window_start_ns = t.syn_start_ns;
-    rec.syn = t.syn;
-    rec.ack = t.ack;
-    rec.sources = t.sources;
-    rec.sample_sources = t.sample_sources;
-    entry.submit(0);
+        |rec| {
+            rec.window_start_ns = t.syn_start_ns;
+            rec.syn = t.syn;
+            rec.ack = t.ack;
+            rec.sources = t.sources;
+            rec.sample_sources = t.sample_sources;
+        },
+    );
 }
 
 /// Adds the packet to its class and to TOTAL.
