@@ -93,10 +93,20 @@ pub struct Sample {
     pub mpps: f64,
     /// In-kernel time per run of the receiver's XDP program (bpf_stats).
     pub prog_ns: f64,
+    /// In-kernel time of Ironpost's TC egress program per frame its XDP
+    /// program ran for (bpf_stats): what watching the host's replies costs.
+    pub egress_ns: Option<f64>,
     /// Frames the veth refused to hand over (receiver ring full).
     pub refused: u64,
     /// The daemon's RSS after the flood, KiB (Ironpost only).
     pub rss_kib: Option<u64>,
+}
+
+impl Sample {
+    /// Every in-kernel nanosecond the receiver spent per frame it took.
+    pub fn kernel_ns(&self) -> f64 {
+        self.prog_ns + self.egress_ns.unwrap_or(0.0)
+    }
 }
 
 /// The flood bench on one lab.
@@ -222,9 +232,13 @@ impl<'a> Flood<'a> {
         daemon: Option<&Daemon>,
     ) -> Result<Vec<(Scenario, Sample)>> {
         let prog = attached_prog_id(self.lab.host_if())?;
+        let egress = match daemon {
+            Some(_) => Some(prog_id_by_name(EGRESS_PROG)?),
+            None => None,
+        };
         let mut out = Vec::new();
         for &scenario in receiver.scenarios() {
-            let mut s = self.flood(scenario, prog)?;
+            let mut s = self.flood(scenario, prog, egress)?;
             if let Some(d) = daemon {
                 s.rss_kib = Some(d.rss_kib()?);
             }
@@ -233,7 +247,7 @@ impl<'a> Flood<'a> {
         Ok(out)
     }
 
-    fn flood(&mut self, scenario: Scenario, prog: u32) -> Result<Sample> {
+    fn flood(&mut self, scenario: Scenario, prog: u32, egress: Option<u32>) -> Result<Sample> {
         let (template, sources) = match scenario {
             Scenario::Blocked => (&self.blocked, Sources::Template),
             Scenario::SpoofedSyn => (
@@ -261,9 +275,11 @@ impl<'a> Flood<'a> {
         BpfStats::set(true)?;
         let refused_before = self.refused()?;
         let stats_before = prog_stats(prog)?;
+        let egress_before = egress.map(prog_stats).transpose()?;
         self.lab
             .in_ns(|| progs.generate(template, ifindex, frames))??;
         let stats_after = prog_stats(prog)?;
+        let egress_after = egress.map(prog_stats).transpose()?;
         let runs = stats_after.1 - stats_before.1;
         let received_timed = u64::from(frames) - (self.refused()? - refused_before);
         ensure!(
@@ -273,6 +289,9 @@ impl<'a> Flood<'a> {
         Ok(Sample {
             mpps: received as f64 / wall.as_secs_f64() / 1e6,
             prog_ns: (stats_after.0 - stats_before.0).as_nanos() as f64 / runs.max(1) as f64,
+            egress_ns: egress_before
+                .zip(egress_after)
+                .map(|(b, a)| (a.0 - b.0).as_nanos() as f64 / runs.max(1) as f64),
             refused,
             rss_kib: None,
         })
@@ -297,6 +316,25 @@ impl<'a> Flood<'a> {
         v[0]["stats64"]["tx"]["dropped"]
             .as_u64()
             .context("no tx dropped counter in `ip -s -j link`")
+    }
+}
+
+/// The name the kernel gives Ironpost's TC egress program.
+const EGRESS_PROG: &str = "ironpost_egress";
+
+/// The id of the one loaded program named `name`.
+fn prog_id_by_name(name: &str) -> Result<u32> {
+    let mut ids = Vec::new();
+    for info in aya::programs::loaded_programs() {
+        let info = info?;
+        if info.name_as_str() == Some(name) {
+            ids.push(info.id());
+        }
+    }
+    match ids.as_slice() {
+        [id] => Ok(*id),
+        [] => anyhow::bail!("no loaded program is named {name}"),
+        _ => anyhow::bail!("{} loaded programs are named {name}: {ids:?}", ids.len()),
     }
 }
 
