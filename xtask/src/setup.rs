@@ -22,6 +22,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "nftables",
     "tcpdump",
     "python3-scapy",
+    "iperf3",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -234,8 +234,7 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     if d.enabled {
         println!(
             "  detection: syn_flood {} ({} SYNs/source, {}/target per {} s, ratio {:.3}); \
-             port_scan {} ({} ports, {} hosts per {} s); udp_flood {} ({} per {} s); \
-             icmp_flood {} ({} per {} s)",
+             port_scan {} ({} ports, {} hosts, {} refused per {} s)",
             on(d.syn_flood.enabled),
             d.syn_flood.source_threshold,
             d.syn_flood.target_threshold,
@@ -244,14 +243,27 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
             on(d.port_scan.enabled),
             d.port_scan.distinct_ports,
             d.port_scan.distinct_hosts,
+            d.port_scan.refused_ports,
             d.port_scan.window_secs,
-            on(d.udp_flood.enabled),
-            d.udp_flood.threshold,
-            d.udp_flood.window_secs,
-            on(d.icmp_flood.enabled),
-            d.icmp_flood.threshold,
-            d.icmp_flood.window_secs,
         );
+        for (name, f) in [
+            ("udp_flood", &d.udp_flood),
+            ("icmp_flood", &d.icmp_flood),
+            ("ack_flood", &d.ack_flood),
+            ("rst_flood", &d.rst_flood),
+        ] {
+            let target = if f.target_threshold > 0 {
+                format!(", {}/target from untracked sources", f.target_threshold)
+            } else {
+                String::new()
+            };
+            println!(
+                "  detection: {name} {} ({}/source{target} per {} s)",
+                on(f.enabled),
+                f.threshold,
+                f.window_secs
+            );
+        }
     } else {
         println!("  detection: off");
     }

@@ -700,3 +700,195 @@ fn ping_at_100_per_second_is_not_a_flood() {
     let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "alert").collect();
     assert!(alerts.is_empty(), "{alerts:?}");
 }
+
+/// ACK segments that no connection knows are answered with RSTs without
+/// ACK: the egress watcher counts them, and the block drops the source's
+/// TCP to the port it flooded, nothing else.
+#[test]
+fn hping3_ack_flood_is_blocked_on_the_port_it_hit() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let at = attack_is_blocked(
+        "ackflood.toml",
+        "",
+        "hping3",
+        &["-A", "--flood", "-p", "8080", "-q"],
+        "ack_flood",
+        20,
+    );
+    let a = &at.alert;
+    assert!(a["evidence"]["count"].as_u64().unwrap() >= 5000, "{a}");
+    assert_eq!(a["action"]["traffic"], "tcp/8080", "{a}");
+    assert_eq!(auto_entry(&at.d, a)["condition"], "tcp/8080");
+}
+
+#[test]
+fn hping3_rst_flood_is_blocked_by_its_rsts() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let at = attack_is_blocked(
+        "rstflood.toml",
+        "",
+        "hping3",
+        &["-R", "--flood", "-p", "80", "-q"],
+        "rst_flood",
+        20,
+    );
+    let a = &at.alert;
+    assert!(a["evidence"]["count"].as_u64().unwrap() >= 5000, "{a}");
+    assert_eq!(auto_entry(&at.d, a)["condition"], "tcp-rst");
+}
+
+/// A UDP flood from random sources: each source sends one packet and earns
+/// no state; the flood shows on its target, which is named in one alert,
+/// and nobody is blocked.
+#[test]
+fn hping3_spoofed_udp_flood_alerts_on_its_target_and_blocks_nobody() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let (d, _cfg) = start(&lab, "udprand.toml", "");
+    let host = lab.host_addr().to_string();
+    let _t = Tool::start(
+        &lab,
+        "hping3",
+        &["-2", "--flood", "--rand-source", "-p", "53", "-q", &host],
+    );
+    let a = wait_alert(&d, "udp_flood", 20);
+    assert_eq!(a["source"], Value::Null, "{a}");
+    assert_eq!(a["target"], host, "{a}");
+    assert!(a["evidence"]["count"].as_u64().unwrap() >= 100_000, "{a}");
+    assert!(
+        a["evidence"]["distinct_sources"].as_u64().unwrap() > 1000,
+        "{a}"
+    );
+    assert_eq!(a["action"]["kind"], "none", "{a}");
+    let list = d.json(&["block", "list"]);
+    assert!(list["entries"].as_array().unwrap().is_empty(), "{list}");
+    // One alert for the window, however long the flood goes on.
+    std::thread::sleep(Duration::from_secs(2));
+    let s = status(&d);
+    assert_eq!(
+        s["detection"]["detectors"]["detectors"]["udp_flood"]["alerts"], 1,
+        "{s}"
+    );
+}
+
+/// With the defaults: a request/response client at 5,000 queries a second
+/// and an iperf3 UDP test at 1 Gbit/s (with its TCP control connection)
+/// raise nothing and lose nothing to Ironpost.
+#[test]
+fn busy_udp_clients_are_not_floods() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let (d, _cfg) = start(&lab, "busyudp.toml", "");
+    let host = lab.host_addr();
+    let client = lab.peer_addr(0);
+
+    // 5,000 queries a second for 4 s, paced, one socket, each answered.
+    let server = UdpSocket::bind(SocketAddrV4::new(host, 0)).unwrap();
+    let port = server.local_addr().unwrap().port();
+    server
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let responder = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        let mut n_answered = 0u32;
+        while let Ok((n, from)) = server.recv_from(&mut buf) {
+            if server.send_to(&buf[..n], from).is_ok() {
+                n_answered += 1;
+            }
+        }
+        n_answered
+    });
+    const RATE: u32 = 5_000;
+    const QUERIES: u32 = RATE * 4;
+    let answered = lab
+        .in_ns(move || {
+            let s = UdpSocket::bind(SocketAddrV4::new(client, 0)).unwrap();
+            s.connect(SocketAddrV4::new(host, port)).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let start = Instant::now();
+            let (mut sent, mut got) = (0u32, 0u32);
+            let mut buf = [0u8; 512];
+            while got < QUERIES && start.elapsed() < Duration::from_secs(10) {
+                // Send what the schedule says is due, then read answers.
+                let due = (start.elapsed().as_micros() as u64 * u64::from(RATE) / 1_000_000)
+                    .min(u64::from(QUERIES)) as u32;
+                while sent < due {
+                    if s.send(format!("query {sent}").as_bytes()).is_err() {
+                        break;
+                    }
+                    sent += 1;
+                }
+                while s.recv(&mut buf).is_ok() {
+                    got += 1;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            (sent, got, start.elapsed())
+        })
+        .unwrap();
+    let (sent, got, took) = answered;
+    assert_eq!(sent, QUERIES);
+    assert!(
+        got >= QUERIES * 99 / 100,
+        "{got} of {sent} queries answered in {took:?}"
+    );
+    assert!(responder.join().unwrap() >= got);
+
+    // iperf3: a UDP test at 1 Gbit/s for 3 s, its control over TCP.
+    let mut server = Command::new("iperf3")
+        .args(["-s", "-1", "-B", &host.to_string(), "-p", "5201"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("iperf3 (cargo xtask setup installs it)");
+    std::thread::sleep(Duration::from_millis(500));
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            lab.ns(),
+            "iperf3",
+            "-u",
+            "-b",
+            "1G",
+            "-t",
+            "3",
+        ])
+        .args(["-c", &host.to_string(), "-p", "5201", "--json"])
+        .output()
+        .unwrap();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "iperf3 failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sum = &report["end"]["sum"];
+    eprintln!(
+        "iperf3 UDP: {:.0} Mbit/s, {} datagrams, {} lost",
+        sum["bits_per_second"].as_f64().unwrap_or(0.0) / 1e6,
+        sum["packets"],
+        sum["lost_packets"]
+    );
+
+    std::thread::sleep(Duration::from_millis(1200));
+    let s = status(&d);
+    assert_eq!(s["detection"]["detectors"]["signals"], 0, "{s}");
+    let list = d.json(&["block", "list"]);
+    assert!(list["entries"].as_array().unwrap().is_empty(), "{list}");
+    d.signal(libc::SIGTERM);
+    let (_, lines) = d.finish();
+    let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "alert").collect();
+    assert!(alerts.is_empty(), "{alerts:?}");
+}

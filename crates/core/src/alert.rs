@@ -56,19 +56,26 @@ pub enum DetectorKind {
     SynFlood,
     /// Port scan (many ports of a host) and horizontal sweep (many hosts).
     PortScan,
-    /// UDP flood from one source.
+    /// UDP flood, from one source or onto one address from many.
     UdpFlood,
-    /// ICMP flood from one source.
+    /// ICMP flood, from one source or onto one address from many.
     IcmpFlood,
+    /// ACK flood: ACK-bearing TCP segments of one source that the host
+    /// refused (it answered RSTs without ACK).
+    AckFlood,
+    /// RST flood from one source.
+    RstFlood,
 }
 
 impl DetectorKind {
     /// Every detector.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 6] = [
         Self::SynFlood,
         Self::PortScan,
         Self::UdpFlood,
         Self::IcmpFlood,
+        Self::AckFlood,
+        Self::RstFlood,
     ];
 
     /// The name used in the configuration and in alerts.
@@ -78,6 +85,8 @@ impl DetectorKind {
             Self::PortScan => "port_scan",
             Self::UdpFlood => "udp_flood",
             Self::IcmpFlood => "icmp_flood",
+            Self::AckFlood => "ack_flood",
+            Self::RstFlood => "rst_flood",
         }
     }
 }

@@ -236,6 +236,10 @@ pub struct Condition {
     /// blocks of SYN floods, not by configuration.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub syn_only: bool,
+    /// TCP only: RSTs only, the packets of a RST flood. Set by automatic
+    /// blocks of RST floods, not by configuration.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rst_only: bool,
 }
 
 impl Condition {
@@ -250,6 +254,9 @@ impl fmt::Display for Condition {
         write!(f, "{}", self.protocol)?;
         if self.syn_only {
             f.write_str("-syn")?;
+        }
+        if self.rst_only {
+            f.write_str("-rst")?;
         }
         match self.dst_port {
             Some(p) => write!(f, "/{p}"),
@@ -702,6 +709,7 @@ impl Source<'_> {
             protocol,
             dst_port,
             syn_only: false,
+            rst_only: false,
         });
         let action = match raw.action {
             Some(a) => a

@@ -27,6 +27,17 @@ pub enum SignalKind {
     /// RSTs and ICMP unreachables it sent (`ports`, `sample_ports`; `ack`
     /// holds the connections it accepted).
     RefusedScan,
+    /// ACK-bearing segments of one remote address that the host refused
+    /// (`ack`): RSTs without ACK it sent, seen on egress.
+    AckFlood,
+    /// RSTs from one source (`rst`).
+    RstFlood,
+    /// UDP from untracked sources onto one address (`udp`, `sources`,
+    /// `sample_sources`).
+    UdpTarget,
+    /// ICMP from untracked sources onto one address (`icmp`, `sources`,
+    /// `sample_sources`).
+    IcmpTarget,
 }
 
 impl SignalKind {
@@ -35,8 +46,10 @@ impl SignalKind {
         match self {
             Self::SynSource | Self::SynTarget => DetectorKind::SynFlood,
             Self::PortScan | Self::HostSweep | Self::RefusedScan => DetectorKind::PortScan,
-            Self::UdpFlood => DetectorKind::UdpFlood,
-            Self::IcmpFlood => DetectorKind::IcmpFlood,
+            Self::UdpFlood | Self::UdpTarget => DetectorKind::UdpFlood,
+            Self::IcmpFlood | Self::IcmpTarget => DetectorKind::IcmpFlood,
+            Self::AckFlood => DetectorKind::AckFlood,
+            Self::RstFlood => DetectorKind::RstFlood,
         }
     }
 }
@@ -69,6 +82,8 @@ pub struct Signal {
     pub udp: u32,
     /// ICMP packets in the ICMP window.
     pub icmp: u32,
+    /// RSTs in the RST window.
+    pub rst: u32,
     /// Distinct destination port bins in the scan window.
     pub ports: u32,
     /// Distinct destination host bins in the scan window.

@@ -232,6 +232,14 @@ impl PortRange {
         last: u16::MAX,
     };
 
+    /// The range of one port.
+    pub fn single(port: u16) -> Self {
+        Self {
+            first: port,
+            last: port,
+        }
+    }
+
     /// True when `port` is in the range.
     pub fn contains(&self, port: u16) -> bool {
         self.first <= port && port <= self.last

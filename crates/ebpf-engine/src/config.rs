@@ -89,6 +89,12 @@ pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
         admit_packets: d.admit_after_packets,
         admit_per_sec: d.admit_per_sec_per_cpu,
         refused_threshold: on(scan, d.port_scan.refused_ports),
+        ack_threshold: on(d.ack_flood.enabled, d.ack_flood.threshold),
+        ack_window_ns: d.ack_flood.window_secs * NS,
+        rst_window_ns: d.rst_flood.window_secs * NS,
+        rst_threshold: on(d.rst_flood.enabled, d.rst_flood.threshold),
+        udp_target_threshold: on(d.udp_flood.enabled, d.udp_flood.target_threshold),
+        icmp_target_threshold: on(d.icmp_flood.enabled, d.icmp_flood.target_threshold),
         reserved: 0,
     }
 }

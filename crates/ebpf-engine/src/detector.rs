@@ -1,4 +1,5 @@
-//! The detectors (SYN flood, port scan and sweep, UDP and ICMP floods) and
+//! The detectors (SYN flood, port scan and sweep, UDP, ICMP, ACK and RST
+//! floods) and
 //! [`PacketDetector`], which owns them and their state: it routes each
 //! signal, turns findings into alerts, and keeps one alert per detector
 //! and source per window, counting repeats instead of re-alerting.
@@ -256,8 +257,10 @@ impl Detector for PortScanDetector {
     }
 }
 
-/// UDP or ICMP floods: packets from one source above the threshold within
-/// the window.
+/// Packet floods: UDP, ICMP and RSTs from one source, ACK-bearing segments
+/// of one source that the host refused, above the threshold within the
+/// window; and UDP or ICMP onto one address from sources without state
+/// (spoofed ones), above the target threshold.
 #[derive(Debug)]
 pub struct FloodDetector {
     kind: DetectorKind,
@@ -265,19 +268,9 @@ pub struct FloodDetector {
 }
 
 impl FloodDetector {
-    /// A UDP flood detector.
-    pub fn udp(cfg: FloodConfig) -> Self {
-        Self {
-            kind: DetectorKind::UdpFlood,
-            cfg,
-        }
-    }
-    /// An ICMP flood detector.
-    pub fn icmp(cfg: FloodConfig) -> Self {
-        Self {
-            kind: DetectorKind::IcmpFlood,
-            cfg,
-        }
+    /// A flood detector of `kind` (UDP, ICMP, ACK or RST flood).
+    pub fn new(kind: DetectorKind, cfg: FloodConfig) -> Self {
+        Self { kind, cfg }
     }
 }
 
@@ -287,36 +280,82 @@ impl Detector for FloodDetector {
     }
 
     fn observe(&mut self, s: &Signal) -> Option<Finding> {
-        let (count, name) = match (self.kind, s.kind) {
-            (DetectorKind::UdpFlood, SignalKind::UdpFlood) => (s.udp, "UDP"),
-            (DetectorKind::IcmpFlood, SignalKind::IcmpFlood) => (s.icmp, "ICMP"),
+        let c = &self.cfg;
+        let (count, threshold, name, onto_target) = match (self.kind, s.kind) {
+            (DetectorKind::UdpFlood, SignalKind::UdpFlood) => (s.udp, c.threshold, "UDP", false),
+            (DetectorKind::UdpFlood, SignalKind::UdpTarget) => {
+                (s.udp, c.target_threshold, "UDP", true)
+            }
+            (DetectorKind::IcmpFlood, SignalKind::IcmpFlood) => {
+                (s.icmp, c.threshold, "ICMP", false)
+            }
+            (DetectorKind::IcmpFlood, SignalKind::IcmpTarget) => {
+                (s.icmp, c.target_threshold, "ICMP", true)
+            }
+            (DetectorKind::AckFlood, SignalKind::AckFlood) => (s.ack, c.threshold, "ACK", false),
+            (DetectorKind::RstFlood, SignalKind::RstFlood) => (s.rst, c.threshold, "RST", false),
             _ => return None,
         };
-        let c = &self.cfg;
-        if count < c.threshold {
+        if threshold == 0 || count < threshold {
             return None;
         }
-        let mut ev = evidence(s, c.window_secs, count.into(), c.threshold.into());
-        if self.kind == DetectorKind::UdpFlood {
-            ev.sampled_ports = s.sample_ports.clone();
-        }
+        let mut ev = evidence(s, c.window_secs, count.into(), threshold.into());
+        let severity = severity(
+            count.into(),
+            threshold.into(),
+            ev.elapsed_secs,
+            c.window_secs,
+            Severity::Critical,
+        );
+        let (source, target, summary, dedup_key) = if onto_target {
+            let n = estimate_distinct(s.sources, HOST_BINS);
+            ev.distinct_sources = Some(n);
+            ev.sampled_sources = s.sample_sources.clone();
+            (
+                None,
+                s.dst.to_string(),
+                format!(
+                    "{name} flood onto {}: {count} packets in {:.2} s from about {n} sources \
+                     without tracking state (spoofed or new)",
+                    s.dst, ev.elapsed_secs
+                ),
+                format!("{}:target:{}", self.kind, s.dst),
+            )
+        } else {
+            let summary = match self.kind {
+                DetectorKind::AckFlood => {
+                    ev.sampled_ports = vec![s.dst_port];
+                    format!(
+                        "ACK flood from {} to {}: {count} segments to port {} that no \
+                         connection knew, refused with RSTs in {:.2} s",
+                        s.src, s.dst, s.dst_port, ev.elapsed_secs
+                    )
+                }
+                _ => {
+                    if self.kind == DetectorKind::UdpFlood {
+                        ev.sampled_ports = s.sample_ports.clone();
+                    }
+                    format!(
+                        "{name} flood from {} to {}: {count} packets in {:.2} s",
+                        s.src, s.dst, ev.elapsed_secs
+                    )
+                }
+            };
+            (
+                Some(s.src),
+                s.dst.to_string(),
+                summary,
+                format!("{}:{}", self.kind, s.src),
+            )
+        };
         Some(Finding {
             detector: self.kind,
-            severity: severity(
-                count.into(),
-                c.threshold.into(),
-                ev.elapsed_secs,
-                c.window_secs,
-                Severity::Critical,
-            ),
-            source: Some(s.src),
-            target: s.dst.to_string(),
-            summary: format!(
-                "{name} flood from {} to {}: {count} packets in {:.2} s",
-                s.src, s.dst, ev.elapsed_secs
-            ),
+            severity,
+            source,
+            target,
+            summary,
             evidence: ev,
-            dedup_key: format!("{}:{}", self.kind, s.src),
+            dedup_key,
             window_ms: c.window_secs * 1000,
         })
     }
@@ -409,11 +448,15 @@ impl PacketDetector {
         if cfg.runs(DetectorKind::PortScan) {
             v.push(Box::new(PortScanDetector::new(cfg.port_scan.clone())));
         }
-        if cfg.runs(DetectorKind::UdpFlood) {
-            v.push(Box::new(FloodDetector::udp(cfg.udp_flood.clone())));
-        }
-        if cfg.runs(DetectorKind::IcmpFlood) {
-            v.push(Box::new(FloodDetector::icmp(cfg.icmp_flood.clone())));
+        for (kind, c) in [
+            (DetectorKind::UdpFlood, &cfg.udp_flood),
+            (DetectorKind::IcmpFlood, &cfg.icmp_flood),
+            (DetectorKind::AckFlood, &cfg.ack_flood),
+            (DetectorKind::RstFlood, &cfg.rst_flood),
+        ] {
+            if cfg.runs(kind) {
+                v.push(Box::new(FloodDetector::new(kind, c.clone())));
+            }
         }
         self.detectors = v;
         self.cap = cfg.max_tracked_sources as usize;
@@ -550,6 +593,7 @@ mod tests {
             ack: 0,
             udp: 0,
             icmp: 0,
+            rst: 0,
             ports: 0,
             hosts: 0,
             sources: 0,
@@ -691,6 +735,53 @@ mod tests {
         low.src = ip("10.9.0.9");
         low.icmp = 999;
         assert_eq!(d.observe(&low), Outcome::Ignored);
+    }
+
+    #[test]
+    fn spoofed_udp_and_icmp_floods_are_alerts_on_their_target() {
+        let mut d = PacketDetector::new(&cfg(""), "t");
+        let mut u = sig(SignalKind::UdpTarget, "100.64.3.4", 0, 700);
+        u.udp = 100_000;
+        u.sources = 250;
+        u.sample_sources = vec![ip("100.64.3.4"), ip("100.70.9.1")];
+        let a = alert(d.observe(&u));
+        assert_eq!(a.detector, DetectorKind::UdpFlood);
+        assert_eq!(a.source, None, "a spoofed flood has no source to block");
+        assert_eq!(a.target, "10.0.0.1");
+        assert!(a.evidence.distinct_sources.unwrap() > 250);
+        // More crossings onto the same address in the window: one alert.
+        let mut again = u.clone();
+        again.src = ip("100.99.0.1");
+        assert!(matches!(d.observe(&again), Outcome::Repeat { .. }));
+        let mut i = sig(SignalKind::IcmpTarget, "100.64.3.4", 0, 700);
+        i.icmp = 9_999;
+        assert_eq!(d.observe(&i), Outcome::Ignored, "below the default");
+        i.icmp = 10_000;
+        assert_eq!(alert(d.observe(&i)).detector, DetectorKind::IcmpFlood);
+        let mut off =
+            PacketDetector::new(&cfg("[detection.udp_flood]\ntarget_threshold = 0\n"), "t");
+        assert_eq!(off.observe(&u), Outcome::Ignored);
+    }
+
+    #[test]
+    fn ack_and_rst_floods() {
+        let mut d = PacketDetector::new(&cfg(""), "t");
+        let mut a = sig(SignalKind::AckFlood, "10.9.0.20", 0, 50);
+        a.ack = 5_000;
+        a.dst_port = 8080;
+        let alert_a = alert(d.observe(&a));
+        assert_eq!(alert_a.detector, DetectorKind::AckFlood);
+        assert_eq!(alert_a.evidence.sampled_ports, vec![8080]);
+        assert!(alert_a.summary.contains("port 8080"), "{}", alert_a.summary);
+        let mut r = sig(SignalKind::RstFlood, "10.9.0.20", 0, 50);
+        r.rst = 4_999;
+        assert_eq!(d.observe(&r), Outcome::Ignored);
+        r.rst = 5_000;
+        let alert_r = alert(d.observe(&r));
+        assert_eq!(alert_r.detector, DetectorKind::RstFlood);
+        assert_eq!(alert_r.severity, Severity::Critical);
+        let mut off = PacketDetector::new(&cfg("[detection.rst_flood]\nenabled = false\n"), "t");
+        assert_eq!(off.observe(&r), Outcome::Ignored);
     }
 
     #[test]

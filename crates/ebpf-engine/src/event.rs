@@ -97,6 +97,10 @@ pub fn decode_signal(rec: &SignalRecord, interface: &str, clock: &Clock) -> Opti
         signal::UDP_FLOOD => SignalKind::UdpFlood,
         signal::ICMP_FLOOD => SignalKind::IcmpFlood,
         signal::REFUSED_SCAN => SignalKind::RefusedScan,
+        signal::ACK_FLOOD => SignalKind::AckFlood,
+        signal::RST_FLOOD => SignalKind::RstFlood,
+        signal::UDP_TARGET => SignalKind::UdpTarget,
+        signal::ICMP_TARGET => SignalKind::IcmpTarget,
         _ => return None,
     };
     let ms = |ns: u64| {
@@ -132,6 +136,7 @@ pub fn decode_signal(rec: &SignalRecord, interface: &str, clock: &Clock) -> Opti
         ack: rec.ack,
         udp: rec.udp,
         icmp: rec.icmp,
+        rst: rec.rst,
         ports: rec.ports,
         hosts: rec.hosts,
         sources: rec.sources,

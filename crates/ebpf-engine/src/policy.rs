@@ -14,9 +14,9 @@ use rustc_hash::FxHashMap;
 
 use ironpost_core::{Condition, Direction, L4Protocol, Prefix, RuleAction, RuleConfig};
 use ironpost_ebpf_common::{
-    ACTION_NONE, COND_SYN_ONLY, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6,
-    POLICY_EXACT_V4, POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, RuleValue,
-    ipproto,
+    ACTION_NONE, COND_RST_ONLY, COND_SYN_ONLY, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4,
+    POLICY_DST_V6, POLICY_EXACT_V4, POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN,
+    RuleValue, ipproto,
 };
 use serde::{Deserialize, Serialize};
 
@@ -138,7 +138,10 @@ impl BlockEntry {
             v.port_last = ports.last;
             v.else_action = else_action;
             if c.syn_only {
-                v.cond_flags = COND_SYN_ONLY;
+                v.cond_flags |= COND_SYN_ONLY;
+            }
+            if c.rst_only {
+                v.cond_flags |= COND_RST_ONLY;
             }
         }
         v

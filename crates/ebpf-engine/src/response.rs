@@ -8,7 +8,7 @@ use std::{
 };
 
 use ironpost_core::{
-    Alert, Condition, DetectorKind, L4Protocol, Prefix,
+    Alert, Condition, DetectorKind, L4Protocol, PortRange, Prefix,
     config::{BlockScope, ResponseConfig},
 };
 use serde::Serialize;
@@ -91,19 +91,29 @@ pub fn protected(ip: IpAddr, shield: &Shield, never_block: &[Prefix]) -> Option<
     None
 }
 
-/// The traffic an attack of `kind` is made of, as a block condition: bare
-/// SYNs, UDP or ICMP; `None` for a scan (all traffic).
-pub fn attack_traffic(kind: DetectorKind) -> Option<Condition> {
-    let (protocol, syn_only) = match kind {
-        DetectorKind::SynFlood => (L4Protocol::Tcp, true),
-        DetectorKind::UdpFlood => (L4Protocol::Udp, false),
-        DetectorKind::IcmpFlood => (L4Protocol::Icmp, false),
-        DetectorKind::PortScan => return None,
+/// The traffic the attack behind `alert` is made of, as a block
+/// condition: bare SYNs, UDP, ICMP, RSTs, or TCP to the port an ACK flood
+/// hit (its first sampled port); `None` for a scan (all traffic).
+pub fn attack_traffic(alert: &Alert) -> Option<Condition> {
+    let tcp = |dst_port: Option<u16>, syn_only, rst_only| Condition {
+        protocol: L4Protocol::Tcp,
+        dst_port: dst_port.map(PortRange::single),
+        syn_only,
+        rst_only,
     };
-    Some(Condition {
+    let other = |protocol| Condition {
         protocol,
         dst_port: None,
-        syn_only,
+        syn_only: false,
+        rst_only: false,
+    };
+    Some(match alert.detector {
+        DetectorKind::SynFlood => tcp(None, true, false),
+        DetectorKind::RstFlood => tcp(None, false, true),
+        DetectorKind::AckFlood => tcp(alert.evidence.sampled_ports.first().copied(), false, false),
+        DetectorKind::UdpFlood => other(L4Protocol::Udp),
+        DetectorKind::IcmpFlood => other(L4Protocol::Icmp),
+        DetectorKind::PortScan => return None,
     })
 }
 
@@ -249,7 +259,7 @@ impl Responder {
         let ttl_secs = self.ttl(offence);
         let prefix = Prefix::host(src);
         let condition = match per.block {
-            BlockScope::Attack => attack_traffic(alert.detector),
+            BlockScope::Attack => attack_traffic(alert),
             BlockScope::All => None,
         };
         if self.cfg.dry_run {
@@ -489,6 +499,23 @@ mod tests {
             condition(&mut r, DetectorKind::IcmpFlood).as_deref(),
             Some("icmp")
         );
+        assert_eq!(
+            condition(&mut r, DetectorKind::RstFlood).as_deref(),
+            Some("tcp-rst")
+        );
+        // An ACK flood's block drops TCP to the port it hit, and nothing
+        // else of the source.
+        let mut ack = alert(Some("198.51.100.9"), DetectorKind::AckFlood, Severity::High);
+        ack.evidence.sampled_ports = vec![8080];
+        match r.decide(&ack, &Shield::default(), 0) {
+            Decision::Block { condition, .. } => {
+                assert_eq!(
+                    condition.map(|c| c.to_string()).as_deref(),
+                    Some("tcp/8080")
+                )
+            }
+            d => panic!("{d:?}"),
+        }
         assert_eq!(condition(&mut r, DetectorKind::PortScan), None);
         let mut all = responder("[response.syn_flood]\nblock = \"all\"\n");
         assert_eq!(condition(&mut all, DetectorKind::SynFlood), None);

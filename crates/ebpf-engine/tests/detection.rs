@@ -8,7 +8,7 @@ use ironpost_core::{EbpfConfig, IronpostConfig, Signal, SignalKind};
 use ironpost_ebpf_engine::{EbpfEngine, EngineConfig, TrafficSnapshot};
 use ironpost_lab::{
     kernel_tests_enabled,
-    packet::{ACK, ETH_P_IP, SYN, ethernet, icmp_echo, ipv4, tcp, udp},
+    packet::{ACK, ETH_P_IP, RST, SYN, ethernet, icmp_echo, ipv4, tcp, udp},
 };
 
 const DST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
@@ -339,4 +339,69 @@ fn new_state_per_second_is_capped() {
         u64::from(SOURCES),
         "{d:?}"
     );
+}
+
+#[test]
+fn spoofed_udp_and_icmp_count_on_their_target() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    // Admission as in production: a source needs packets before it has
+    // state, so each of these one-packet sources stays untracked.
+    let mut e = engine(
+        "[detection]\nadmit_after_packets = 4\nadmit_per_sec_per_cpu = 0\n\
+         [detection.udp_flood]\ntarget_threshold = 200\n\
+         [detection.icmp_flood]\ntarget_threshold = 100\n\
+         [detection.port_scan]\nenabled = false\n",
+    );
+    let (rt, mut rx) = reader(&mut e);
+    for i in 0..300u32 {
+        let src = Ipv4Addr::from(0x6440_0000 + i * 7919); // 100.64.0.0/10
+        e.test_run(&udp_pkt(src, 40000, 9), 1).unwrap();
+    }
+    let got = signals(&rt, &mut rx);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let t = &got[0];
+    assert_eq!((t.kind, t.udp), (SignalKind::UdpTarget, 200));
+    assert_eq!(t.dst, std::net::IpAddr::V4(DST));
+    assert!(t.sources > 60, "distinct source bins: {}", t.sources);
+    assert_eq!(t.sample_sources.len(), 4);
+    for i in 0..150u32 {
+        let src = Ipv4Addr::from(0x6480_0000 + i * 7919);
+        let ping = ethernet(ETH_P_IP, &[], &ipv4(src, DST, 1, &icmp_echo(8)));
+        e.test_run(&ping, 1).unwrap();
+    }
+    let got = signals(&rt, &mut rx);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0].kind, got[0].icmp), (SignalKind::IcmpTarget, 100));
+    // One real source, however busy, is its own business, not its
+    // target's: its packets beyond admission do not count there.
+    let mut quiet = engine(
+        "[detection]\nadmit_after_packets = 4\nadmit_per_sec_per_cpu = 0\n\
+         [detection.udp_flood]\ntarget_threshold = 200\nthreshold = 1000000\n",
+    );
+    let (rt2, mut rx2) = reader(&mut quiet);
+    quiet
+        .test_run(&udp_pkt(Ipv4Addr::new(198, 51, 100, 40), 40000, 9), 5_000)
+        .unwrap();
+    assert!(signals(&rt2, &mut rx2).is_empty());
+}
+
+#[test]
+fn rsts_from_one_source_are_a_flood() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let mut e =
+        engine("[detection.rst_flood]\nthreshold = 50\n[detection.port_scan]\nenabled = false\n");
+    let (rt, mut rx) = reader(&mut e);
+    let src = Ipv4Addr::new(198, 51, 100, 50);
+    e.test_run(&tcp_pkt(src, DST, 1234, 80, ACK), 500).unwrap();
+    e.test_run(&tcp_pkt(src, DST, 1234, 80, RST), 49).unwrap();
+    assert!(signals(&rt, &mut rx).is_empty(), "ACKs are not RSTs");
+    e.test_run(&tcp_pkt(src, DST, 1234, 80, RST | ACK), 10)
+        .unwrap();
+    let got = signals(&rt, &mut rx);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0].kind, got[0].rst), (SignalKind::RstFlood, 50));
 }

@@ -498,6 +498,7 @@ fn a_syn_only_block_drops_bare_syns_and_nothing_else() {
         protocol: L4Protocol::Tcp,
         dst_port: None,
         syn_only: true,
+        rst_only: false,
     });
     e.block(vec![entry], OnConfigConflict::Refuse, &mut |_| {})
         .unwrap();

@@ -58,6 +58,10 @@ pub struct DetectionConfig {
     pub udp_flood: FloodConfig,
     /// `[detection.icmp_flood]`.
     pub icmp_flood: FloodConfig,
+    /// `[detection.ack_flood]` (no `target_threshold`).
+    pub ack_flood: FloodConfig,
+    /// `[detection.rst_flood]` (no `target_threshold`).
+    pub rst_flood: FloodConfig,
 }
 
 /// `[detection.syn_flood]`.
@@ -94,7 +98,8 @@ pub struct PortScanConfig {
     pub refused_ports: u32,
 }
 
-/// `[detection.udp_flood]` and `[detection.icmp_flood]`.
+/// `[detection.udp_flood]`, `[detection.icmp_flood]`,
+/// `[detection.ack_flood]` and `[detection.rst_flood]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FloodConfig {
     /// Whether this detector runs.
@@ -103,6 +108,10 @@ pub struct FloodConfig {
     pub window_secs: u64,
     /// Packets from one source per window.
     pub threshold: u32,
+    /// UDP and ICMP: packets onto one destination address per window from
+    /// sources the datapath keeps no state for (spoofed or new ones); 0
+    /// turns the check off. Always 0 for ACK and RST floods.
+    pub target_threshold: u32,
 }
 
 impl Default for DetectionConfig {
@@ -131,17 +140,46 @@ impl Default for DetectionConfig {
                 distinct_hosts: 20,
                 refused_ports: 20,
             },
+            // 100,000 UDP packets a second from one source: above a 1 Gbit/s
+            // stream of full-size datagrams (about 86,000 a second: an
+            // iperf3 test, a QUIC upload) and far above a busy
+            // request/response client (5,000 queries a second); below what
+            // one `hping3 --udp --flood` sends (about 166,000 a second on
+            // the test machine). From untracked sources, 10,000 a second
+            // onto one address: a spoofed flood, not the first packets of
+            // a few hundred new clients.
             udp_flood: FloodConfig {
                 enabled: true,
                 window_secs: 10,
-                threshold: 10_000,
+                threshold: 1_000_000,
+                target_threshold: 100_000,
             },
             // 500 ICMP packets a second from one source: monitoring at 100
             // pings a second stays far below, `ping -f` crosses in seconds.
+            // From untracked sources, 1,000 a second onto one address.
             icmp_flood: FloodConfig {
                 enabled: true,
                 window_secs: 10,
                 threshold: 5_000,
+                target_threshold: 10_000,
+            },
+            // 500 refused ACK-bearing segments a second: a host answers
+            // them only for connections it does not know (a restart, a
+            // NAT timeout: a few per connection); `hping3 -A --flood`
+            // crosses in milliseconds, an `nmap -sA` of 1,000 ports never.
+            ack_flood: FloodConfig {
+                enabled: true,
+                window_secs: 10,
+                threshold: 5_000,
+                target_threshold: 0,
+            },
+            // 500 RSTs a second from one source: a client aborts one
+            // connection with one RST.
+            rst_flood: FloodConfig {
+                enabled: true,
+                window_secs: 10,
+                threshold: 5_000,
+                target_threshold: 0,
             },
         }
     }
@@ -156,6 +194,8 @@ impl DetectionConfig {
                 DetectorKind::PortScan => self.port_scan.enabled,
                 DetectorKind::UdpFlood => self.udp_flood.enabled,
                 DetectorKind::IcmpFlood => self.icmp_flood.enabled,
+                DetectorKind::AckFlood => self.ack_flood.enabled,
+                DetectorKind::RstFlood => self.rst_flood.enabled,
             }
     }
 }
@@ -204,8 +244,9 @@ pub struct DetectorResponse {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockScope {
     /// Only the kind of traffic the attack is made of: bare SYNs for a SYN
-    /// flood, UDP for a UDP flood, ICMP for an ICMP flood, so that an
-    /// address an attacker spoofs keeps its other traffic (`"attack"`).
+    /// flood, UDP for a UDP flood, ICMP for an ICMP flood, RSTs for a RST
+    /// flood, TCP to the flooded port for an ACK flood, so that an address
+    /// an attacker spoofs keeps its other traffic (`"attack"`).
     Attack,
     /// Everything from the source (`"all"`).
     All,
@@ -217,9 +258,11 @@ impl BlockScope {
     pub fn default_for(kind: DetectorKind) -> Self {
         match kind {
             DetectorKind::PortScan => Self::All,
-            DetectorKind::SynFlood | DetectorKind::UdpFlood | DetectorKind::IcmpFlood => {
-                Self::Attack
-            }
+            DetectorKind::SynFlood
+            | DetectorKind::UdpFlood
+            | DetectorKind::IcmpFlood
+            | DetectorKind::AckFlood
+            | DetectorKind::RstFlood => Self::Attack,
         }
     }
 }
@@ -283,6 +326,8 @@ pub(super) struct RawDetection {
     port_scan: Option<RawPortScan>,
     udp_flood: Option<RawFlood>,
     icmp_flood: Option<RawFlood>,
+    ack_flood: Option<RawFlood>,
+    rst_flood: Option<RawFlood>,
 }
 
 #[derive(Deserialize)]
@@ -311,6 +356,7 @@ struct RawFlood {
     enabled: Option<bool>,
     window_secs: Option<Spanned<i64>>,
     threshold: Option<Spanned<i64>>,
+    target_threshold: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -330,6 +376,8 @@ pub(super) struct RawResponse {
     port_scan: Option<RawDetectorResponse>,
     udp_flood: Option<RawDetectorResponse>,
     icmp_flood: Option<RawDetectorResponse>,
+    ack_flood: Option<RawDetectorResponse>,
+    rst_flood: Option<RawDetectorResponse>,
 }
 
 #[derive(Deserialize)]
@@ -465,6 +513,8 @@ impl Source<'_> {
         for (raw, c, name) in [
             (raw.udp_flood, &mut cfg.udp_flood, "udp_flood"),
             (raw.icmp_flood, &mut cfg.icmp_flood, "icmp_flood"),
+            (raw.ack_flood, &mut cfg.ack_flood, "ack_flood"),
+            (raw.rst_flood, &mut cfg.rst_flood, "rst_flood"),
         ] {
             let Some(raw) = raw else { continue };
             if let Some(v) = raw.enabled {
@@ -475,6 +525,19 @@ impl Source<'_> {
             }
             if let Some(v) = &raw.threshold {
                 c.threshold = self.range(v, &format!("detection.{name}.threshold"), 1, U32)?;
+            }
+            if let Some(v) = &raw.target_threshold {
+                let field = format!("detection.{name}.target_threshold");
+                if matches!(name, "ack_flood" | "rst_flood") {
+                    return Err(self.error(
+                        v.span(),
+                        &field,
+                        "ACK and RST floods are counted per source only: there is no \
+                         target_threshold"
+                            .to_owned(),
+                    ));
+                }
+                c.target_threshold = self.range(v, &field, 0, U32)?;
             }
         }
         Ok(cfg)
@@ -529,6 +592,8 @@ impl Source<'_> {
             (raw.port_scan, DetectorKind::PortScan),
             (raw.udp_flood, DetectorKind::UdpFlood),
             (raw.icmp_flood, DetectorKind::IcmpFlood),
+            (raw.ack_flood, DetectorKind::AckFlood),
+            (raw.rst_flood, DetectorKind::RstFlood),
         ] {
             let Some(raw) = raw else { continue };
             let entry = cfg
@@ -656,6 +721,12 @@ mod tests {
                 2,
                 "detection.udp_flood.window_secs",
                 "0 is out of range",
+            ),
+            (
+                "[detection.rst_flood]\nthreshold = 10\ntarget_threshold = 5\n",
+                3,
+                "detection.rst_flood.target_threshold",
+                "per source only",
             ),
             (
                 "[response.port_scan]\nmin_severity = \"severe\"\n",

@@ -254,6 +254,9 @@ pub const POLICY_DST_V6: u32 = 1 << 6;
 /// `RuleValue::cond_flags` bit: the condition holds only for bare SYNs
 /// (SYN without ACK), the packets a SYN flood is made of.
 pub const COND_SYN_ONLY: u8 = 1;
+/// `RuleValue::cond_flags` bit: the condition holds only for TCP RSTs, the
+/// packets of a RST flood.
+pub const COND_RST_ONLY: u8 = 2;
 /// POLICY_FLAGS bit: PORT_RULES has entries.
 pub const POLICY_PORTS: u32 = 1 << 7;
 /// Words of SRC16_V4: one bit per /16 of the IPv4 space.
@@ -353,7 +356,8 @@ pub struct RuleValue {
     /// Applied when the condition does not hold: the action of the nearest
     /// enclosing entry without a condition, or [`ACTION_NONE`].
     pub else_action: u8,
-    /// [`COND_SYN_ONLY`]: the condition also needs a bare SYN (TCP).
+    /// [`COND_SYN_ONLY`]: the condition also needs a bare SYN (TCP);
+    /// [`COND_RST_ONLY`]: a RST.
     pub cond_flags: u8,
     /// First destination port of the condition.
     pub port_first: u16,
@@ -440,6 +444,19 @@ pub mod signal {
     /// remote address within the scan window: TCP RSTs, ICMP and ICMPv6
     /// port and protocol unreachables, seen on egress.
     pub const REFUSED_SCAN: u8 = 7;
+    /// The host refused `ack_threshold` ACK-bearing TCP packets of one
+    /// remote address within the ACK window: RSTs without ACK, which a host
+    /// sends only to a segment that acknowledges something no connection
+    /// of its own sent (an ACK flood, an ACK scan), seen on egress.
+    pub const ACK_FLOOD: u8 = 8;
+    /// One source sent `rst_threshold` TCP RSTs within the RST window.
+    pub const RST_FLOOD: u8 = 9;
+    /// One destination address received `udp_target_threshold` UDP packets
+    /// from sources without tracking state (spoofed or new ones) within
+    /// the UDP window.
+    pub const UDP_TARGET: u8 = 10;
+    /// The same for ICMP and ICMPv6 (`icmp_target_threshold`, ICMP window).
+    pub const ICMP_TARGET: u8 = 11;
 }
 
 /// SourceState::signalled / TargetState::signalled bit for a signal kind.
@@ -486,6 +503,21 @@ pub struct DetectConfig {
     /// Distinct ports (bins) the host refused one remote address per scan
     /// window (0: off).
     pub refused_threshold: u32,
+    /// ACK-bearing packets the host refused one remote address per ACK
+    /// window (0: off).
+    pub ack_threshold: u32,
+    /// Length of the ACK flood window.
+    pub ack_window_ns: u64,
+    /// Length of the RST flood window.
+    pub rst_window_ns: u64,
+    /// RSTs from one source per RST window (0: off).
+    pub rst_threshold: u32,
+    /// UDP packets from untracked sources to one address per UDP window
+    /// (0: off).
+    pub udp_target_threshold: u32,
+    /// ICMP packets from untracked sources to one address per ICMP window
+    /// (0: off).
+    pub icmp_target_threshold: u32,
     /// Reserved, zero.
     pub reserved: u32,
 }
@@ -535,19 +567,36 @@ pub struct SourceState {
     pub refused_bits: [u64; 8],
     /// The last eight distinct refused ports, ring-indexed by `refused`.
     pub refused_ports: [u16; 8],
+    /// Start of the ACK flood window.
+    pub ack_start_ns: u64,
+    /// Start of the RST flood window.
+    pub rst_start_ns: u64,
+    /// ACK-bearing packets the host refused (RSTs without ACK it sent) in
+    /// the ACK window.
+    pub ack_refused: u32,
+    /// RSTs in the RST window.
+    pub rst: u32,
 }
 
 /// Key of TARGETS: a destination address as four native-endian words (IPv4
-/// as `::ffff:a.b.c.d`), then the destination TCP port.
+/// as `::ffff:a.b.c.d`), then the destination TCP port, or
+/// [`TARGET_PROTOCOL`] `|` the IP protocol for a whole address's UDP or
+/// ICMP from untracked sources.
 pub type TargetKey = [u32; 5];
 
-/// SYN flood state of one destination address and port, in TARGETS.
+/// Marks a protocol target in the last word of a [`TargetKey`] (above any
+/// port).
+pub const TARGET_PROTOCOL: u32 = 1 << 16;
+
+/// Flood state of one destination address and port (bare SYNs), or of one
+/// address and protocol (packets from untracked sources), in TARGETS.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TargetState {
-    /// Start of the SYN window.
+    /// Start of the window (SYN, UDP or ICMP, as the key says).
     pub syn_start_ns: u64,
-    /// Bare SYNs in the window.
+    /// Bare SYNs in the window; for a protocol target, its packets from
+    /// untracked sources.
     pub syn: u32,
     /// TCP packets with ACK in the window.
     pub ack: u32,
@@ -597,8 +646,8 @@ pub struct SignalRecord {
     pub hosts: u32,
     /// Distinct source bins (target signals).
     pub sources: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// RSTs in the RST window.
+    pub rst: u32,
     /// Sampled destination ports (0: empty slot).
     pub sample_ports: [u16; 8],
     /// Sampled sources (target signals; all-zero: empty slot).
@@ -774,10 +823,10 @@ const _: () = {
     assert!(offset_of!(PacketEventRecord, vlan_id) == 56);
     assert!(offset_of!(EventCounters, lost_budget) == 32);
     assert!(CLASS_TOTAL == CLASS_COUNT - 1);
-    assert!(size_of::<DetectConfig>() == 80);
+    assert!(size_of::<DetectConfig>() == 112);
     assert!(offset_of!(DetectConfig, admit_packets) == 64);
     assert!(offset_of!(DetectConfig, syn_window_ns) == 8);
-    assert!(size_of::<SourceState>() == 272);
+    assert!(size_of::<SourceState>() == 296);
     assert!(offset_of!(SourceState, port_bits) == 64);
     assert!(size_of::<TargetState>() == 120);
     assert!(size_of::<SignalRecord>() == 168);
@@ -786,7 +835,7 @@ const _: () = {
     assert!(offset_of!(SignalRecord, sample_ports) == 88);
     assert!(offset_of!(SignalRecord, sample_sources) == 104);
     assert!(size_of::<DetectCounters>() == 48);
-    assert!(TABLE_WAYS == 2 && size_of::<Bucket<SourceKey, SourceState>>() == 2 * 296);
+    assert!(TABLE_WAYS == 2 && size_of::<Bucket<SourceKey, SourceState>>() == 2 * 320);
     assert!(table_buckets(1) == 1 && table_buckets(65_536) == 32_768);
     assert!(table_buckets(1000) == 512);
     assert!(size_of::<FragState>() == 8);

@@ -8,8 +8,10 @@
 //! whatever their probes look like on ingress. Each refused port (or
 //! protocol) counts once per scan window in the remote's SOURCES state; at
 //! `refused_threshold` distinct ones the program signals REFUSED_SCAN. A
-//! SYN-ACK counts as a connection the host accepted. The program only
-//! reads: every packet goes on untouched.
+//! SYN-ACK counts as a connection the host accepted. A RST without ACK
+//! answers a segment whose ACK matched nothing the host sent: at
+//! `ack_threshold` of them per ACK window the program signals ACK_FLOOD.
+//! The program only reads: every packet goes on untouched.
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use ironpost_ebpf_common::{
@@ -19,8 +21,8 @@ use ironpost_ebpf_common::{
 
 use crate::{
     ADMISSION, DETECT_CONFIG, DETECT_COUNTERS, GOLDEN, SOURCES, addr, admission_budget, admitted,
-    clear, clock, crossed, emit_signal, hash_words, mapped_v4, mask, roll, seed, set_bin,
-    table_state,
+    clear, clock, count_flood, crossed, emit_signal, hash_words, mapped_v4, mask, roll, seed,
+    set_bin, table_state,
 };
 
 /// `TC_ACT_UNSPEC`, which TCX reads as "next": the packet goes on as if
@@ -39,7 +41,7 @@ const PROTOCOL_MARK: u16 = 0xff00;
 pub fn ironpost_egress(ctx: TcContext) -> i32 {
     if let Some(cfg) = DETECT_CONFIG.get(0)
         && cfg.enabled != 0
-        && cfg.refused_threshold != 0
+        && (cfg.refused_threshold != 0 || cfg.ack_threshold != 0)
         && let Some(reply) = reply(&ctx)
     {
         record(&ctx, cfg, &reply);
@@ -57,6 +59,9 @@ struct Reply {
     /// destination port (or `PROTOCOL_MARK | protocol`); `None` for a
     /// SYN-ACK, a connection the host accepted.
     refused: Option<(u8, u16)>,
+    /// A RST without ACK: the refused segment carried an ACK that matched
+    /// nothing the host sent (an ACK flood or scan, a stale connection).
+    ack_refused: bool,
 }
 
 /// The `N` bytes at `off`, if the linear packet data holds them: one
@@ -116,11 +121,13 @@ fn reply(ctx: &TcContext) -> Option<Reply> {
     } else {
         return None;
     };
+    let mut ack_refused = false;
     let refused = match protocol {
         ipproto::TCP => {
             let tcp = bytes::<14>(ctx, l4)?;
             let flags = tcp[13];
             if flags & tcp_flags::RST != 0 {
+                ack_refused = flags & tcp_flags::ACK == 0;
                 // The host's port that refused the remote.
                 Some((ipproto::TCP, be16(tcp, 0)))
             } else if flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK {
@@ -159,6 +166,7 @@ fn reply(ctx: &TcContext) -> Option<Reply> {
         remote,
         local,
         refused,
+        ack_refused,
     })
 }
 
@@ -210,6 +218,38 @@ fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
         s.accepted = s.accepted.saturating_add(1);
         return;
     };
+    if reply.ack_refused
+        && count_flood(
+            &mut s.ack_start_ns,
+            &mut s.ack_refused,
+            &mut s.signalled,
+            cfg.ack_window_ns,
+            cfg.ack_threshold,
+            signal::ACK_FLOOD,
+            now,
+        )
+    {
+        s.signalled |= signal_bit(signal::ACK_FLOOD);
+        // SAFETY: the skb the program was called with.
+        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+        let (remote, local) = (addr(reply.remote), addr(reply.local));
+        emit_signal(
+            signal::ACK_FLOOD,
+            &remote,
+            &local,
+            (protocol, port),
+            ifindex,
+            now,
+            counters,
+            |rec| {
+                rec.window_start_ns = s.ack_start_ns;
+                rec.ack = s.ack_refused;
+            },
+        );
+    }
+    if cfg.refused_threshold == 0 {
+        return;
+    }
     let bin = (u32::from(port).wrapping_mul(GOLDEN) >> 23) as usize;
     if !set_bin(&mut s.refused_bits, bin) {
         return;

@@ -40,16 +40,16 @@ use aya_ebpf::{
 use ironpost_ebpf_common::{
     ACTION_DROP, ACTION_MONITOR, ACTION_NONE, ACTION_PASS, ADMIT_BLOCK_CELLS, ADMIT_COLUMNS,
     ADMIT_EPOCH_SHIFT, ADMIT_ROWS, Admission, Bucket, CLASS_ICMP, CLASS_OTHER, CLASS_TCP,
-    CLASS_TOTAL, CLASS_UDP, COND_SYN_ONLY, DEFAULT_ALLOW_MAX_ENTRIES,
+    CLASS_TOTAL, CLASS_UDP, COND_RST_ONLY, COND_SYN_ONLY, DEFAULT_ALLOW_MAX_ENTRIES,
     DEFAULT_BLOCKLIST_MAX_ENTRIES, DEFAULT_EVENT_BUDGET_PER_SEC, DEFAULT_RING_BUFFER_SIZE,
     DEFAULT_SIGNAL_RING_SIZE, DEFAULT_TRACKED_FRAGMENTS, DEFAULT_TRACKED_SOURCES, DetectConfig,
     DetectCounters, EventCounters, FAMILY_IPV4, FAMILY_IPV6, FragKey, FragState,
     MAX_IPV6_EXT_HEADERS, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6,
     POLICY_EXACT_V4, POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, PORT_RULE_SLOTS,
     PacketEventRecord, ParseCounters, RuleValue, SRC16_V4_WORDS, SignalRecord, SourceKey,
-    SourceState, TABLE_FRAGS, TABLE_SOURCES, TABLE_TARGETS, TRACKED_TARGETS, TargetKey,
-    TargetState, TrafficCounters, ipproto, l4_min_len, parse, port_index, signal, signal_bit,
-    table_buckets, tcp_flags,
+    SourceState, TABLE_FRAGS, TABLE_SOURCES, TABLE_TARGETS, TARGET_PROTOCOL, TRACKED_TARGETS,
+    TargetKey, TargetState, TrafficCounters, ipproto, l4_min_len, parse, port_index, signal,
+    signal_bit, table_buckets, tcp_flags,
 };
 
 /// [`RuleValue`] as the program sees it: the same layout, with the hit
@@ -987,6 +987,7 @@ fn condition_holds(rule: &Rule, pkt: &Packet) -> bool {
         && pkt.dst_port <= rule.port_last
         && (rule.cond_flags & COND_SYN_ONLY == 0
             || pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN)
+        && (rule.cond_flags & COND_RST_ONLY == 0 || pkt.tcp_flags & tcp_flags::RST != 0)
 }
 
 #[inline(always)]
@@ -1119,6 +1120,20 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
                 }
             }
         }
+        if tcp && pkt.tcp_flags & tcp_flags::RST != 0 {
+            let crossing = count_flood(
+                &mut s.rst_start_ns,
+                &mut s.rst,
+                &mut s.signalled,
+                cfg.rst_window_ns,
+                cfg.rst_threshold,
+                signal::RST_FLOOD,
+                now,
+            );
+            if fire == 0 && crossing {
+                fire = signal::RST_FLOOD;
+            }
+        }
         if pkt.class == CLASS_UDP {
             let crossing = count_flood(
                 &mut s.udp_start_ns,
@@ -1156,37 +1171,13 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
     // With the per-target SYN check off, TARGETS is not touched at all.
     if tcp && (syn || ack) && cfg.target_syn_threshold != 0 {
         let key: TargetKey = [dstw[0], dstw[1], dstw[2], dstw[3], u32::from(pkt.dst_port)];
-        let target_hash = hash_words(&key, seed ^ TARGET_SALT);
-        // Targets are few and hot (TARGETS stays in cache), so the table is
-        // looked at first and the sketch only for a target not in it.
-        if let Some((t, new)) = table_state(
-            &TARGETS,
-            mask(TABLE_TARGETS),
-            &key,
-            target_hash,
-            now,
-            || {
-                admit(adm, target_hash, now, cfg.admit_packets)
-                    && admission_budget(adm, cfg.admit_per_sec, now, counters)
-            },
-        ) {
-            counters.targets_new += u64::from(new);
-            // SAFETY: as for the source state above.
-            let t = unsafe { &mut *t };
+        if let Some(t) = target_state(adm, &key, seed, cfg, now, counters) {
             if roll(&mut t.syn_start_ns, cfg.syn_window_ns, now) {
-                t.syn = 0;
-                t.ack = 0;
-                t.sources = 0;
-                clear(&mut t.source_bits);
-                t.signalled = 0;
+                reset_target(t);
             }
             if syn {
                 t.syn = t.syn.saturating_add(1);
-                let bin = (fold(&srcw).wrapping_mul(GOLDEN) >> 24) as usize;
-                if set_bin(&mut t.source_bits, bin) {
-                    t.sample_sources[(t.sources & 3) as usize] = src;
-                    t.sources += 1;
-                }
+                add_target_source(t, &srcw, &src);
                 if crossed(
                     t.syn,
                     cfg.target_syn_threshold,
@@ -1195,12 +1186,104 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
                 ) && syn_only(t.syn, t.ack, cfg.syn_ratio_permille)
                 {
                     t.signalled |= signal_bit(signal::SYN_TARGET);
-                    signal_target(t, &src, &dst, pkt, ifindex, now, counters);
+                    signal_target(
+                        signal::SYN_TARGET,
+                        t,
+                        &src,
+                        &dst,
+                        pkt,
+                        ifindex,
+                        now,
+                        counters,
+                    );
                 }
             } else {
                 t.ack = t.ack.saturating_add(1);
             }
         }
+    }
+
+    // UDP and ICMP from sources without state (spoofed ones among them)
+    // count against their destination address: a flood from a million
+    // addresses shows there, whatever its ports.
+    if !admitted && (pkt.class == CLASS_UDP || pkt.class == CLASS_ICMP) {
+        let (threshold, window, kind) = if pkt.class == CLASS_UDP {
+            (
+                cfg.udp_target_threshold,
+                cfg.udp_window_ns,
+                signal::UDP_TARGET,
+            )
+        } else {
+            (
+                cfg.icmp_target_threshold,
+                cfg.icmp_window_ns,
+                signal::ICMP_TARGET,
+            )
+        };
+        if threshold == 0 {
+            return;
+        }
+        let key: TargetKey = [
+            dstw[0],
+            dstw[1],
+            dstw[2],
+            dstw[3],
+            TARGET_PROTOCOL | u32::from(pkt.protocol),
+        ];
+        if let Some(t) = target_state(adm, &key, seed, cfg, now, counters) {
+            if roll(&mut t.syn_start_ns, window, now) {
+                reset_target(t);
+            }
+            t.syn = t.syn.saturating_add(1);
+            add_target_source(t, &srcw, &src);
+            if crossed(t.syn, threshold, t.signalled, kind) {
+                t.signalled |= signal_bit(kind);
+                signal_target(kind, t, &src, &dst, pkt, ifindex, now, counters);
+            }
+        }
+    }
+}
+
+/// The TARGETS state of `key`: targets are few and hot (TARGETS stays in
+/// cache), so the table is looked at first and the sketch only for a
+/// target not in it.
+#[inline(always)]
+fn target_state(
+    adm: &mut Admission,
+    key: &TargetKey,
+    seed: u32,
+    cfg: &DetectConfig,
+    now: u64,
+    counters: &mut DetectCounters,
+) -> Option<&'static mut TargetState> {
+    let target_hash = hash_words(key, seed ^ TARGET_SALT);
+    let (t, new) = table_state(&TARGETS, mask(TABLE_TARGETS), key, target_hash, now, || {
+        admit(adm, target_hash, now, cfg.admit_packets)
+            && admission_budget(adm, cfg.admit_per_sec, now, counters)
+    })?;
+    counters.targets_new += u64::from(new);
+    // SAFETY: a live array value, written without atomics like the source
+    // state (see `track`).
+    Some(unsafe { &mut *t })
+}
+
+/// Starts a target's window afresh.
+#[inline(always)]
+fn reset_target(t: &mut TargetState) {
+    t.syn = 0;
+    t.ack = 0;
+    t.sources = 0;
+    clear(&mut t.source_bits);
+    t.signalled = 0;
+}
+
+/// Counts a source of a target's packets (distinct bins, and a sample).
+#[inline(always)]
+fn add_target_source(t: &mut TargetState, srcw: &[u32; 4], src: &[u8; 16]) {
+    let bin = (fold(srcw).wrapping_mul(GOLDEN) >> 24) as usize;
+    if set_bin(&mut t.source_bits, bin) {
+        t.sample_sources[(t.sources & 3) as usize] = *src;
+        t.sources += 1;
     }
 }
 
@@ -1219,7 +1302,7 @@ fn set_bin<const N: usize>(bits: &mut [u64; N], bin: usize) -> bool {
 /// when the count has reached a threshold not yet signalled in the window.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn count_flood(
+pub(crate) fn count_flood(
     start: &mut u64,
     count: &mut u32,
     signalled: &mut u32,
@@ -1517,7 +1600,7 @@ pub(crate) fn emit_signal(
         ports: 0,
         hosts: 0,
         sources: 0,
-        reserved: 0,
+        rst: 0,
         sample_ports: [0; 8],
         sample_sources: [[0; 16]; 4],
     });
@@ -1546,8 +1629,10 @@ fn signal_source(
             signal::SYN_SOURCE => s.syn_start_ns,
             signal::UDP_FLOOD => s.udp_start_ns,
             signal::ICMP_FLOOD => s.icmp_start_ns,
+            signal::RST_FLOOD => s.rst_start_ns,
             _ => s.scan_start_ns,
         };
+        rec.rst = s.rst;
         rec.syn = s.syn;
         rec.ack = s.ack;
         rec.udp = s.udp;
@@ -1558,10 +1643,12 @@ fn signal_source(
     });
 }
 
-/// A target's signal, with its counters at the crossing.
+/// A target's signal (`kind`: SYN, UDP or ICMP target), with its counters
+/// at the crossing.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn signal_target(
+    kind: u8,
     t: &TargetState,
     src: &[u8; 16],
     dst: &[u8; 16],
@@ -1571,22 +1658,19 @@ fn signal_target(
     counters: &mut DetectCounters,
 ) {
     let what = (pkt.protocol, pkt.dst_port);
-    emit_signal(
-        signal::SYN_TARGET,
-        src,
-        dst,
-        what,
-        ifindex,
-        now,
-        counters,
-        |rec| {
-            rec.window_start_ns = t.syn_start_ns;
-            rec.syn = t.syn;
-            rec.ack = t.ack;
-            rec.sources = t.sources;
-            rec.sample_sources = t.sample_sources;
-        },
-    );
+    emit_signal(kind, src, dst, what, ifindex, now, counters, |rec| {
+        rec.window_start_ns = t.syn_start_ns;
+        match kind {
+            signal::UDP_TARGET => rec.udp = t.syn,
+            signal::ICMP_TARGET => rec.icmp = t.syn,
+            _ => {
+                rec.syn = t.syn;
+                rec.ack = t.ack;
+            }
+        }
+        rec.sources = t.sources;
+        rec.sample_sources = t.sample_sources;
+    });
 }
 
 /// Adds the packet to its class and to TOTAL.
