@@ -39,6 +39,9 @@ use crate::{
 /// How often expiries are checked: entries leave the maps within this much
 /// of their expiry time.
 const EXPIRY_TICK: Duration = Duration::from_millis(200);
+/// How often port scans held for the decoy check are looked at: a port
+/// scan's alert comes at most this long after its hold.
+const HOLD_TICK: Duration = Duration::from_millis(20);
 /// Expiries are saved to the state file at most this often (changes made
 /// through the control socket are saved before they are answered).
 const EXPIRY_SAVE_DELAY: Duration = Duration::from_secs(2);
@@ -293,6 +296,8 @@ impl Daemon {
         let mut ticks = 0u64;
         let mut expiry = tokio::time::interval(EXPIRY_TICK);
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut hold = tokio::time::interval(HOLD_TICK);
+        hold.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cleanup =
             tokio::time::interval(Duration::from_secs(self.detection.cleanup_interval_secs));
         cleanup.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -348,11 +353,18 @@ impl Daemon {
                     }
                 }
                 _ = expiry.tick() => self.expire(),
+                _ = hold.tick() => {
+                    if self.release_held(now_ms(), &mut out).is_err() {
+                        break "stdout closed";
+                    }
+                }
                 _ = cleanup.tick() => self.cleanup_detection(),
             }
         };
         tracing::info!("{reason}: stopping");
         accept.abort();
+        // Held port scans are alerts too: raised now rather than lost.
+        let _ = self.release_held(u64::MAX, &mut out);
         while let Ok(ev) = ev_rx.try_recv() {
             let _ = emit(&mut out, &event_line(&ev));
         }
@@ -378,8 +390,12 @@ impl Daemon {
     /// Runs a signal through the detectors; a new alert gets its response
     /// (an automatic block, unless something forbids it) and is written.
     fn on_signal(&mut self, sig: &Signal, out: &mut impl Write) -> io::Result<()> {
-        let mut alert = match self.detector.observe(sig) {
+        let alert = match self.detector.observe(sig) {
             Outcome::Alert(a) => a,
+            Outcome::Held => {
+                tracing::debug!("{:?} from {}: held for the decoy check", sig.kind, sig.src);
+                return Ok(());
+            }
             Outcome::Repeat { alert_id, repeats } => {
                 tracing::debug!(
                     "{:?} from {}: repeat {repeats} of alert {alert_id}",
@@ -397,6 +413,19 @@ impl Daemon {
                 return Ok(());
             }
         };
+        self.raise(alert, out)
+    }
+
+    /// Port scans whose decoy hold ended by `now_ms`, raised.
+    fn release_held(&mut self, now_ms: u64, out: &mut impl Write) -> io::Result<()> {
+        for alert in self.detector.release(now_ms) {
+            self.raise(alert, out)?;
+        }
+        Ok(())
+    }
+
+    /// Gives a new alert its response and writes it.
+    fn raise(&mut self, mut alert: Box<Alert>, out: &mut impl Write) -> io::Result<()> {
         alert.action = self.respond(&alert);
         match &alert.action {
             AlertAction::Blocked {

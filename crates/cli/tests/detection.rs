@@ -220,7 +220,7 @@ fn nmap_syn_scan_is_blocked() {
         "nmap.toml",
         "",
         "nmap",
-        &["-sS", "-Pn", "-n", "-T4", "-p", "1-1000"],
+        &["-sS", "-Pn", "-n", "-T4", "-p", "1-65535"],
         "port_scan",
         30,
     );
@@ -445,14 +445,16 @@ fn spoofed_scans_cannot_fill_the_block_list_nor_pass_the_cap() {
          [detection.port_scan]\ndistinct_ports = 5\n[response]\nmax_blocks_per_minute = 15\n",
     );
     let host = lab.host_addr().to_string();
-    // 30 sources nobody owns, 8 SYNs each to 8 ports: 30 port scans, sent
-    // side by side (hping3 lingers a second after its last packet).
+    // 30 sources nobody owns, 8 SYNs each to 8 ports of their own: 30
+    // port scans, sent side by side (hping3 lingers a second after its last
+    // packet). Scans of the same ports at once would be one decoy scan.
     const SOURCES: usize = 30;
     let scans: Vec<Tool> = (1..=SOURCES)
         .map(|i| {
             let src = format!("10.99.0.{i}");
+            let ports = format!("++{}", 2000 + 100 * i);
             let args = [
-                "-q", "-S", "-a", &src, "-p", "++2000", "-c", "8", "-i", "u2000", &host,
+                "-q", "-S", "-a", &src, "-p", &ports, "-c", "8", "-i", "u2000", &host,
             ];
             Tool::start(&lab, "hping3", &args)
         })
@@ -600,7 +602,7 @@ fn nmap_scans_without_syns_are_caught_by_what_the_host_refuses() {
             "stealth.toml",
             "",
             "nmap",
-            &[scan, "-Pn", "-n", "-T4", "-p", "1-1000"],
+            &[scan, "-Pn", "-n", "-T4", "-p", "1-65535"],
             "port_scan",
             30,
         );
@@ -891,4 +893,69 @@ fn busy_udp_clients_are_not_floods() {
     let (_, lines) = d.finish();
     let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "alert").collect();
     assert!(alerts.is_empty(), "{alerts:?}");
+}
+
+/// `nmap -D`: every probe comes from the scanner and from three decoys
+/// (here real addresses of the lab, which answer the host's SYN-ACKs with
+/// RSTs as real decoy hosts would). One decoy_scan alert lists the four
+/// sources; none is blocked, and no port_scan alert names any of them.
+#[test]
+fn nmap_decoy_scan_is_one_alert_that_blocks_nobody() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(4).unwrap();
+    let (d, _cfg) = start(&lab, "decoy.toml", "");
+    let me = lab.peer_addr(0).to_string();
+    let decoys: Vec<String> = (1..4).map(|i| lab.peer_addr(i).to_string()).collect();
+    let host = lab.host_addr().to_string();
+    let out = lab
+        .exec(
+            "nmap",
+            &[
+                "-sS",
+                "-Pn",
+                "-n",
+                "-T4",
+                "-p",
+                "1-300",
+                "-e",
+                lab.peer_if(),
+                "-S",
+                &me,
+                "-D",
+                &decoys.join(","),
+                &host,
+            ],
+        )
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let a = wait_alert(&d, "decoy_scan", 10);
+    assert_eq!(a["source"], Value::Null, "{a}");
+    assert_eq!(a["target"], host, "{a}");
+    assert_eq!(a["action"]["kind"], "none", "{a}");
+    assert!(
+        a["action"]["reason"].as_str().unwrap().contains("decoy"),
+        "{a}"
+    );
+    let listed: Vec<&str> = a["evidence"]["sampled_sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for src in decoys.iter().chain([&me]) {
+        assert!(listed.contains(&src.as_str()), "{src} not in {a}");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let list = d.json(&["block", "list"]);
+    assert!(list["entries"].as_array().unwrap().is_empty(), "{list}");
+    d.signal(libc::SIGTERM);
+    let (_, lines) = d.finish();
+    let scans: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["type"] == "alert" && l["detector"] == "port_scan")
+        .collect();
+    assert!(scans.is_empty(), "{scans:?}");
 }

@@ -65,17 +65,21 @@ pub enum DetectorKind {
     AckFlood,
     /// RST flood from one source.
     RstFlood,
+    /// Several sources scanning the same ports of one host at once (nmap
+    /// `-D`): any of them may be spoofed, so none is blocked.
+    DecoyScan,
 }
 
 impl DetectorKind {
     /// Every detector.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::SynFlood,
         Self::PortScan,
         Self::UdpFlood,
         Self::IcmpFlood,
         Self::AckFlood,
         Self::RstFlood,
+        Self::DecoyScan,
     ];
 
     /// The name used in the configuration and in alerts.
@@ -87,6 +91,7 @@ impl DetectorKind {
             Self::IcmpFlood => "icmp_flood",
             Self::AckFlood => "ack_flood",
             Self::RstFlood => "rst_flood",
+            Self::DecoyScan => "decoy_scan",
         }
     }
 }

@@ -376,6 +376,10 @@ pub enum Outcome {
     },
     /// No detector took it (off, or below its thresholds).
     Ignored,
+    /// A port scan held for `decoy_hold_ms`, to see whether other sources
+    /// scan the same ports of the same host at once; it comes out of
+    /// [`PacketDetector::release`].
+    Held,
 }
 
 /// Per-detector counts.
@@ -410,12 +414,60 @@ struct Window {
     repeats: u64,
 }
 
+/// What an alert needs from the signal it came from.
+#[derive(Clone, Debug)]
+struct Origin {
+    time_ms: u64,
+    window_start_ms: u64,
+    interface: String,
+}
+
+impl Origin {
+    fn of(s: &Signal) -> Self {
+        Self {
+            time_ms: s.time_ms,
+            window_start_ms: s.window_start_ms,
+            interface: s.interface.clone(),
+        }
+    }
+}
+
+/// Port scans of one host held together: one source is a port scan, two
+/// or more probing the same ports at once a decoy scan.
+#[derive(Debug)]
+struct HeldScans {
+    target: std::net::IpAddr,
+    due_ms: u64,
+    /// The sampled ports of every member (sorted, deduplicated).
+    ports: Vec<u16>,
+    members: Vec<(Finding, Origin)>,
+    /// Members beyond [`MAX_DECOY_SOURCES`], counted only.
+    more: u64,
+}
+
+/// Sources one decoy alert lists at most.
+const MAX_DECOY_SOURCES: usize = 32;
+
+/// Whether two port samples share at least half of the smaller one (and
+/// at least one port): a decoy sends each probe from every address at
+/// once, so their samples match; two independent scans of a host (nmap
+/// shuffles its ports) share few.
+fn same_ports(a: &[u16], b: &[u16]) -> bool {
+    let common = a.iter().filter(|p| b.contains(p)).count();
+    common >= 1 && 2 * common >= a.len().min(b.len())
+}
+
 /// Owns the detectors and the per-(detector, source) alert windows. Its
-/// memory is bounded by `cap` windows: at the cap, the window closest to
-/// its end is dropped first. Call [`PacketDetector::cleanup`] on a timer.
+/// memory is bounded by `cap` windows (at the cap, the window closest to
+/// its end is dropped first) and `cap` groups of held port scans of at
+/// most [`MAX_DECOY_SOURCES`] each. Call [`PacketDetector::cleanup`] on a
+/// timer, and [`PacketDetector::release`] more often than
+/// `decoy_hold_ms`.
 pub struct PacketDetector {
     detectors: Vec<Box<dyn Detector + Send>>,
     windows: HashMap<String, Window>,
+    held: Vec<HeldScans>,
+    decoy_hold_ms: u64,
     cap: usize,
     id_prefix: String,
     next_id: u64,
@@ -430,6 +482,8 @@ impl PacketDetector {
         let mut d = Self {
             detectors: Vec::new(),
             windows: HashMap::new(),
+            held: Vec::new(),
+            decoy_hold_ms: 0,
             cap: cfg.max_tracked_sources as usize,
             id_prefix: id_prefix.into(),
             next_id: 1,
@@ -460,6 +514,11 @@ impl PacketDetector {
         }
         self.detectors = v;
         self.cap = cfg.max_tracked_sources as usize;
+        self.decoy_hold_ms = if cfg.runs(DetectorKind::DecoyScan) {
+            cfg.port_scan.decoy_hold_ms
+        } else {
+            0
+        };
     }
 
     /// Runs one signal through the detectors.
@@ -475,50 +534,154 @@ impl PacketDetector {
             self.counts.ignored += 1;
             return Outcome::Ignored;
         };
-        let counts = self.counts.detectors.entry(f.detector).or_default();
         if let Some(w) = self.windows.get_mut(&f.dedup_key)
             && s.time_ms < w.until_ms
         {
             w.repeats += 1;
-            counts.repeats += 1;
+            self.counts.detectors.entry(w.detector).or_default().repeats += 1;
             return Outcome::Repeat {
                 alert_id: w.alert_id.clone(),
                 repeats: w.repeats,
             };
         }
-        counts.alerts += 1;
-        if !self.windows.contains_key(&f.dedup_key) && self.windows.len() >= self.cap {
-            self.evict_one();
+        if f.detector == DetectorKind::PortScan
+            && self.decoy_hold_ms > 0
+            && s.kind != SignalKind::HostSweep
+            && let Some(src) = f.source
+        {
+            if self
+                .held
+                .iter()
+                .any(|g| g.members.iter().any(|(m, _)| m.source == Some(src)))
+            {
+                return Outcome::Held;
+            }
+            if let Some(g) = self
+                .held
+                .iter_mut()
+                .find(|g| g.target == s.dst && same_ports(&g.ports, &f.evidence.sampled_ports))
+            {
+                g.ports.extend(&f.evidence.sampled_ports);
+                g.ports.sort_unstable();
+                g.ports.dedup();
+                if g.members.len() < MAX_DECOY_SOURCES {
+                    g.members.push((f, Origin::of(s)));
+                } else {
+                    g.more += 1;
+                }
+                return Outcome::Held;
+            }
+            if self.held.len() < self.cap {
+                self.held.push(HeldScans {
+                    target: s.dst,
+                    due_ms: s.time_ms + self.decoy_hold_ms,
+                    ports: f.evidence.sampled_ports.clone(),
+                    members: vec![(f, Origin::of(s))],
+                    more: 0,
+                });
+                return Outcome::Held;
+            }
         }
+        Outcome::Alert(self.raise(f, &Origin::of(s), &[]))
+    }
+
+    /// The held port scans whose hold ended by `now_ms`, as alerts: one
+    /// source's as its port scan, several sources' as one decoy scan.
+    /// `u64::MAX` releases them all (at shutdown).
+    pub fn release(&mut self, now_ms: u64) -> Vec<Box<Alert>> {
+        let (due, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|g| g.due_ms <= now_ms);
+        self.held = held;
+        due.into_iter()
+            .map(|mut g| {
+                if g.members.len() == 1 {
+                    let (f, origin) = g.members.pop().expect("one member");
+                    self.raise(f, &origin, &[])
+                } else {
+                    self.raise_decoy(g)
+                }
+            })
+            .collect()
+    }
+
+    /// One alert for the sources of a decoy scan; each source's port-scan
+    /// window points at it, so their later signals are its repeats.
+    fn raise_decoy(&mut self, g: HeldScans) -> Box<Alert> {
+        let (first, origin) = &g.members[0];
+        let sources: Vec<std::net::IpAddr> =
+            g.members.iter().filter_map(|(m, _)| m.source).collect();
+        let n = sources.len() as u64 + g.more;
+        let mut ev = Evidence {
+            count: n,
+            threshold: 2,
+            distinct_sources: Some(n),
+            sampled_sources: sources.clone(),
+            sampled_ports: g.ports.iter().copied().take(8).collect(),
+            ..first.evidence.clone()
+        };
+        ev.distinct_ports = None;
+        ev.distinct_hosts = None;
+        let listed: Vec<String> = sources.iter().map(ToString::to_string).collect();
+        let f = Finding {
+            detector: DetectorKind::DecoyScan,
+            severity: Severity::High,
+            source: None,
+            target: g.target.to_string(),
+            summary: format!(
+                "decoy scan of {}: {n} sources probed the same ports at once ({}{}); any of \
+                 them may be spoofed",
+                g.target,
+                listed.join(", "),
+                if g.more > 0 { ", ..." } else { "" }
+            ),
+            evidence: ev,
+            dedup_key: format!("decoy_scan:{}", g.target),
+            window_ms: first.window_ms,
+        };
+        let also: Vec<String> = g.members.iter().map(|(m, _)| m.dedup_key.clone()).collect();
+        let origin = origin.clone();
+        self.raise(f, &origin, &also)
+    }
+
+    /// A new alert for `f`, with its alert window (and the same window for
+    /// the dedup keys in `also`).
+    fn raise(&mut self, f: Finding, origin: &Origin, also: &[String]) -> Box<Alert> {
+        self.counts.detectors.entry(f.detector).or_default().alerts += 1;
         let id = format!("{}-{}", self.id_prefix, self.next_id);
         self.next_id += 1;
         // The window runs from the kernel window's start, so a flood that
         // keeps going gets one alert per window.
-        let start = s.window_start_ms.min(s.time_ms);
-        self.windows.insert(
-            f.dedup_key.clone(),
-            Window {
-                alert_id: id.clone(),
-                detector: f.detector,
-                until_ms: start + f.window_ms,
-                repeats: 0,
-            },
-        );
-        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(s.time_ms);
-        Outcome::Alert(Box::new(Alert {
+        let start = origin.window_start_ms.min(origin.time_ms);
+        for key in std::iter::once(&f.dedup_key).chain(also) {
+            if !self.windows.contains_key(key) && self.windows.len() >= self.cap {
+                self.evict_one();
+            }
+            self.windows.insert(
+                key.clone(),
+                Window {
+                    alert_id: id.clone(),
+                    detector: f.detector,
+                    until_ms: start + f.window_ms,
+                    repeats: 0,
+                },
+            );
+        }
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(origin.time_ms);
+        Box::new(Alert {
             id,
             time: humantime::format_rfc3339_millis(time).to_string(),
             detector: f.detector,
             severity: f.severity,
             source: f.source,
             target: f.target,
-            interface: s.interface.clone(),
+            interface: origin.interface.clone(),
             summary: f.summary,
             evidence: f.evidence,
             action: AlertAction::None {
                 reason: "pending".into(),
             },
-        }))
+        })
     }
 
     fn evict_one(&mut self) {
@@ -617,6 +780,15 @@ mod tests {
         }
     }
 
+    /// A port scan's alert: held for the decoy check, released after it.
+    fn scan_alert(d: &mut PacketDetector, s: &Signal) -> Alert {
+        assert_eq!(d.observe(s), Outcome::Held);
+        assert!(d.release(s.time_ms + 99).is_empty(), "released early");
+        let mut out = d.release(s.time_ms + 100);
+        assert_eq!(out.len(), 1, "{out:?}");
+        *out.pop().unwrap()
+    }
+
     #[test]
     fn syn_flood_needs_count_and_ratio() {
         let mut d = PacketDetector::new(&cfg(""), "t");
@@ -668,7 +840,7 @@ mod tests {
         let mut s = sig(SignalKind::PortScan, "10.9.0.5", 0, 2_000);
         s.ports = 20;
         s.sample_ports = vec![21, 22, 80, 443];
-        let a = alert(d.observe(&s));
+        let a = scan_alert(&mut d, &s);
         assert_eq!(a.detector, DetectorKind::PortScan);
         assert!(a.evidence.distinct_ports.unwrap() >= 20);
         assert_eq!(a.evidence.sampled_ports, vec![21, 22, 80, 443]);
@@ -692,7 +864,7 @@ mod tests {
         let mut r = sig(SignalKind::RefusedScan, "10.9.0.9", 0, 2_000);
         r.ports = 20;
         r.ack = 1;
-        let a = alert(d.observe(&r));
+        let a = scan_alert(&mut d, &r);
         assert_eq!(a.detector, DetectorKind::PortScan);
         assert!(a.summary.contains("refused") && a.summary.contains("1 connections accepted"));
         // The probes of the same source, counted on ingress too: one alert.
@@ -704,6 +876,94 @@ mod tests {
         assert_eq!(d.observe(&low), Outcome::Ignored);
         let mut off = PacketDetector::new(&cfg("[detection.port_scan]\nrefused_ports = 0\n"), "t");
         assert_eq!(off.observe(&r), Outcome::Ignored);
+    }
+
+    #[test]
+    fn sources_scanning_the_same_ports_at_once_are_one_decoy_scan() {
+        let mut d = PacketDetector::new(&cfg(""), "t");
+        let scan = |src: &str, t: u64, ports: Vec<u16>| {
+            let mut s = sig(SignalKind::PortScan, src, 0, t);
+            s.ports = 20;
+            s.sample_ports = ports;
+            s
+        };
+        let same = vec![22, 80, 443, 3306, 5432, 8080, 8443, 9000];
+        // nmap -D: the real source and three decoys, each probe from all.
+        for (i, src) in ["10.9.0.1", "10.9.0.2", "10.9.0.3", "10.9.0.4"]
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(
+                d.observe(&scan(src, 1_000 + i as u64, same.clone())),
+                Outcome::Held
+            );
+        }
+        // An unrelated scanner of another host, and one of the same host
+        // with other ports: port scans of their own.
+        let mut other_host = scan("10.9.0.5", 1_100, same.clone());
+        other_host.dst = ip("10.0.0.2");
+        assert_eq!(d.observe(&other_host), Outcome::Held);
+        assert_eq!(
+            d.observe(&scan("10.9.0.6", 1_100, vec![1, 2, 3, 4, 5, 6, 7, 8])),
+            Outcome::Held
+        );
+        // A held source's next signal is not another member.
+        assert_eq!(
+            d.observe(&scan("10.9.0.2", 1_200, same.clone())),
+            Outcome::Held
+        );
+        let out = d.release(1_300);
+        assert_eq!(out.len(), 3, "{out:?}");
+        let decoy = out
+            .iter()
+            .find(|a| a.detector == DetectorKind::DecoyScan)
+            .unwrap();
+        assert_eq!(decoy.source, None);
+        assert_eq!(decoy.target, "10.0.0.1");
+        assert_eq!(decoy.evidence.count, 4);
+        assert_eq!(decoy.evidence.sampled_sources.len(), 4);
+        assert!(decoy.summary.contains("10.9.0.3"), "{}", decoy.summary);
+        assert_eq!(
+            out.iter()
+                .filter(|a| a.detector == DetectorKind::PortScan)
+                .count(),
+            2
+        );
+        // Later signals of the decoy's sources are repeats of its alert.
+        match d.observe(&scan("10.9.0.4", 5_000, same.clone())) {
+            Outcome::Repeat { alert_id, .. } => assert_eq!(alert_id, decoy.id),
+            o => panic!("{o:?}"),
+        }
+        // With the hold off, a port scan alerts at once.
+        let mut now = PacketDetector::new(&cfg("[detection.port_scan]\ndecoy_hold_ms = 0\n"), "t");
+        assert!(matches!(
+            now.observe(&scan("10.9.0.1", 1_000, same)),
+            Outcome::Alert(_)
+        ));
+    }
+
+    #[test]
+    fn decoy_alerts_block_nobody() {
+        let cfg = IronpostConfig::parse("", "t.toml").unwrap();
+        let mut r = crate::Responder::new(cfg.response, 1000);
+        let a = Alert {
+            id: "t-1".into(),
+            time: String::new(),
+            detector: DetectorKind::DecoyScan,
+            severity: Severity::High,
+            source: None,
+            target: "10.0.0.1".into(),
+            interface: "eth0".into(),
+            summary: String::new(),
+            evidence: Evidence::default(),
+            action: AlertAction::None {
+                reason: "pending".into(),
+            },
+        };
+        match r.decide(&a, &crate::Shield::default(), 0) {
+            crate::response::Decision::Skip(why) => assert!(why.contains("decoy"), "{why}"),
+            d => panic!("{d:?}"),
+        }
     }
 
     #[test]

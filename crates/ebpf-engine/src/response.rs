@@ -113,7 +113,7 @@ pub fn attack_traffic(alert: &Alert) -> Option<Condition> {
         DetectorKind::AckFlood => tcp(alert.evidence.sampled_ports.first().copied(), false, false),
         DetectorKind::UdpFlood => other(L4Protocol::Udp),
         DetectorKind::IcmpFlood => other(L4Protocol::Icmp),
-        DetectorKind::PortScan => return None,
+        DetectorKind::PortScan | DetectorKind::DecoyScan => return None,
     })
 }
 
@@ -239,9 +239,13 @@ impl Responder {
             ));
         }
         let Some(src) = alert.source else {
-            return Decision::Skip(
-                "no single source to block (many, likely spoofed, sources)".into(),
-            );
+            return Decision::Skip(if alert.detector == DetectorKind::DecoyScan {
+                "decoy scan: the sources probed the same ports at once and any of them may be \
+                 spoofed, so none is blocked"
+                    .into()
+            } else {
+                "no single source to block (many, likely spoofed, sources)".into()
+            });
         };
         let src = src.to_canonical();
         if let Some(why) = protected(src, shield, &self.cfg.never_block) {

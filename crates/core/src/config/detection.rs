@@ -96,6 +96,11 @@ pub struct PortScanConfig {
     /// address per window, counted from its RSTs and ICMP unreachables on
     /// egress; 0 turns the check off.
     pub refused_ports: u32,
+    /// How long a port scan's alert waits for other sources scanning the
+    /// same ports of the same host (a decoy scan, reported as one
+    /// `decoy_scan` alert that blocks none of them); 0 alerts at once and
+    /// turns decoy detection off.
+    pub decoy_hold_ms: u64,
 }
 
 /// `[detection.udp_flood]`, `[detection.icmp_flood]`,
@@ -139,6 +144,7 @@ impl Default for DetectionConfig {
                 distinct_ports: 20,
                 distinct_hosts: 20,
                 refused_ports: 20,
+                decoy_hold_ms: 100,
             },
             // 100,000 UDP packets a second from one source: above a 1 Gbit/s
             // stream of full-size datagrams (about 86,000 a second: an
@@ -196,6 +202,9 @@ impl DetectionConfig {
                 DetectorKind::IcmpFlood => self.icmp_flood.enabled,
                 DetectorKind::AckFlood => self.ack_flood.enabled,
                 DetectorKind::RstFlood => self.rst_flood.enabled,
+                DetectorKind::DecoyScan => {
+                    self.port_scan.enabled && self.port_scan.decoy_hold_ms > 0
+                }
             }
     }
 }
@@ -257,7 +266,7 @@ impl BlockScope {
     /// all traffic (a scan's probes look like any other connection).
     pub fn default_for(kind: DetectorKind) -> Self {
         match kind {
-            DetectorKind::PortScan => Self::All,
+            DetectorKind::PortScan | DetectorKind::DecoyScan => Self::All,
             DetectorKind::SynFlood
             | DetectorKind::UdpFlood
             | DetectorKind::IcmpFlood
@@ -348,6 +357,7 @@ struct RawPortScan {
     distinct_ports: Option<Spanned<i64>>,
     distinct_hosts: Option<Spanned<i64>>,
     refused_ports: Option<Spanned<i64>>,
+    decoy_hold_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -508,6 +518,11 @@ impl Source<'_> {
             }
             if let Some(v) = &raw.refused_ports {
                 c.refused_ports = self.range(v, "detection.port_scan.refused_ports", 0, 256)?;
+            }
+            if let Some(v) = &raw.decoy_hold_ms {
+                c.decoy_hold_ms = self
+                    .range(v, "detection.port_scan.decoy_hold_ms", 0, 10_000)?
+                    .into();
             }
         }
         for (raw, c, name) in [
