@@ -959,3 +959,62 @@ fn nmap_decoy_scan_is_one_alert_that_blocks_nobody() {
         .collect();
     assert!(scans.is_empty(), "{scans:?}");
 }
+
+/// A slow scan: one probe every 1.5 s never earns per-source tracking (it
+/// takes 4 packets within an admission epoch of about 4.3 s), so the fast
+/// tiers never see it; the slow tier counts the host's refusals over its
+/// long window (threshold shortened to 8 ports for the test).
+#[test]
+fn a_slow_scan_is_caught_by_the_long_horizon_tier() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let (d, _cfg) = start(
+        &lab,
+        "slow.toml",
+        "[detection.slow_scan]\ndistinct_ports = 8\n",
+    );
+    let attacker = lab.peer_addr(0).to_string();
+    let host = lab.host_addr().to_string();
+    let started = Instant::now();
+    let _scan = Tool::start(
+        &lab,
+        "nmap",
+        &[
+            "-sS",
+            "-Pn",
+            "-n",
+            "--scan-delay",
+            "1500ms",
+            "--max-retries",
+            "0",
+            "-p",
+            "1-60",
+            &host,
+        ],
+    );
+    let a = wait_alert(&d, "port_scan", 60);
+    let took = started.elapsed();
+    let summary = a["summary"].as_str().unwrap();
+    assert!(summary.starts_with("slow TCP port scan"), "{a}");
+    assert_eq!(a["source"], attacker, "{a}");
+    assert_eq!(a["evidence"]["window_secs"], 600, "{a}");
+    assert!(a["evidence"]["count"].as_u64().unwrap() >= 8, "{a}");
+    assert_eq!(a["action"]["kind"], "blocked", "{a}");
+    // Eight probes 1.5 s apart: about 11 s, never the 60 s of a fast
+    // window.
+    assert!(took < Duration::from_secs(30), "caught after {took:?}");
+    // The next probe, 1.5 s later, is dropped.
+    let seen = Instant::now();
+    while auto_entry(&d, &a)["packets"].as_u64().unwrap() == 0 {
+        assert!(
+            seen.elapsed() < Duration::from_secs(4),
+            "no probe dropped after the block"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = status(&d);
+    assert_eq!(s["detection"]["kernel"]["sources_new"], 0, "{s}");
+}

@@ -18,7 +18,7 @@ mod detection;
 
 pub use detection::{
     AlertFormat, BlockScope, DetectionConfig, DetectorResponse, FloodConfig, MAX_SECS,
-    MAX_TRACKED_SOURCES, PortScanConfig, ResponseConfig, SynFloodConfig,
+    MAX_TRACKED_SOURCES, PortScanConfig, ResponseConfig, SlowScanConfig, SynFloodConfig,
 };
 
 /// Smallest ring buffer the kernel accepts: one page.

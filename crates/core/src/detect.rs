@@ -38,6 +38,10 @@ pub enum SignalKind {
     /// ICMP from untracked sources onto one address (`icmp`, `sources`,
     /// `sample_sources`).
     IcmpTarget,
+    /// Distinct ports the host refused a remote address too quiet for
+    /// per-source tracking, over the slow-scan window (`ports`,
+    /// `sample_ports`).
+    SlowScan,
 }
 
 impl SignalKind {
@@ -45,7 +49,9 @@ impl SignalKind {
     pub fn detector(self) -> DetectorKind {
         match self {
             Self::SynSource | Self::SynTarget => DetectorKind::SynFlood,
-            Self::PortScan | Self::HostSweep | Self::RefusedScan => DetectorKind::PortScan,
+            Self::PortScan | Self::HostSweep | Self::RefusedScan | Self::SlowScan => {
+                DetectorKind::PortScan
+            }
             Self::UdpFlood | Self::UdpTarget => DetectorKind::UdpFlood,
             Self::IcmpFlood | Self::IcmpTarget => DetectorKind::IcmpFlood,
             Self::AckFlood => DetectorKind::AckFlood,

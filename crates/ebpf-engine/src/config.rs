@@ -66,6 +66,18 @@ impl EngineConfig {
     }
 }
 
+/// Tracked packets a second on one CPU from which the slow-scan tier rests
+/// on that CPU (for the rest of the admission epoch, about 4.3 s, and the
+/// next): a flood's replies would otherwise cost a SLOW lookup each, and
+/// the flood itself is caught by the other detectors.
+pub const SLOW_GATE: u32 = 50_000;
+/// New slow-scan entries per second per CPU. At 1,000 a second a bucket of
+/// SLOW (16,384 of two slots) gets a new key every 16 s or so, so a slow
+/// scanner (one probe every few seconds, the more recent of its bucket)
+/// keeps its slot under spoofed churn, and a scanner arriving among 10,000
+/// spoofed replies a second still gets a slot within a few probes.
+pub const SLOW_PER_SEC: u32 = 1_000;
+
 /// The datapath's DETECT_CONFIG for a `[detection]` section: a detector
 /// that is off has its thresholds at 0 (no signal).
 pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
@@ -95,7 +107,10 @@ pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
         rst_threshold: on(d.rst_flood.enabled, d.rst_flood.threshold),
         udp_target_threshold: on(d.udp_flood.enabled, d.udp_flood.target_threshold),
         icmp_target_threshold: on(d.icmp_flood.enabled, d.icmp_flood.target_threshold),
-        reserved: 0,
+        slow_threshold: on(scan && d.slow_scan.enabled, d.slow_scan.distinct_ports),
+        slow_window_ns: d.slow_scan.window_secs * NS,
+        slow_gate: SLOW_GATE,
+        slow_per_sec: SLOW_PER_SEC,
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use ironpost_core::{
     Alert, AlertAction, Detector, DetectorKind, Evidence, Finding, Severity, Signal, SignalKind,
-    config::{DetectionConfig, FloodConfig, PortScanConfig, SynFloodConfig},
+    config::{DetectionConfig, FloodConfig, PortScanConfig, SlowScanConfig, SynFloodConfig},
 };
 use ironpost_ebpf_common::{HOST_BINS, PORT_BINS};
 use serde::Serialize;
@@ -163,17 +163,20 @@ fn socket(addr: std::net::IpAddr, port: u16) -> String {
 }
 
 /// Port scans: one source probing many destination ports (bare SYNs, or
-/// UDP from an unprivileged port) within the window; and the horizontal
-/// sweep: one source probing many hosts.
+/// UDP from an unprivileged port) within the window, or refused on many;
+/// the slow tier: a remote too quiet for per-source tracking refused on
+/// many ports over a long window; and the horizontal sweep: one source
+/// probing many hosts.
 #[derive(Debug)]
 pub struct PortScanDetector {
     cfg: PortScanConfig,
+    slow: SlowScanConfig,
 }
 
 impl PortScanDetector {
     /// A detector with these settings.
-    pub fn new(cfg: PortScanConfig) -> Self {
-        Self { cfg }
+    pub fn new(cfg: PortScanConfig, slow: SlowScanConfig) -> Self {
+        Self { cfg, slow }
     }
 }
 
@@ -188,12 +191,20 @@ impl Detector for PortScanDetector {
             SignalKind::PortScan => (s.ports, c.distinct_ports, "ports"),
             SignalKind::HostSweep if c.distinct_hosts > 0 => (s.hosts, c.distinct_hosts, "hosts"),
             SignalKind::RefusedScan if c.refused_ports > 0 => (s.ports, c.refused_ports, "refused"),
+            SignalKind::SlowScan if self.slow.enabled => {
+                (s.ports, self.slow.distinct_ports, "slow")
+            }
             _ => return None,
         };
         if count < threshold {
             return None;
         }
-        let mut ev = evidence(s, c.window_secs, count.into(), threshold.into());
+        let window_secs = if what == "slow" {
+            self.slow.window_secs
+        } else {
+            c.window_secs
+        };
+        let mut ev = evidence(s, window_secs, count.into(), threshold.into());
         ev.distinct_ports = Some(estimate_distinct(s.ports, PORT_BINS));
         ev.distinct_hosts = Some(estimate_distinct(s.hosts, HOST_BINS));
         ev.sampled_ports = s.sample_ports.clone();
@@ -202,7 +213,19 @@ impl Detector for PortScanDetector {
             ironpost_core::Protocol::Tcp => "TCP",
             _ => "ICMP",
         };
-        let (summary, target) = if what == "refused" {
+        let (summary, target) = if what == "slow" {
+            (
+                format!(
+                    "slow {proto} port scan from {}: {} distinct ports or protocols of {} refused \
+                     in {:.0} s, too few a second for per-source tracking",
+                    s.src,
+                    ev.distinct_ports.unwrap_or(0),
+                    s.dst,
+                    ev.elapsed_secs
+                ),
+                s.dst.to_string(),
+            )
+        } else if what == "refused" {
             (
                 format!(
                     "{proto} port scan from {}: {} distinct ports or protocols of {} refused (RSTs, \
@@ -244,7 +267,7 @@ impl Detector for PortScanDetector {
                 count.into(),
                 threshold.into(),
                 ev.elapsed_secs,
-                c.window_secs,
+                window_secs,
                 Severity::High,
             ),
             source: Some(s.src),
@@ -252,7 +275,7 @@ impl Detector for PortScanDetector {
             summary,
             evidence: ev,
             dedup_key: format!("port_scan:{}", s.src),
-            window_ms: c.window_secs * 1000,
+            window_ms: window_secs * 1000,
         })
     }
 }
@@ -500,7 +523,10 @@ impl PacketDetector {
             v.push(Box::new(SynFloodDetector::new(cfg.syn_flood.clone())));
         }
         if cfg.runs(DetectorKind::PortScan) {
-            v.push(Box::new(PortScanDetector::new(cfg.port_scan.clone())));
+            v.push(Box::new(PortScanDetector::new(
+                cfg.port_scan.clone(),
+                cfg.slow_scan.clone(),
+            )));
         }
         for (kind, c) in [
             (DetectorKind::UdpFlood, &cfg.udp_flood),

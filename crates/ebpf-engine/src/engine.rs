@@ -489,8 +489,8 @@ mod imp {
     use ironpost_ebpf_common::{
         ADMIT_SEED_GLOBAL, DetectConfig, DetectCounters, EGRESS_PROGRAM_NAME, EVENT_BUDGET_GLOBAL,
         EventCounters, PROGRAM_NAME, ParseCounters, RuleValue, SignalRecord, TABLE_FRAGS,
-        TABLE_MASKS_GLOBAL, TABLE_SOURCES, TABLE_TARGETS, TRACKED_TARGETS, TrafficCounters, maps,
-        table_buckets,
+        TABLE_MASKS_GLOBAL, TABLE_SLOW, TABLE_SOURCES, TABLE_TARGETS, TABLES, TRACKED_SLOW,
+        TRACKED_TARGETS, TrafficCounters, maps, table_buckets,
     };
     use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
 
@@ -545,15 +545,20 @@ mod imp {
             let seed = random_seed();
             // With detection off, the tracking maps are not used: keep them
             // at one entry instead of megabytes.
-            let (sources, targets) = if cfg.detection.enabled {
-                (cfg.detection.max_tracked_sources, TRACKED_TARGETS)
+            let (sources, targets, slow) = if cfg.detection.enabled {
+                (
+                    cfg.detection.max_tracked_sources,
+                    TRACKED_TARGETS,
+                    TRACKED_SLOW,
+                )
             } else {
-                (1, 1)
+                (1, 1, 1)
             };
-            let mut masks = [0u32; 3];
+            let mut masks = [0u32; TABLES];
             masks[TABLE_SOURCES] = table_buckets(sources) - 1;
             masks[TABLE_TARGETS] = table_buckets(targets) - 1;
             masks[TABLE_FRAGS] = table_buckets(cfg.max_tracked_fragments) - 1;
+            masks[TABLE_SLOW] = table_buckets(slow) - 1;
             let blocks = cfg.blocklist_max_entries;
             let allow = cfg.allow_max_entries;
             let mut ebpf = EbpfLoader::new()
@@ -568,6 +573,7 @@ mod imp {
                 .map_max_entries(maps::SOURCES, masks[TABLE_SOURCES] + 1)
                 .map_max_entries(maps::TARGETS, masks[TABLE_TARGETS] + 1)
                 .map_max_entries(maps::FRAGS, masks[TABLE_FRAGS] + 1)
+                .map_max_entries(maps::SLOW, masks[TABLE_SLOW] + 1)
                 .map_max_entries(maps::SIGNALS, cfg.detection.signal_ring_buffer_size)
                 .override_global(EVENT_BUDGET_GLOBAL, &budget, true)
                 .override_global(ADMIT_SEED_GLOBAL, &seed, true)

@@ -101,6 +101,7 @@ pub fn decode_signal(rec: &SignalRecord, interface: &str, clock: &Clock) -> Opti
         signal::RST_FLOOD => SignalKind::RstFlood,
         signal::UDP_TARGET => SignalKind::UdpTarget,
         signal::ICMP_TARGET => SignalKind::IcmpTarget,
+        signal::SLOW_SCAN => SignalKind::SlowScan,
         _ => return None,
     };
     let ms = |ns: u64| {

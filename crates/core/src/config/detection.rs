@@ -58,6 +58,8 @@ pub struct DetectionConfig {
     pub udp_flood: FloodConfig,
     /// `[detection.icmp_flood]`.
     pub icmp_flood: FloodConfig,
+    /// `[detection.slow_scan]`.
+    pub slow_scan: SlowScanConfig,
     /// `[detection.ack_flood]` (no `target_threshold`).
     pub ack_flood: FloodConfig,
     /// `[detection.rst_flood]` (no `target_threshold`).
@@ -103,6 +105,19 @@ pub struct PortScanConfig {
     pub decoy_hold_ms: u64,
 }
 
+/// `[detection.slow_scan]`: the long-horizon tier of the port-scan
+/// detector, for remote addresses too quiet to be tracked per source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlowScanConfig {
+    /// Whether this tier runs (with the port-scan detector).
+    pub enabled: bool,
+    /// Window length.
+    pub window_secs: u64,
+    /// Distinct ports (or protocols) the host may refuse one such address
+    /// per window.
+    pub distinct_ports: u32,
+}
+
 /// `[detection.udp_flood]`, `[detection.icmp_flood]`,
 /// `[detection.ack_flood]` and `[detection.rst_flood]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,6 +160,14 @@ impl Default for DetectionConfig {
                 distinct_hosts: 20,
                 refused_ports: 20,
                 decoy_hold_ms: 100,
+            },
+            // One new port every 4 s (CrowdSec's slow-scan case) is 30
+            // refused ports in 120 s; nothing that uses a host's services
+            // gets 30 distinct ports refused in 10 minutes.
+            slow_scan: SlowScanConfig {
+                enabled: true,
+                window_secs: 600,
+                distinct_ports: 30,
             },
             // 100,000 UDP packets a second from one source: above a 1 Gbit/s
             // stream of full-size datagrams (about 86,000 a second: an
@@ -333,6 +356,7 @@ pub(super) struct RawDetection {
     alert_format: Option<Spanned<String>>,
     syn_flood: Option<RawSynFlood>,
     port_scan: Option<RawPortScan>,
+    slow_scan: Option<RawSlowScan>,
     udp_flood: Option<RawFlood>,
     icmp_flood: Option<RawFlood>,
     ack_flood: Option<RawFlood>,
@@ -358,6 +382,14 @@ struct RawPortScan {
     distinct_hosts: Option<Spanned<i64>>,
     refused_ports: Option<Spanned<i64>>,
     decoy_hold_ms: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlowScan {
+    enabled: Option<bool>,
+    window_secs: Option<Spanned<i64>>,
+    distinct_ports: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -523,6 +555,18 @@ impl Source<'_> {
                 c.decoy_hold_ms = self
                     .range(v, "detection.port_scan.decoy_hold_ms", 0, 10_000)?
                     .into();
+            }
+        }
+        if let Some(raw) = raw.slow_scan {
+            let c = &mut cfg.slow_scan;
+            if let Some(v) = raw.enabled {
+                c.enabled = v;
+            }
+            if let Some(v) = &raw.window_secs {
+                c.window_secs = self.secs(v, "detection.slow_scan.window_secs", 1)?;
+            }
+            if let Some(v) = &raw.distinct_ports {
+                c.distinct_ports = self.range(v, "detection.slow_scan.distinct_ports", 2, 256)?;
             }
         }
         for (raw, c, name) in [

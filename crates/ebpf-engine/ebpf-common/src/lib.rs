@@ -71,6 +71,10 @@ pub mod maps {
     /// table](super::Slot): the L4 fields of first fragments, applied to
     /// the fragments that follow them.
     pub const FRAGS: &str = "FRAGS";
+    /// `Array<Bucket<SourceKey, SlowState>>`, a [tracking
+    /// table](super::Slot): the long-horizon refusal counts of remote
+    /// addresses too quiet to be admitted into SOURCES (slow scans).
+    pub const SLOW: &str = "SLOW";
     /// `PerCpuArray<ParseCounters>` with one entry: fragments and
     /// malformed frames, by what was done with them.
     pub const PARSE_COUNTERS: &str = "PARSE_COUNTERS";
@@ -83,9 +87,9 @@ pub mod maps {
 /// (the admission sketch's cells, the tracking tables' buckets); the loader
 /// sets a random one so that nobody can aim collisions.
 pub const ADMIT_SEED_GLOBAL: &str = "ADMIT_SEED";
-/// Name of the read-only global holding `buckets - 1` of SOURCES, TARGETS
-/// and FRAGS, in [`TABLE_SOURCES`], [`TABLE_TARGETS`], [`TABLE_FRAGS`]
-/// order; the loader sets it with the tables' sizes.
+/// Name of the read-only global holding `buckets - 1` of SOURCES, TARGETS,
+/// FRAGS and SLOW, in [`TABLE_SOURCES`], [`TABLE_TARGETS`], [`TABLE_FRAGS`],
+/// [`TABLE_SLOW`] order; the loader sets it with the tables' sizes.
 pub const TABLE_MASKS_GLOBAL: &str = "TABLE_MASKS";
 /// Index of SOURCES in the `TABLE_MASKS` global.
 pub const TABLE_SOURCES: usize = 0;
@@ -93,6 +97,10 @@ pub const TABLE_SOURCES: usize = 0;
 pub const TABLE_TARGETS: usize = 1;
 /// Index of FRAGS in the `TABLE_MASKS` global.
 pub const TABLE_FRAGS: usize = 2;
+/// Index of SLOW in the `TABLE_MASKS` global.
+pub const TABLE_SLOW: usize = 3;
+/// Entries of the `TABLE_MASKS` global.
+pub const TABLES: usize = 4;
 /// Slots per bucket of a tracking table.
 pub const TABLE_WAYS: usize = 2;
 
@@ -271,6 +279,8 @@ pub const DEFAULT_EVENT_BUDGET_PER_SEC: u32 = 2_000;
 pub const DEFAULT_TRACKED_SOURCES: u32 = 65_536;
 /// Capacity of TARGETS (tracked destination address and port pairs).
 pub const TRACKED_TARGETS: u32 = 4_096;
+/// Capacity of SLOW (remote addresses in the slow-scan tier).
+pub const TRACKED_SLOW: u32 = 32_768;
 /// Default size of the SIGNALS ring buffer in bytes.
 pub const DEFAULT_SIGNAL_RING_SIZE: u32 = 256 * 1024;
 /// Bins of the per-source destination port set.
@@ -457,6 +467,9 @@ pub mod signal {
     pub const UDP_TARGET: u8 = 10;
     /// The same for ICMP and ICMPv6 (`icmp_target_threshold`, ICMP window).
     pub const ICMP_TARGET: u8 = 11;
+    /// The host refused `slow_threshold` distinct ports (bins) of one
+    /// remote address, too quiet for SOURCES, within the slow window.
+    pub const SLOW_SCAN: u8 = 12;
 }
 
 /// SourceState::signalled / TargetState::signalled bit for a signal kind.
@@ -518,8 +531,17 @@ pub struct DetectConfig {
     /// ICMP packets from untracked sources to one address per ICMP window
     /// (0: off).
     pub icmp_target_threshold: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// Distinct ports (bins) the host refused one remote address without
+    /// SOURCES state per slow window (0: off).
+    pub slow_threshold: u32,
+    /// Length of the slow-scan window.
+    pub slow_window_ns: u64,
+    /// The slow tier rests on a CPU while that CPU's tracked packets reach
+    /// this many a second, in the current or the previous admission epoch
+    /// (a flood is on: its replies would cost a SLOW lookup each).
+    pub slow_gate: u32,
+    /// New SLOW entries per second per CPU at most.
+    pub slow_per_sec: u32,
 }
 
 /// Detection state of one source address, in SOURCES.
@@ -576,6 +598,22 @@ pub struct SourceState {
     pub ack_refused: u32,
     /// RSTs in the RST window.
     pub rst: u32,
+}
+
+/// Long-horizon refusal state of one remote address, in SLOW.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlowState {
+    /// Start of the slow window.
+    pub start_ns: u64,
+    /// Distinct port bins the host refused in the window.
+    pub refused: u32,
+    /// `signal_bit`s sent in the current window.
+    pub signalled: u32,
+    /// Refused port set ([`PORT_BINS`] bits).
+    pub bits: [u64; 8],
+    /// The last eight distinct refused ports, ring-indexed by `refused`.
+    pub ports: [u16; 8],
 }
 
 /// Key of TARGETS: a destination address as four native-endian words (IPv4
@@ -735,6 +773,12 @@ pub struct Admission {
     pub window_start_ns: u64,
     /// Admissions in that window.
     pub window_admitted: u64,
+    /// Packets counted in the previous epoch (0 when it saw none).
+    pub prev_epoch_packets: u64,
+    /// Start of the current one-second SLOW claim window.
+    pub slow_start_ns: u64,
+    /// SLOW claims in that window.
+    pub slow_claimed: u64,
     /// Packets counted in the sketch this epoch: the epoch's low 8 bits in
     /// the top byte, the count below. The mean load of a cell is this
     /// count over [`ADMIT_COLUMNS`].
@@ -823,7 +867,7 @@ const _: () = {
     assert!(offset_of!(PacketEventRecord, vlan_id) == 56);
     assert!(offset_of!(EventCounters, lost_budget) == 32);
     assert!(CLASS_TOTAL == CLASS_COUNT - 1);
-    assert!(size_of::<DetectConfig>() == 112);
+    assert!(size_of::<DetectConfig>() == 128);
     assert!(offset_of!(DetectConfig, admit_packets) == 64);
     assert!(offset_of!(DetectConfig, syn_window_ns) == 8);
     assert!(size_of::<SourceState>() == 296);
@@ -840,7 +884,8 @@ const _: () = {
     assert!(table_buckets(1000) == 512);
     assert!(size_of::<FragState>() == 8);
     assert!(size_of::<ParseCounters>() == 8 * parse::COUNT);
-    assert!(size_of::<Admission>() == 24 + 4 * ADMIT_ROWS * ADMIT_COLUMNS);
+    assert!(size_of::<Admission>() == 48 + 4 * ADMIT_ROWS * ADMIT_COLUMNS);
+    assert!(size_of::<SlowState>() == 96);
     assert!(ADMIT_COLUMNS.is_power_of_two());
     assert!(ADMIT_BLOCK_CELLS == 16 && ADMIT_ROWS == 2);
     assert!(PORT_BINS == 64 * 8 && HOST_BINS == 64 * 4);
@@ -850,7 +895,7 @@ const _: () = {
 mod pod {
     use super::{
         Admission, DetectConfig, DetectCounters, EventCounters, FragState, PacketEventRecord,
-        ParseCounters, ProtoStats, RuleValue, SignalRecord, SourceState, TargetState,
+        ParseCounters, ProtoStats, RuleValue, SignalRecord, SlowState, SourceState, TargetState,
         TrafficCounters,
     };
 
@@ -876,6 +921,8 @@ mod pod {
     unsafe impl aya::Pod for SourceState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for TargetState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for SlowState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for FragState {}
     // SAFETY: as above.

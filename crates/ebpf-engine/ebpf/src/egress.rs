@@ -11,18 +11,22 @@
 //! SYN-ACK counts as a connection the host accepted. A RST without ACK
 //! answers a segment whose ACK matched nothing the host sent: at
 //! `ack_threshold` of them per ACK window the program signals ACK_FLOOD.
-//! The program only reads: every packet goes on untouched.
+//! A refusal of a remote too quiet for SOURCES (one probe every few
+//! seconds never earns admission) counts in SLOW instead, over a long
+//! window, while the CPU sees no flood: at `slow_threshold` distinct ports
+//! the program signals SLOW_SCAN. The program only reads: every packet
+//! goes on untouched.
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use ironpost_ebpf_common::{
-    DetectConfig, DetectCounters, SourceState, TABLE_SOURCES, ipproto, signal, signal_bit,
-    tcp_flags,
+    Admission, DetectConfig, DetectCounters, SourceState, TABLE_SLOW, TABLE_SOURCES, ipproto,
+    signal, signal_bit, tcp_flags,
 };
 
 use crate::{
-    ADMISSION, DETECT_CONFIG, DETECT_COUNTERS, GOLDEN, SOURCES, addr, admission_budget, admitted,
-    clear, clock, count_flood, crossed, emit_signal, hash_words, mapped_v4, mask, roll, seed,
-    set_bin, table_state,
+    ADMISSION, DETECT_CONFIG, DETECT_COUNTERS, GOLDEN, SLOW, SOURCES, addr, admission_budget,
+    admitted, clear, clock, count_flood, crossed, emit_signal, hash_words, mapped_v4, mask, quiet,
+    roll, seed, set_bin, slow_budget, table_state,
 };
 
 /// `TC_ACT_UNSPEC`, which TCX reads as "next": the packet goes on as if
@@ -41,7 +45,7 @@ const PROTOCOL_MARK: u16 = 0xff00;
 pub fn ironpost_egress(ctx: TcContext) -> i32 {
     if let Some(cfg) = DETECT_CONFIG.get(0)
         && cfg.enabled != 0
-        && (cfg.refused_threshold != 0 || cfg.ack_threshold != 0)
+        && (cfg.refused_threshold != 0 || cfg.ack_threshold != 0 || cfg.slow_threshold != 0)
         && let Some(reply) = reply(&ctx)
     {
         record(&ctx, cfg, &reply);
@@ -191,6 +195,14 @@ fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
     // which that source's packet has just warmed: no clock, no SOURCES
     // bucket.
     if !admitted(adm, hash, cfg.admit_packets) {
+        if cfg.slow_threshold != 0
+            && let Some(what) = reply.refused
+        {
+            let now = clock();
+            if quiet(adm, cfg.slow_gate, now) {
+                record_slow(ctx, cfg, adm, reply, hash, what, now, counters);
+            }
+        }
         return;
     }
     let now = clock();
@@ -266,6 +278,66 @@ fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
         // SAFETY: the skb the program was called with.
         let ifindex = unsafe { (*ctx.skb.skb).ifindex };
         signal_refused(s, reply, (protocol, port), ifindex, now, counters);
+    }
+}
+
+/// Counts a refusal of a remote too quiet for SOURCES in its SLOW state (a
+/// new remote gets a slot within the per-CPU claim budget) and signals
+/// SLOW_SCAN at the threshold.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn record_slow(
+    ctx: &TcContext,
+    cfg: &DetectConfig,
+    adm: &mut Admission,
+    reply: &Reply,
+    hash: u32,
+    (protocol, port): (u8, u16),
+    now: u64,
+    counters: &mut DetectCounters,
+) {
+    let Some((st, _)) = table_state(&SLOW, mask(TABLE_SLOW), &reply.remote, hash, now, || {
+        slow_budget(adm, cfg.slow_per_sec, now)
+    }) else {
+        return;
+    };
+    // SAFETY: a live array value, written without atomics like SOURCES.
+    let st = unsafe { &mut *st };
+    if roll(&mut st.start_ns, cfg.slow_window_ns, now) {
+        st.refused = 0;
+        st.signalled = 0;
+        clear(&mut st.bits);
+    }
+    let bin = (u32::from(port).wrapping_mul(GOLDEN) >> 23) as usize;
+    if !set_bin(&mut st.bits, bin) {
+        return;
+    }
+    st.ports[(st.refused & 7) as usize] = port;
+    st.refused += 1;
+    if crossed(
+        st.refused,
+        cfg.slow_threshold,
+        st.signalled,
+        signal::SLOW_SCAN,
+    ) {
+        st.signalled |= signal_bit(signal::SLOW_SCAN);
+        // SAFETY: the skb the program was called with.
+        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+        let (remote, local) = (addr(reply.remote), addr(reply.local));
+        emit_signal(
+            signal::SLOW_SCAN,
+            &remote,
+            &local,
+            (protocol, port),
+            ifindex,
+            now,
+            counters,
+            |rec| {
+                rec.window_start_ns = st.start_ns;
+                rec.ports = st.refused;
+                rec.sample_ports = st.ports;
+            },
+        );
     }
 }
 

@@ -46,10 +46,10 @@ use ironpost_ebpf_common::{
     DetectCounters, EventCounters, FAMILY_IPV4, FAMILY_IPV6, FragKey, FragState,
     MAX_IPV6_EXT_HEADERS, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6,
     POLICY_EXACT_V4, POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, PORT_RULE_SLOTS,
-    PacketEventRecord, ParseCounters, RuleValue, SRC16_V4_WORDS, SignalRecord, SourceKey,
-    SourceState, TABLE_FRAGS, TABLE_SOURCES, TABLE_TARGETS, TARGET_PROTOCOL, TRACKED_TARGETS,
-    TargetKey, TargetState, TrafficCounters, ipproto, l4_min_len, parse, port_index, signal,
-    signal_bit, table_buckets, tcp_flags,
+    PacketEventRecord, ParseCounters, RuleValue, SRC16_V4_WORDS, SignalRecord, SlowState,
+    SourceKey, SourceState, TABLE_FRAGS, TABLE_SOURCES, TABLE_TARGETS, TABLES, TARGET_PROTOCOL,
+    TRACKED_SLOW, TRACKED_TARGETS, TargetKey, TargetState, TrafficCounters, ipproto, l4_min_len,
+    parse, port_index, signal, signal_bit, table_buckets, tcp_flags,
 };
 
 /// [`RuleValue`] as the program sees it: the same layout, with the hit
@@ -148,6 +148,12 @@ static SOURCES: Array<Bucket<SourceKey, SourceState>> =
 static TARGETS: Array<Bucket<TargetKey, TargetState>> =
     Array::with_max_entries(table_buckets(TRACKED_TARGETS), 0);
 
+/// Long-horizon refusal counts of remotes too quiet for SOURCES (slow
+/// scans), written by the egress watcher: a tracking table.
+#[map]
+static SLOW: Array<Bucket<SourceKey, SlowState>> =
+    Array::with_max_entries(table_buckets(TRACKED_SLOW), 0);
+
 /// The admission sketch and budget, per CPU.
 #[map]
 static ADMISSION: PerCpuArray<Admission> = PerCpuArray::with_max_entries(1, 0);
@@ -183,13 +189,14 @@ static EVENT_BUDGET_PER_SEC: u32 = DEFAULT_EVENT_BUDGET_PER_SEC;
 #[unsafe(no_mangle)]
 static ADMIT_SEED: u32 = 0;
 
-/// `buckets - 1` of SOURCES, TARGETS and FRAGS; the loader sets them with
-/// the tables' sizes.
+/// `buckets - 1` of SOURCES, TARGETS, FRAGS and SLOW; the loader sets them
+/// with the tables' sizes.
 #[unsafe(no_mangle)]
-static TABLE_MASKS: [u32; 3] = [
+static TABLE_MASKS: [u32; TABLES] = [
     table_buckets(DEFAULT_TRACKED_SOURCES) - 1,
     table_buckets(TRACKED_TARGETS) - 1,
     table_buckets(DEFAULT_TRACKED_FRAGMENTS) - 1,
+    table_buckets(TRACKED_SLOW) - 1,
 ];
 
 const ETH_HDR_LEN: usize = 14;
@@ -1479,6 +1486,12 @@ fn admit(adm: &mut Admission, hash: u32, now: u64, threshold: u32) -> bool {
     let epoch = ((now >> ADMIT_EPOCH_SHIFT) as u32) & 0xff;
     let tag = u64::from(epoch) << 56;
     if adm.epoch_packets & !EPOCH_COUNT_MASK != tag {
+        let last = (adm.epoch_packets >> 56) as u32;
+        adm.prev_epoch_packets = if (last + 1) & 0xff == epoch {
+            adm.epoch_packets & EPOCH_COUNT_MASK
+        } else {
+            0
+        };
         adm.epoch_packets = tag;
     }
     adm.epoch_packets += 1;
@@ -1522,6 +1535,48 @@ pub(crate) fn admitted(adm: &Admission, hash: u32, threshold: u32) -> bool {
     };
     let (a, b) = (count(adm.cells[a]), count(adm.cells[b]));
     u64::from(a.min(b)) >= u64::from(threshold) + 2 * mean
+}
+
+/// Whether this CPU's tracked traffic has stayed below `per_sec` packets a
+/// second, in the current admission epoch so far (with a slack of
+/// [`QUIET_SLACK`] packets) and in the previous one: no flood is on, so the
+/// slow tier may spend a SLOW lookup on a reply. A flood closes the gate
+/// within milliseconds.
+#[inline(always)]
+pub(crate) fn quiet(adm: &Admission, per_sec: u32, now: u64) -> bool {
+    let epoch = (now >> ADMIT_EPOCH_SHIFT) & 0xff;
+    let tag = adm.epoch_packets >> 56;
+    let count = adm.epoch_packets & EPOCH_COUNT_MASK;
+    let (current, previous) = if tag == epoch {
+        (count, adm.prev_epoch_packets)
+    } else if (tag + 1) & 0xff == epoch {
+        (0, count)
+    } else {
+        (0, 0)
+    };
+    let per_sec = u64::from(per_sec);
+    // ns >> 30 is seconds to within 7%.
+    let elapsed = now & ((1 << ADMIT_EPOCH_SHIFT) - 1);
+    current < ((per_sec * (elapsed >> 10)) >> 20) + QUIET_SLACK
+        && previous < per_sec << (ADMIT_EPOCH_SHIFT - 30)
+}
+
+/// Packets an epoch may start with before [`quiet`] compares its rate.
+const QUIET_SLACK: u64 = 1024;
+
+/// Whether this CPU may claim one more SLOW slot in this second (and
+/// counts it when it may).
+#[inline(always)]
+pub(crate) fn slow_budget(adm: &mut Admission, per_sec: u32, now: u64) -> bool {
+    if now.wrapping_sub(adm.slow_start_ns) >= NS_PER_SEC {
+        adm.slow_start_ns = now;
+        adm.slow_claimed = 0;
+    }
+    if adm.slow_claimed >= u64::from(per_sec) {
+        return false;
+    }
+    adm.slow_claimed += 1;
+    true
 }
 
 /// The count bits of `Admission::epoch_packets`.
