@@ -66,11 +66,12 @@ impl EngineConfig {
     }
 }
 
-/// Tracked packets a second on one CPU from which the slow-scan tier rests
-/// on that CPU (for the rest of the admission epoch, about 4.3 s, and the
-/// next): a flood's replies would otherwise cost a SLOW lookup each, and
-/// the flood itself is caught by the other detectors.
-pub const SLOW_GATE: u32 = 50_000;
+/// Refusals a second of remotes without per-source state on one CPU from
+/// which the slow-scan tier rests on that CPU (measured over windows of
+/// about 17 ms): a flood's replies would otherwise cost a SLOW lookup each,
+/// and the flood itself is caught by the other detectors. An internet
+/// host's background of scanners and stray packets is far below.
+pub const SLOW_GATE: u32 = 10_000;
 /// New slow-scan entries per second per CPU. At 1,000 a second a bucket of
 /// SLOW (16,384 of two slots) gets a new key every 16 s or so, so a slow
 /// scanner (one probe every few seconds, the more recent of its bucket)

@@ -536,9 +536,10 @@ pub struct DetectConfig {
     pub slow_threshold: u32,
     /// Length of the slow-scan window.
     pub slow_window_ns: u64,
-    /// The slow tier rests on a CPU while that CPU's tracked packets reach
-    /// this many a second, in the current or the previous admission epoch
-    /// (a flood is on: its replies would cost a SLOW lookup each).
+    /// The slow tier rests on a CPU while that CPU refuses remotes without
+    /// SOURCES state at this many a second or more, in the current or the
+    /// previous window of about 17 ms (a flood is on: its replies would
+    /// cost a SLOW lookup each).
     pub slow_gate: u32,
     /// New SLOW entries per second per CPU at most.
     pub slow_per_sec: u32,
@@ -773,12 +774,20 @@ pub struct Admission {
     pub window_start_ns: u64,
     /// Admissions in that window.
     pub window_admitted: u64,
-    /// Packets counted in the previous epoch (0 when it saw none).
-    pub prev_epoch_packets: u64,
     /// Start of the current one-second SLOW claim window.
     pub slow_start_ns: u64,
     /// SLOW claims in that window.
     pub slow_claimed: u64,
+    /// Start of the current window (about 17 ms) of refusals of remotes
+    /// without SOURCES state, which decides whether the slow tier runs.
+    pub quiet_start_ns: u64,
+    /// Such refusals in that window.
+    pub quiet_count: u32,
+    /// Such refusals in the window before.
+    pub quiet_prev: u32,
+    /// The coarse clock at this CPU's last tracked packet: the egress
+    /// watcher's clock for the replies that follow it.
+    pub seen_ns: u64,
     /// Packets counted in the sketch this epoch: the epoch's low 8 bits in
     /// the top byte, the count below. The mean load of a cell is this
     /// count over [`ADMIT_COLUMNS`].
@@ -884,7 +893,7 @@ const _: () = {
     assert!(table_buckets(1000) == 512);
     assert!(size_of::<FragState>() == 8);
     assert!(size_of::<ParseCounters>() == 8 * parse::COUNT);
-    assert!(size_of::<Admission>() == 48 + 4 * ADMIT_ROWS * ADMIT_COLUMNS);
+    assert!(size_of::<Admission>() == 64 + 4 * ADMIT_ROWS * ADMIT_COLUMNS);
     assert!(size_of::<SlowState>() == 96);
     assert!(ADMIT_COLUMNS.is_power_of_two());
     assert!(ADMIT_BLOCK_CELLS == 16 && ADMIT_ROWS == 2);

@@ -197,11 +197,11 @@ fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
     if !admitted(adm, hash, cfg.admit_packets) {
         if cfg.slow_threshold != 0
             && let Some(what) = reply.refused
+            // The clock of the remote's own packet, just before: no helper
+            // call for a reply the gate turns away.
+            && quiet(adm, cfg.slow_gate, adm.seen_ns)
         {
-            let now = clock();
-            if quiet(adm, cfg.slow_gate, now) {
-                record_slow(ctx, cfg, adm, reply, hash, what, now, counters);
-            }
+            record_slow(ctx, cfg, adm, reply, hash, what, clock(), counters);
         }
         return;
     }

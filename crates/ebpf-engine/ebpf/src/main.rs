@@ -1483,15 +1483,10 @@ fn admit(adm: &mut Admission, hash: u32, now: u64, threshold: u32) -> bool {
     if threshold <= 1 {
         return true;
     }
+    adm.seen_ns = now;
     let epoch = ((now >> ADMIT_EPOCH_SHIFT) as u32) & 0xff;
     let tag = u64::from(epoch) << 56;
     if adm.epoch_packets & !EPOCH_COUNT_MASK != tag {
-        let last = (adm.epoch_packets >> 56) as u32;
-        adm.prev_epoch_packets = if (last + 1) & 0xff == epoch {
-            adm.epoch_packets & EPOCH_COUNT_MASK
-        } else {
-            0
-        };
         adm.epoch_packets = tag;
     }
     adm.epoch_packets += 1;
@@ -1537,32 +1532,31 @@ pub(crate) fn admitted(adm: &Admission, hash: u32, threshold: u32) -> bool {
     u64::from(a.min(b)) >= u64::from(threshold) + 2 * mean
 }
 
-/// Whether this CPU's tracked traffic has stayed below `per_sec` packets a
-/// second, in the current admission epoch so far (with a slack of
-/// [`QUIET_SLACK`] packets) and in the previous one: no flood is on, so the
-/// slow tier may spend a SLOW lookup on a reply. A flood closes the gate
-/// within milliseconds.
+/// Counts one refusal of a remote without SOURCES state and says whether
+/// this CPU refuses fewer than `per_sec` such remotes a second, in this
+/// window of [`QUIET_WINDOW_NS`] and the one before: no flood is on, so
+/// the slow tier may spend a SLOW lookup on the refusal. A flood closes
+/// the gate within a window and keeps it closed.
 #[inline(always)]
-pub(crate) fn quiet(adm: &Admission, per_sec: u32, now: u64) -> bool {
-    let epoch = (now >> ADMIT_EPOCH_SHIFT) & 0xff;
-    let tag = adm.epoch_packets >> 56;
-    let count = adm.epoch_packets & EPOCH_COUNT_MASK;
-    let (current, previous) = if tag == epoch {
-        (count, adm.prev_epoch_packets)
-    } else if (tag + 1) & 0xff == epoch {
-        (0, count)
-    } else {
-        (0, 0)
-    };
-    let per_sec = u64::from(per_sec);
-    // ns >> 30 is seconds to within 7%.
-    let elapsed = now & ((1 << ADMIT_EPOCH_SHIFT) - 1);
-    current < ((per_sec * (elapsed >> 10)) >> 20) + QUIET_SLACK
-        && previous < per_sec << (ADMIT_EPOCH_SHIFT - 30)
+pub(crate) fn quiet(adm: &mut Admission, per_sec: u32, now: u64) -> bool {
+    let since = now.wrapping_sub(adm.quiet_start_ns);
+    if since >= QUIET_WINDOW_NS {
+        adm.quiet_prev = if since < 2 * QUIET_WINDOW_NS {
+            adm.quiet_count
+        } else {
+            0
+        };
+        adm.quiet_count = 0;
+        adm.quiet_start_ns = now;
+    }
+    adm.quiet_count = adm.quiet_count.saturating_add(1);
+    // A window is 2^24 ns, about a 64th of a second.
+    let limit = per_sec >> 6;
+    adm.quiet_prev < limit && adm.quiet_count < limit
 }
 
-/// Packets an epoch may start with before [`quiet`] compares its rate.
-const QUIET_SLACK: u64 = 1024;
+/// Length of a [`quiet`] window: 2^24 ns, about 17 ms.
+const QUIET_WINDOW_NS: u64 = 1 << 24;
 
 /// Whether this CPU may claim one more SLOW slot in this second (and
 /// counts it when it may).
