@@ -138,6 +138,20 @@ fn status(d: &Daemon) -> Value {
     d.json(&["status"])
 }
 
+/// After the traffic: no signal reached the detectors, nothing is
+/// blocked, and the daemon wrote no alert by the time it stopped.
+fn assert_no_alert(d: Daemon) {
+    std::thread::sleep(Duration::from_millis(1200));
+    let s = status(&d);
+    assert_eq!(s["detection"]["detectors"]["signals"], 0, "{s}");
+    let list = d.json(&["block", "list"]);
+    assert!(list["entries"].as_array().unwrap().is_empty(), "{list}");
+    d.signal(libc::SIGTERM);
+    let (_, lines) = d.finish();
+    let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "alert").collect();
+    assert!(alerts.is_empty(), "{alerts:?}");
+}
+
 #[test]
 fn hping3_syn_flood_from_one_source_is_blocked() {
     if !kernel_tests_enabled() {
@@ -668,13 +682,7 @@ fn a_client_of_25_services_is_not_a_scanner() {
         })
         .unwrap();
     assert_eq!(answered, 75);
-    std::thread::sleep(Duration::from_millis(1200));
-    let s = status(&d);
-    assert_eq!(s["detection"]["detectors"]["signals"], 0, "{s}");
-    d.signal(libc::SIGTERM);
-    let (_, lines) = d.finish();
-    let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "alert").collect();
-    assert!(alerts.is_empty(), "{alerts:?}");
+    assert_no_alert(d);
 }
 
 /// Echo requests at 100 a second for 15 s, as a monitoring system may send
@@ -884,15 +892,7 @@ fn busy_udp_clients_are_not_floods() {
         sum["lost_packets"]
     );
 
-    std::thread::sleep(Duration::from_millis(1200));
-    let s = status(&d);
-    assert_eq!(s["detection"]["detectors"]["signals"], 0, "{s}");
-    let list = d.json(&["block", "list"]);
-    assert!(list["entries"].as_array().unwrap().is_empty(), "{list}");
-    d.signal(libc::SIGTERM);
-    let (_, lines) = d.finish();
-    let alerts: Vec<&Value> = lines.iter().filter(|l| l["type"] == "alert").collect();
-    assert!(alerts.is_empty(), "{alerts:?}");
+    assert_no_alert(d);
 }
 
 /// `nmap -D`: every probe comes from the scanner and from three decoys

@@ -19,7 +19,7 @@
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use ironpost_ebpf_common::{
-    Admission, DetectConfig, DetectCounters, SourceState, TABLE_SLOW, TABLE_SOURCES, ipproto,
+    Admission, DetectConfig, DetectCounters, SignalRecord, TABLE_SLOW, TABLE_SOURCES, ipproto,
     signal, signal_bit, tcp_flags,
 };
 
@@ -242,22 +242,11 @@ fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
         )
     {
         s.signalled |= signal_bit(signal::ACK_FLOOD);
-        // SAFETY: the skb the program was called with.
-        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-        let (remote, local) = (addr(reply.remote), addr(reply.local));
-        emit_signal(
-            signal::ACK_FLOOD,
-            &remote,
-            &local,
-            (protocol, port),
-            ifindex,
-            now,
-            counters,
-            |rec| {
-                rec.window_start_ns = s.ack_start_ns;
-                rec.ack = s.ack_refused;
-            },
-        );
+        let what = (protocol, port);
+        signal_reply(ctx, signal::ACK_FLOOD, reply, what, now, counters, |rec| {
+            rec.window_start_ns = s.ack_start_ns;
+            rec.ack = s.ack_refused;
+        });
     }
     if cfg.refused_threshold == 0 {
         return;
@@ -275,9 +264,21 @@ fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
         signal::REFUSED_SCAN,
     ) {
         s.signalled |= signal_bit(signal::REFUSED_SCAN);
-        // SAFETY: the skb the program was called with.
-        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-        signal_refused(s, reply, (protocol, port), ifindex, now, counters);
+        let what = (protocol, port);
+        signal_reply(
+            ctx,
+            signal::REFUSED_SCAN,
+            reply,
+            what,
+            now,
+            counters,
+            |rec| {
+                rec.window_start_ns = s.refused_start_ns;
+                rec.ports = s.refused;
+                rec.ack = s.accepted;
+                rec.sample_ports = s.refused_ports;
+            },
+        );
     }
 }
 
@@ -321,50 +322,30 @@ fn record_slow(
         signal::SLOW_SCAN,
     ) {
         st.signalled |= signal_bit(signal::SLOW_SCAN);
-        // SAFETY: the skb the program was called with.
-        let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-        let (remote, local) = (addr(reply.remote), addr(reply.local));
-        emit_signal(
-            signal::SLOW_SCAN,
-            &remote,
-            &local,
-            (protocol, port),
-            ifindex,
-            now,
-            counters,
-            |rec| {
-                rec.window_start_ns = st.start_ns;
-                rec.ports = st.refused;
-                rec.sample_ports = st.ports;
-            },
-        );
+        let what = (protocol, port);
+        signal_reply(ctx, signal::SLOW_SCAN, reply, what, now, counters, |rec| {
+            rec.window_start_ns = st.start_ns;
+            rec.ports = st.refused;
+            rec.sample_ports = st.ports;
+        });
     }
 }
 
-/// Writes a REFUSED_SCAN signal with the remote's refusal counts.
+/// Writes a signal of `kind` about the reply's remote address (the
+/// host's address as the destination), with the kind's counters filled in
+/// by `fill`.
 #[inline(always)]
-fn signal_refused(
-    s: &SourceState,
+fn signal_reply(
+    ctx: &TcContext,
+    kind: u8,
     reply: &Reply,
     what: (u8, u16),
-    ifindex: u32,
     now: u64,
     counters: &mut DetectCounters,
+    fill: impl FnOnce(&mut SignalRecord),
 ) {
+    // SAFETY: the skb the program was called with.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let (remote, local) = (addr(reply.remote), addr(reply.local));
-    emit_signal(
-        signal::REFUSED_SCAN,
-        &remote,
-        &local,
-        what,
-        ifindex,
-        now,
-        counters,
-        |rec| {
-            rec.window_start_ns = s.refused_start_ns;
-            rec.ports = s.refused;
-            rec.ack = s.accepted;
-            rec.sample_ports = s.refused_ports;
-        },
-    );
+    emit_signal(kind, &remote, &local, what, ifindex, now, counters, fill);
 }
