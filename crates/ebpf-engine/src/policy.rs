@@ -20,7 +20,11 @@ use ironpost_ebpf_common::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{EngineError, config::action_code, summary::SourceSummary};
+use crate::{
+    EngineError,
+    config::action_code,
+    summary::{Listed, SourceSummary},
+};
 
 /// Where an entry came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -560,7 +564,8 @@ impl Policy {
         if let Some(m) = journal.maps.as_deref_mut() {
             m.set_flags(self.flags() | extra)?;
             let sources = order.iter().filter(|k| k.0 == Direction::Src);
-            self.summary.widen(m, sources.map(|k| &k.1))?;
+            self.summary
+                .widen(m, Listed::Source, sources.map(|k| &k.1))?;
         }
         // The fallback written for each conditioned entry, as the kernel
         // now holds it; `refresh_else` corrects it once all are in.
@@ -705,7 +710,7 @@ impl Policy {
         if let Some(m) = journal.maps.as_deref_mut() {
             let extra = batch.keys().map(allow_bit).fold(0, |a, b| a | b);
             m.set_flags(self.flags() | extra)?;
-            self.summary.widen(m, batch.keys())?;
+            self.summary.widen(m, Listed::Allow, batch.keys())?;
         }
         for p in batch.keys() {
             if let Err(err) = journal.allow(p, self.allow.contains_key(p), true) {
@@ -717,7 +722,7 @@ impl Policy {
         for p in batch.keys() {
             if !self.allow.contains_key(p) {
                 *self.counts.entry(allow_bit(p)).or_default() += 1;
-                self.summary.add(p);
+                self.summary.add(Listed::Allow, p);
             }
         }
         self.allow.extend(batch);
@@ -766,7 +771,7 @@ impl Policy {
                 if let Some(n) = self.counts.get_mut(&allow_bit(p)) {
                     *n -= 1;
                 }
-                self.summary.remove(p);
+                self.summary.remove(Listed::Allow, p);
                 Some(e)
             })
             .collect();
@@ -959,7 +964,7 @@ impl Policy {
         }
         *self.counts.entry(rule_bit(&key)).or_default() += 1;
         if key.0 == Direction::Src {
-            self.summary.add(&key.1);
+            self.summary.add(Listed::Source, &key.1);
         }
         self.blocks.insert(key, e);
     }
@@ -975,7 +980,7 @@ impl Policy {
             *n -= 1;
         }
         if key.0 == Direction::Src {
-            self.summary.remove(&key.1);
+            self.summary.remove(Listed::Source, &key.1);
         }
         Some(e)
     }
@@ -1171,8 +1176,8 @@ pub(crate) mod tests {
         let bit = |m: &FakeMaps, a: [u8; 2]| {
             let n = (u32::from(a[0]) << 8) | u32::from(a[1]);
             m.summary
-                .get(&(n / 64))
-                .is_some_and(|w| w & (1 << (n % 64)) != 0)
+                .get(&(n / 16))
+                .is_some_and(|w| (w >> ((n % 16) * 4)) & 0xf != 0)
         };
         let dst = BlockEntry {
             direction: Direction::Dst,

@@ -43,10 +43,13 @@ pub mod maps {
     /// hold entries, so the program skips lookups in empty ones.
     pub const POLICY_FLAGS: &str = "POLICY_FLAGS";
     /// `Array<u64>` of [`SRC16_V4_WORDS`](super::SRC16_V4_WORDS): the IPv4
-    /// source summary, bit `n % 64` of word `n / 64` set when an IPv4
-    /// source rule or allow entry covers part of the /16 `n` (the top 16
-    /// bits of the address). The program looks up ALLOW_V4, BLOCKLIST and
-    /// SRC_V4 only for sources whose bit is set.
+    /// source summary, four bits per /16 (the top 16 bits of the address),
+    /// bits `4 * (n % 16)` and up of word `n / 16`: [`SUMMARY_ALLOW`]
+    /// (super::SUMMARY_ALLOW) when an allow entry covers part of the /16
+    /// `n`, [`SUMMARY_EXACT`](super::SUMMARY_EXACT) when BLOCKLIST has an
+    /// address in it, [`SUMMARY_PREFIX`](super::SUMMARY_PREFIX) when a
+    /// SRC_V4 prefix covers part of it. The program looks up only the maps
+    /// whose bit is set for the source's /16.
     pub const SRC16_V4: &str = "SRC16_V4";
     /// `PerCpuArray<TrafficCounters>` with one entry: per-class counters.
     pub const STATS: &str = "STATS";
@@ -267,8 +270,14 @@ pub const COND_SYN_ONLY: u8 = 1;
 pub const COND_RST_ONLY: u8 = 2;
 /// POLICY_FLAGS bit: PORT_RULES has entries.
 pub const POLICY_PORTS: u32 = 1 << 7;
-/// Words of SRC16_V4: one bit per /16 of the IPv4 space.
-pub const SRC16_V4_WORDS: u32 = (1 << 16) / 64;
+/// Words of SRC16_V4: four bits per /16 of the IPv4 space.
+pub const SRC16_V4_WORDS: u32 = (1 << 16) * 4 / 64;
+/// SRC16_V4 bit: ALLOW_V4 has an entry covering part of the /16.
+pub const SUMMARY_ALLOW: u64 = 1;
+/// SRC16_V4 bit: BLOCKLIST has an address in the /16.
+pub const SUMMARY_EXACT: u64 = 2;
+/// SRC16_V4 bit: SRC_V4 has a prefix covering part of the /16.
+pub const SUMMARY_PREFIX: u64 = 4;
 /// Default size of the EVENTS ring buffer in bytes (a power of two, a
 /// multiple of the page size).
 pub const DEFAULT_RING_BUFFER_SIZE: u32 = 256 * 1024;

@@ -46,10 +46,11 @@ use ironpost_ebpf_common::{
     DetectCounters, EventCounters, FAMILY_IPV4, FAMILY_IPV6, FragKey, FragState,
     MAX_IPV6_EXT_HEADERS, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6,
     POLICY_EXACT_V4, POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, PORT_RULE_SLOTS,
-    PacketEventRecord, ParseCounters, RuleValue, SRC16_V4_WORDS, SignalRecord, SlowState,
-    SourceKey, SourceState, TABLE_FRAGS, TABLE_SOURCES, TABLE_TARGETS, TABLES, TARGET_PROTOCOL,
-    TRACKED_SLOW, TRACKED_TARGETS, TargetKey, TargetState, TrafficCounters, ipproto, l4_min_len,
-    parse, port_index, signal, signal_bit, table_buckets, tcp_flags,
+    PacketEventRecord, ParseCounters, RuleValue, SRC16_V4_WORDS, SUMMARY_ALLOW, SUMMARY_EXACT,
+    SUMMARY_PREFIX, SignalRecord, SlowState, SourceKey, SourceState, TABLE_FRAGS, TABLE_SOURCES,
+    TABLE_TARGETS, TABLES, TARGET_PROTOCOL, TRACKED_SLOW, TRACKED_TARGETS, TargetKey, TargetState,
+    TrafficCounters, ipproto, l4_min_len, parse, port_index, signal, signal_bit, table_buckets,
+    tcp_flags,
 };
 
 /// [`RuleValue`] as the program sees it: the same layout, with the hit
@@ -867,12 +868,22 @@ fn policy(ctx: &XdpContext, pkt: &Packet, len: u64) -> u8 {
 
 #[inline(always)]
 fn policy_v4(pkt: &Packet, flags: u32, len: u64) -> u8 {
-    // The source-keyed maps only for a source in a /16 that some entry
-    // covers: elsewhere none of them can match.
-    let flags = if flags & (POLICY_ALLOW_V4 | POLICY_EXACT_V4 | POLICY_SRC_V4) != 0
-        && !source_listed(pkt.src4)
-    {
-        flags & !(POLICY_ALLOW_V4 | POLICY_EXACT_V4 | POLICY_SRC_V4)
+    // Each source-keyed map only for a source in a /16 that one of its
+    // entries covers: elsewhere it cannot match.
+    const SOURCE_MAPS: u32 = POLICY_ALLOW_V4 | POLICY_EXACT_V4 | POLICY_SRC_V4;
+    let flags = if flags & SOURCE_MAPS != 0 {
+        let listed = source_listed(pkt.src4);
+        let mut keep = 0;
+        if listed & SUMMARY_ALLOW != 0 {
+            keep |= POLICY_ALLOW_V4;
+        }
+        if listed & SUMMARY_EXACT != 0 {
+            keep |= POLICY_EXACT_V4;
+        }
+        if listed & SUMMARY_PREFIX != 0 {
+            keep |= POLICY_SRC_V4;
+        }
+        flags & (!SOURCE_MAPS | keep)
     } else {
         flags
     };
@@ -911,13 +922,14 @@ fn policy_v4(pkt: &Packet, flags: u32, len: u64) -> u8 {
     ACTION_NONE
 }
 
-/// Whether SRC16_V4 has the bit of the source's /16 (or cannot be read).
+/// The SRC16_V4 bits of the source's /16 (all of them when the word
+/// cannot be read).
 #[inline(always)]
-fn source_listed(src: [u8; 4]) -> bool {
+fn source_listed(src: [u8; 4]) -> u64 {
     let slash16 = (u32::from(src[0]) << 8) | u32::from(src[1]);
-    match SRC16_V4.get(slash16 >> 6) {
-        Some(word) => *word & (1 << (slash16 & 63)) != 0,
-        None => true,
+    match SRC16_V4.get(slash16 >> 4) {
+        Some(word) => *word >> ((slash16 & 15) * 4),
+        None => SUMMARY_ALLOW | SUMMARY_EXACT | SUMMARY_PREFIX,
     }
 }
 
