@@ -1018,3 +1018,67 @@ fn a_slow_scan_is_caught_by_the_long_horizon_tier() {
     let s = status(&d);
     assert_eq!(s["detection"]["kernel"]["sources_new"], 0, "{s}");
 }
+
+/// Ten addresses probe five ports of the host each: none is a port scan on
+/// its own; together they are one distributed_scan alert on the host,
+/// with a sample of the sources, and nobody is blocked.
+#[test]
+fn ten_sources_five_ports_each_are_one_distributed_scan() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(10).unwrap();
+    let (d, _cfg) = start(&lab, "distributed.toml", "");
+    let host = lab.host_addr().to_string();
+    for i in 0..10u16 {
+        let src = lab.peer_addr(usize::from(i)).to_string();
+        let first = 3000 + i * 5;
+        let ports = format!("{}-{}", first, first + 4);
+        let out = lab
+            .exec(
+                "nmap",
+                &[
+                    "-sS",
+                    "-Pn",
+                    "-n",
+                    "-e",
+                    lab.peer_if(),
+                    "-S",
+                    &src,
+                    "-p",
+                    &ports,
+                    &host,
+                ],
+            )
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let a = wait_alert(&d, "distributed_scan", 10);
+    assert_eq!(a["source"], Value::Null, "{a}");
+    assert_eq!(a["target"], host, "{a}");
+    assert_eq!(a["action"]["kind"], "none", "{a}");
+    assert!(
+        a["evidence"]["distinct_ports"].as_u64().unwrap() >= 30,
+        "{a}"
+    );
+    let sampled = a["evidence"]["sampled_sources"].as_array().unwrap();
+    assert!(!sampled.is_empty(), "{a}");
+    let peers: Vec<String> = (0..10).map(|i| lab.peer_addr(i).to_string()).collect();
+    assert!(
+        sampled
+            .iter()
+            .all(|s| peers.contains(&s.as_str().unwrap().to_owned())),
+        "{a}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let list = d.json(&["block", "list"]);
+    assert!(list["entries"].as_array().unwrap().is_empty(), "{list}");
+    d.signal(libc::SIGTERM);
+    let (_, lines) = d.finish();
+    let scans: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["type"] == "alert" && l["detector"] != "distributed_scan")
+        .collect();
+    assert!(scans.is_empty(), "{scans:?}");
+}

@@ -68,11 +68,15 @@ pub enum DetectorKind {
     /// Several sources scanning the same ports of one host at once (nmap
     /// `-D`): any of them may be spoofed, so none is blocked.
     DecoyScan,
+    /// Many sources probing a few ports of one host each (Snort's
+    /// many-to-one portscan), counted by the host's refusals: reported on
+    /// the host, with a sample of the sources; none is blocked.
+    DistributedScan,
 }
 
 impl DetectorKind {
     /// Every detector.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::SynFlood,
         Self::PortScan,
         Self::UdpFlood,
@@ -80,6 +84,7 @@ impl DetectorKind {
         Self::AckFlood,
         Self::RstFlood,
         Self::DecoyScan,
+        Self::DistributedScan,
     ];
 
     /// The name used in the configuration and in alerts.
@@ -92,6 +97,7 @@ impl DetectorKind {
             Self::AckFlood => "ack_flood",
             Self::RstFlood => "rst_flood",
             Self::DecoyScan => "decoy_scan",
+            Self::DistributedScan => "distributed_scan",
         }
     }
 }

@@ -42,6 +42,9 @@ pub enum SignalKind {
     /// per-source tracking, over the slow-scan window (`ports`,
     /// `sample_ports`).
     SlowScan,
+    /// Distinct ports one of the host's addresses refused, to many remote
+    /// addresses together (`ports`, `sources`, `sample_sources`).
+    DistributedScan,
 }
 
 impl SignalKind {
@@ -55,6 +58,7 @@ impl SignalKind {
             Self::UdpFlood | Self::UdpTarget => DetectorKind::UdpFlood,
             Self::IcmpFlood | Self::IcmpTarget => DetectorKind::IcmpFlood,
             Self::AckFlood => DetectorKind::AckFlood,
+            Self::DistributedScan => DetectorKind::DistributedScan,
             Self::RstFlood => DetectorKind::RstFlood,
         }
     }

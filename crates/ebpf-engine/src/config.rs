@@ -112,6 +112,8 @@ pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
         slow_window_ns: d.slow_scan.window_secs * NS,
         slow_gate: SLOW_GATE,
         slow_per_sec: SLOW_PER_SEC,
+        distributed_ports: on(scan, d.port_scan.distributed_ports),
+        distributed_sources: d.port_scan.distributed_sources,
     }
 }
 

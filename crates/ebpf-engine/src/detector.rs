@@ -280,6 +280,65 @@ impl Detector for PortScanDetector {
     }
 }
 
+/// Distributed scans: one of the host's addresses refused many distinct
+/// ports to many remote addresses together within the port-scan window.
+#[derive(Debug)]
+pub struct DistributedScanDetector {
+    cfg: PortScanConfig,
+}
+
+impl DistributedScanDetector {
+    /// A detector with these settings.
+    pub fn new(cfg: PortScanConfig) -> Self {
+        Self { cfg }
+    }
+}
+
+impl Detector for DistributedScanDetector {
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::DistributedScan
+    }
+
+    fn observe(&mut self, s: &Signal) -> Option<Finding> {
+        let c = &self.cfg;
+        if s.kind != SignalKind::DistributedScan
+            || c.distributed_ports == 0
+            || s.ports < c.distributed_ports
+            || s.sources < c.distributed_sources
+        {
+            return None;
+        }
+        let mut ev = evidence(s, c.window_secs, s.ports.into(), c.distributed_ports.into());
+        let ports = estimate_distinct(s.ports, PORT_BINS);
+        let sources = estimate_distinct(s.sources, HOST_BINS);
+        ev.distinct_ports = Some(ports);
+        ev.distinct_sources = Some(sources);
+        ev.sampled_sources = s.sample_sources.clone();
+        // The host's address is the destination of what it refused.
+        let host = s.dst;
+        Some(Finding {
+            detector: DetectorKind::DistributedScan,
+            severity: severity(
+                s.ports.into(),
+                c.distributed_ports.into(),
+                ev.elapsed_secs,
+                c.window_secs,
+                Severity::High,
+            ),
+            source: None,
+            target: host.to_string(),
+            summary: format!(
+                "distributed port scan of {host}: {ports} distinct ports refused to about {sources} \
+                 sources in {:.2} s",
+                ev.elapsed_secs
+            ),
+            evidence: ev,
+            dedup_key: format!("distributed_scan:{host}"),
+            window_ms: c.window_secs * 1000,
+        })
+    }
+}
+
 /// Packet floods: UDP, ICMP and RSTs from one source, ACK-bearing segments
 /// of one source that the host refused, above the threshold within the
 /// window; and UDP or ICMP onto one address from sources without state
@@ -521,6 +580,11 @@ impl PacketDetector {
         let mut v: Vec<Box<dyn Detector + Send>> = Vec::new();
         if cfg.runs(DetectorKind::SynFlood) {
             v.push(Box::new(SynFloodDetector::new(cfg.syn_flood.clone())));
+        }
+        if cfg.runs(DetectorKind::DistributedScan) {
+            v.push(Box::new(DistributedScanDetector::new(
+                cfg.port_scan.clone(),
+            )));
         }
         if cfg.runs(DetectorKind::PortScan) {
             v.push(Box::new(PortScanDetector::new(
@@ -990,6 +1054,29 @@ mod tests {
             crate::response::Decision::Skip(why) => assert!(why.contains("decoy"), "{why}"),
             d => panic!("{d:?}"),
         }
+    }
+
+    #[test]
+    fn many_sources_a_few_ports_each_are_a_distributed_scan() {
+        let mut d = PacketDetector::new(&cfg(""), "t");
+        let mut s = sig(SignalKind::DistributedScan, "10.9.0.77", 0, 3_000);
+        s.ports = 30;
+        s.sources = 10;
+        s.sample_sources = vec![ip("10.9.0.70"), ip("10.9.0.77")];
+        let a = alert(d.observe(&s));
+        assert_eq!(a.detector, DetectorKind::DistributedScan);
+        assert_eq!(a.source, None);
+        assert_eq!(a.target, "10.0.0.1");
+        assert_eq!(a.evidence.sampled_sources.len(), 2);
+        assert!(a.evidence.distinct_sources.unwrap() >= 10);
+        // Too few sources (a stale kernel setting): not one.
+        let mut few = s.clone();
+        few.dst = ip("10.0.0.2");
+        few.sources = 4;
+        assert_eq!(d.observe(&few), Outcome::Ignored);
+        let mut off =
+            PacketDetector::new(&cfg("[detection.port_scan]\ndistributed_ports = 0\n"), "t");
+        assert_eq!(off.observe(&s), Outcome::Ignored);
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub fn decode_signal(rec: &SignalRecord, interface: &str, clock: &Clock) -> Opti
         signal::UDP_TARGET => SignalKind::UdpTarget,
         signal::ICMP_TARGET => SignalKind::IcmpTarget,
         signal::SLOW_SCAN => SignalKind::SlowScan,
+        signal::DISTRIBUTED_SCAN => SignalKind::DistributedScan,
         _ => return None,
     };
     let ms = |ns: u64| {

@@ -113,7 +113,9 @@ pub fn attack_traffic(alert: &Alert) -> Option<Condition> {
         DetectorKind::AckFlood => tcp(alert.evidence.sampled_ports.first().copied(), false, false),
         DetectorKind::UdpFlood => other(L4Protocol::Udp),
         DetectorKind::IcmpFlood => other(L4Protocol::Icmp),
-        DetectorKind::PortScan | DetectorKind::DecoyScan => return None,
+        DetectorKind::PortScan | DetectorKind::DecoyScan | DetectorKind::DistributedScan => {
+            return None;
+        }
     })
 }
 

@@ -103,6 +103,12 @@ pub struct PortScanConfig {
     /// `decoy_scan` alert that blocks none of them); 0 alerts at once and
     /// turns decoy detection off.
     pub decoy_hold_ms: u64,
+    /// Distinct ports (or protocols) one of the host's addresses may
+    /// refuse per window to all remote addresses together before it is a
+    /// distributed scan; 0 turns the check off.
+    pub distributed_ports: u32,
+    /// ... if the refusals went to at least this many remote addresses.
+    pub distributed_sources: u32,
 }
 
 /// `[detection.slow_scan]`: the long-horizon tier of the port-scan
@@ -160,6 +166,12 @@ impl Default for DetectionConfig {
                 distinct_hosts: 20,
                 refused_ports: 20,
                 decoy_hold_ms: 100,
+                // Ten sources probing five ports each (50 refused ports)
+                // cross it; one scanner, or two or three at once, never
+                // reach five sources; the internet's background of
+                // scanners touches a few closed ports a minute.
+                distributed_ports: 30,
+                distributed_sources: 5,
             },
             // One new port every 4 s (CrowdSec's slow-scan case) is 30
             // refused ports in 120 s; nothing that uses a host's services
@@ -228,6 +240,9 @@ impl DetectionConfig {
                 DetectorKind::DecoyScan => {
                     self.port_scan.enabled && self.port_scan.decoy_hold_ms > 0
                 }
+                DetectorKind::DistributedScan => {
+                    self.port_scan.enabled && self.port_scan.distributed_ports > 0
+                }
             }
     }
 }
@@ -289,7 +304,9 @@ impl BlockScope {
     /// all traffic (a scan's probes look like any other connection).
     pub fn default_for(kind: DetectorKind) -> Self {
         match kind {
-            DetectorKind::PortScan | DetectorKind::DecoyScan => Self::All,
+            DetectorKind::PortScan | DetectorKind::DecoyScan | DetectorKind::DistributedScan => {
+                Self::All
+            }
             DetectorKind::SynFlood
             | DetectorKind::UdpFlood
             | DetectorKind::IcmpFlood
@@ -382,6 +399,8 @@ struct RawPortScan {
     distinct_hosts: Option<Spanned<i64>>,
     refused_ports: Option<Spanned<i64>>,
     decoy_hold_ms: Option<Spanned<i64>>,
+    distributed_ports: Option<Spanned<i64>>,
+    distributed_sources: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -550,6 +569,14 @@ impl Source<'_> {
             }
             if let Some(v) = &raw.refused_ports {
                 c.refused_ports = self.range(v, "detection.port_scan.refused_ports", 0, 256)?;
+            }
+            if let Some(v) = &raw.distributed_ports {
+                c.distributed_ports =
+                    self.range(v, "detection.port_scan.distributed_ports", 0, 256)?;
+            }
+            if let Some(v) = &raw.distributed_sources {
+                c.distributed_sources =
+                    self.range(v, "detection.port_scan.distributed_sources", 2, 128)?;
             }
             if let Some(v) = &raw.decoy_hold_ms {
                 c.decoy_hold_ms = self

@@ -479,6 +479,10 @@ pub mod signal {
     /// The host refused `slow_threshold` distinct ports (bins) of one
     /// remote address, too quiet for SOURCES, within the slow window.
     pub const SLOW_SCAN: u8 = 12;
+    /// One of the host's addresses refused `distributed_ports` distinct
+    /// ports (bins) to at least `distributed_sources` remote addresses
+    /// (bins) within the scan window: many sources, a few ports each.
+    pub const DISTRIBUTED_SCAN: u8 = 13;
 }
 
 /// SourceState::signalled / TargetState::signalled bit for a signal kind.
@@ -552,6 +556,11 @@ pub struct DetectConfig {
     pub slow_gate: u32,
     /// New SLOW entries per second per CPU at most.
     pub slow_per_sec: u32,
+    /// Distinct ports (bins) the host refused, from all remotes together,
+    /// per scan window, for a distributed scan (0: off).
+    pub distributed_ports: u32,
+    /// Distinct remote addresses (bins) those refusals went to, at least.
+    pub distributed_sources: u32,
 }
 
 /// Detection state of one source address, in SOURCES.
@@ -635,6 +644,9 @@ pub type TargetKey = [u32; 5];
 /// Marks a protocol target in the last word of a [`TargetKey`] (above any
 /// port).
 pub const TARGET_PROTOCOL: u32 = 1 << 16;
+/// Marks the refusals of one of the host's own addresses (the distributed
+/// scan count) in the last word of a [`TargetKey`].
+pub const TARGET_REFUSALS: u32 = 1 << 17;
 
 /// Flood state of one destination address and port (bare SYNs), or of one
 /// address and protocol (packets from untracked sources), in TARGETS.
@@ -656,6 +668,12 @@ pub struct TargetState {
     pub source_bits: [u64; 4],
     /// The last four distinct SYN sources (a sample).
     pub sample_sources: [[u8; 16]; 4],
+    /// Refusals target: distinct refused port bins in the window.
+    pub ports: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// Refusals target: refused port set ([`PORT_BINS`] bits).
+    pub port_bits: [u64; 8],
 }
 
 /// A source or target that crossed a threshold, as written to SIGNALS.
@@ -885,12 +903,12 @@ const _: () = {
     assert!(offset_of!(PacketEventRecord, vlan_id) == 56);
     assert!(offset_of!(EventCounters, lost_budget) == 32);
     assert!(CLASS_TOTAL == CLASS_COUNT - 1);
-    assert!(size_of::<DetectConfig>() == 128);
+    assert!(size_of::<DetectConfig>() == 136);
     assert!(offset_of!(DetectConfig, admit_packets) == 64);
     assert!(offset_of!(DetectConfig, syn_window_ns) == 8);
     assert!(size_of::<SourceState>() == 296);
     assert!(offset_of!(SourceState, port_bits) == 64);
-    assert!(size_of::<TargetState>() == 120);
+    assert!(size_of::<TargetState>() == 192);
     assert!(size_of::<SignalRecord>() == 168);
     assert!(offset_of!(SignalRecord, kind) == 48);
     assert!(offset_of!(SignalRecord, syn) == 56);

@@ -19,14 +19,15 @@
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use ironpost_ebpf_common::{
-    Admission, DetectConfig, DetectCounters, SignalRecord, TABLE_SLOW, TABLE_SOURCES, ipproto,
-    signal, signal_bit, tcp_flags,
+    Admission, DetectConfig, DetectCounters, SignalRecord, TABLE_SLOW, TABLE_SOURCES,
+    TABLE_TARGETS, TARGET_REFUSALS, TargetKey, ipproto, signal, signal_bit, tcp_flags,
 };
 
 use crate::{
-    ADMISSION, DETECT_CONFIG, DETECT_COUNTERS, GOLDEN, SLOW, SOURCES, addr, admission_budget,
-    admitted, clear, clock, count_flood, crossed, emit_signal, hash_words, mapped_v4, mask, quiet,
-    roll, seed, set_bin, slow_budget, table_state,
+    ADMISSION, DETECT_CONFIG, DETECT_COUNTERS, GOLDEN, SLOW, SOURCES, TARGET_SALT, TARGETS,
+    add_target_source, addr, admission_budget, admitted, clear, clock, count_flood, crossed,
+    emit_signal, hash_words, mapped_v4, mask, quiet, reset_target, roll, seed, set_bin,
+    slow_budget, table_state,
 };
 
 /// `TC_ACT_UNSPEC`, which TCX reads as "next": the packet goes on as if
@@ -45,7 +46,10 @@ const PROTOCOL_MARK: u16 = 0xff00;
 pub fn ironpost_egress(ctx: TcContext) -> i32 {
     if let Some(cfg) = DETECT_CONFIG.get(0)
         && cfg.enabled != 0
-        && (cfg.refused_threshold != 0 || cfg.ack_threshold != 0 || cfg.slow_threshold != 0)
+        && (cfg.refused_threshold != 0
+            || cfg.ack_threshold != 0
+            || cfg.slow_threshold != 0
+            || cfg.distributed_ports != 0)
         && let Some(reply) = reply(&ctx)
     {
         record(&ctx, cfg, &reply);
@@ -194,18 +198,31 @@ fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
     // SYN of a random-source flood) then costs the sketch's cache line,
     // which that source's packet has just warmed: no clock, no SOURCES
     // bucket.
-    if !admitted(adm, hash, cfg.admit_packets) {
-        if cfg.slow_threshold != 0
-            && let Some(what) = reply.refused
-            // The clock of the remote's own packet, just before: no helper
-            // call for a reply the gate turns away.
-            && quiet(adm, cfg.slow_gate, adm.seen_ns)
-        {
-            record_slow(ctx, cfg, adm, reply, hash, what, clock(), counters);
-        }
+    let tracked = admitted(adm, hash, cfg.admit_packets);
+    // A refusal of a remote without SOURCES state counts only while the
+    // CPU sees no flood of them (the gate reads the clock of the remote's
+    // own packet, just before: no helper call for a reply it turns away).
+    let counts = tracked
+        || ((cfg.slow_threshold != 0 || cfg.distributed_ports != 0)
+            && reply.refused.is_some()
+            && quiet(adm, cfg.slow_gate, adm.seen_ns));
+    if !counts {
         return;
     }
     let now = clock();
+    if cfg.distributed_ports != 0
+        && let Some(what) = reply.refused
+    {
+        record_distributed(ctx, cfg, adm, reply, what, now, counters);
+    }
+    if !tracked {
+        if cfg.slow_threshold != 0
+            && let Some(what) = reply.refused
+        {
+            record_slow(ctx, cfg, adm, reply, hash, what, now, counters);
+        }
+        return;
+    }
     let Some((s, new)) = table_state(
         &SOURCES,
         mask(TABLE_SOURCES),
@@ -328,6 +345,71 @@ fn record_slow(
             rec.ports = st.refused;
             rec.sample_ports = st.ports;
         });
+    }
+}
+
+/// Counts a refusal against the host address that sent it: distinct ports
+/// and distinct remotes per scan window, from every remote together, and
+/// signals DISTRIBUTED_SCAN when both reach their thresholds (many
+/// sources probing a few ports each, none of them a scan on its own).
+#[inline(always)]
+fn record_distributed(
+    ctx: &TcContext,
+    cfg: &DetectConfig,
+    adm: &mut Admission,
+    reply: &Reply,
+    (protocol, port): (u8, u16),
+    now: u64,
+    counters: &mut DetectCounters,
+) {
+    let l = reply.local;
+    let key: TargetKey = [l[0], l[1], l[2], l[3], TARGET_REFUSALS];
+    let hash = hash_words(&key, seed() ^ TARGET_SALT);
+    let Some((t, new)) = table_state(&TARGETS, mask(TABLE_TARGETS), &key, hash, now, || {
+        admission_budget(adm, cfg.admit_per_sec, now, counters)
+    }) else {
+        return;
+    };
+    counters.targets_new += u64::from(new);
+    // SAFETY: a live array value, written without atomics like the source
+    // state.
+    let t = unsafe { &mut *t };
+    if roll(&mut t.syn_start_ns, cfg.scan_window_ns, now) {
+        reset_target(t);
+        t.ports = 0;
+        clear(&mut t.port_bits);
+    }
+    t.syn = t.syn.saturating_add(1);
+    let remote = addr(reply.remote);
+    add_target_source(t, &reply.remote, &remote);
+    let bin = (u32::from(port).wrapping_mul(GOLDEN) >> 23) as usize;
+    if set_bin(&mut t.port_bits, bin) {
+        t.ports += 1;
+    }
+    if t.sources >= cfg.distributed_sources
+        && crossed(
+            t.ports,
+            cfg.distributed_ports,
+            t.signalled,
+            signal::DISTRIBUTED_SCAN,
+        )
+    {
+        t.signalled |= signal_bit(signal::DISTRIBUTED_SCAN);
+        let what = (protocol, port);
+        signal_reply(
+            ctx,
+            signal::DISTRIBUTED_SCAN,
+            reply,
+            what,
+            now,
+            counters,
+            |rec| {
+                rec.window_start_ns = t.syn_start_ns;
+                rec.ports = t.ports;
+                rec.sources = t.sources;
+                rec.sample_sources = t.sample_sources;
+            },
+        );
     }
 }
 
