@@ -1082,3 +1082,30 @@ fn ten_sources_five_ports_each_are_one_distributed_scan() {
         .collect();
     assert!(scans.is_empty(), "{scans:?}");
 }
+
+/// `nmap -sO` probes IP protocols: the host's protocol unreachables are
+/// rate-limited by the kernel (about one a second), so the count is the
+/// probes' distinct protocols besides TCP, UDP and ICMP, on ingress.
+#[test]
+fn nmap_ip_protocol_scan_is_blocked() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let at = attack_is_blocked(
+        "protoscan.toml",
+        "",
+        "nmap",
+        &["-sO", "-Pn", "-n", "-T4"],
+        "port_scan",
+        30,
+    );
+    let a = &at.alert;
+    assert!(
+        a["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("IP protocol scan"),
+        "{a}"
+    );
+    assert!(a["evidence"]["count"].as_u64().unwrap() >= 8, "{a}");
+}

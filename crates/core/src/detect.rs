@@ -45,6 +45,9 @@ pub enum SignalKind {
     /// Distinct ports one of the host's addresses refused, to many remote
     /// addresses together (`ports`, `sources`, `sample_sources`).
     DistributedScan,
+    /// Distinct IP protocols other than TCP, UDP and ICMP from one source
+    /// (`ports` holds the count).
+    ProtocolScan,
 }
 
 impl SignalKind {
@@ -52,9 +55,11 @@ impl SignalKind {
     pub fn detector(self) -> DetectorKind {
         match self {
             Self::SynSource | Self::SynTarget => DetectorKind::SynFlood,
-            Self::PortScan | Self::HostSweep | Self::RefusedScan | Self::SlowScan => {
-                DetectorKind::PortScan
-            }
+            Self::PortScan
+            | Self::HostSweep
+            | Self::RefusedScan
+            | Self::SlowScan
+            | Self::ProtocolScan => DetectorKind::PortScan,
             Self::UdpFlood | Self::UdpTarget => DetectorKind::UdpFlood,
             Self::IcmpFlood | Self::IcmpTarget => DetectorKind::IcmpFlood,
             Self::AckFlood => DetectorKind::AckFlood,

@@ -114,6 +114,8 @@ pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
         slow_per_sec: SLOW_PER_SEC,
         distributed_ports: on(scan, d.port_scan.distributed_ports),
         distributed_sources: d.port_scan.distributed_sources,
+        protocol_threshold: on(scan, d.port_scan.distinct_protocols),
+        reserved: 0,
     }
 }
 

@@ -194,6 +194,9 @@ impl Detector for PortScanDetector {
             SignalKind::SlowScan if self.slow.enabled => {
                 (s.ports, self.slow.distinct_ports, "slow")
             }
+            SignalKind::ProtocolScan if c.distinct_protocols > 0 => {
+                (s.ports, c.distinct_protocols, "protocols")
+            }
             _ => return None,
         };
         if count < threshold {
@@ -213,7 +216,16 @@ impl Detector for PortScanDetector {
             ironpost_core::Protocol::Tcp => "TCP",
             _ => "ICMP",
         };
-        let (summary, target) = if what == "slow" {
+        let (summary, target) = if what == "protocols" {
+            (
+                format!(
+                    "IP protocol scan from {}: {count} distinct protocols besides TCP, UDP and \
+                     ICMP to {} in {:.2} s",
+                    s.src, s.dst, ev.elapsed_secs
+                ),
+                s.dst.to_string(),
+            )
+        } else if what == "slow" {
             (
                 format!(
                     "slow {proto} port scan from {}: {} distinct ports or protocols of {} refused \

@@ -103,6 +103,7 @@ pub fn decode_signal(rec: &SignalRecord, interface: &str, clock: &Clock) -> Opti
         signal::ICMP_TARGET => SignalKind::IcmpTarget,
         signal::SLOW_SCAN => SignalKind::SlowScan,
         signal::DISTRIBUTED_SCAN => SignalKind::DistributedScan,
+        signal::PROTOCOL_SCAN => SignalKind::ProtocolScan,
         _ => return None,
     };
     let ms = |ns: u64| {

@@ -405,3 +405,27 @@ fn rsts_from_one_source_are_a_flood() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!((got[0].kind, got[0].rst), (SignalKind::RstFlood, 50));
 }
+
+#[test]
+fn many_ip_protocols_from_one_source_are_a_protocol_scan() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let mut e = engine("[detection.port_scan]\ndistinct_protocols = 8\n");
+    let (rt, mut rx) = reader(&mut e);
+    let src = Ipv4Addr::new(198, 51, 100, 60);
+    // The same protocol again and again is one protocol (a GRE tunnel).
+    let gre = ethernet(ETH_P_IP, &[], &ipv4(src, DST, 47, &[0; 8]));
+    e.test_run(&gre, 100).unwrap();
+    // TCP, UDP and ICMP do not count.
+    e.test_run(&tcp_pkt(src, DST, 1000, 80, ACK), 1).unwrap();
+    e.test_run(&udp_pkt(src, 53, 4000), 1).unwrap();
+    assert!(signals(&rt, &mut rx).is_empty());
+    for proto in [2u8, 4, 41, 50, 51, 89, 132] {
+        let frame = ethernet(ETH_P_IP, &[], &ipv4(src, DST, proto, &[0; 8]));
+        e.test_run(&frame, 1).unwrap();
+    }
+    let got = signals(&rt, &mut rx);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0].kind, got[0].ports), (SignalKind::ProtocolScan, 8));
+}

@@ -109,6 +109,10 @@ pub struct PortScanConfig {
     pub distributed_ports: u32,
     /// ... if the refusals went to at least this many remote addresses.
     pub distributed_sources: u32,
+    /// Distinct IP protocols other than TCP, UDP and ICMP one source may
+    /// send per window (an IP protocol scan, `nmap -sO`); 0 turns the
+    /// check off.
+    pub distinct_protocols: u32,
 }
 
 /// `[detection.slow_scan]`: the long-horizon tier of the port-scan
@@ -172,6 +176,10 @@ impl Default for DetectionConfig {
                 // scanners touches a few closed ports a minute.
                 distributed_ports: 30,
                 distributed_sources: 5,
+                // A host speaks a handful of protocols besides TCP, UDP and
+                // ICMP (GRE, ESP, AH, IGMP, SCTP, OSPF, VRRP); `nmap -sO`
+                // sends 253.
+                distinct_protocols: 8,
             },
             // One new port every 4 s (CrowdSec's slow-scan case) is 30
             // refused ports in 120 s; nothing that uses a host's services
@@ -401,6 +409,7 @@ struct RawPortScan {
     decoy_hold_ms: Option<Spanned<i64>>,
     distributed_ports: Option<Spanned<i64>>,
     distributed_sources: Option<Spanned<i64>>,
+    distinct_protocols: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -577,6 +586,10 @@ impl Source<'_> {
             if let Some(v) = &raw.distributed_sources {
                 c.distributed_sources =
                     self.range(v, "detection.port_scan.distributed_sources", 2, 128)?;
+            }
+            if let Some(v) = &raw.distinct_protocols {
+                c.distinct_protocols =
+                    self.range(v, "detection.port_scan.distinct_protocols", 0, 128)?;
             }
             if let Some(v) = &raw.decoy_hold_ms {
                 c.decoy_hold_ms = self

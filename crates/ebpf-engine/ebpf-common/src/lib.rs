@@ -483,6 +483,9 @@ pub mod signal {
     /// ports (bins) to at least `distributed_sources` remote addresses
     /// (bins) within the scan window: many sources, a few ports each.
     pub const DISTRIBUTED_SCAN: u8 = 13;
+    /// One source sent `protocol_threshold` distinct IP protocols other
+    /// than TCP, UDP and ICMP within the scan window (`nmap -sO`).
+    pub const PROTOCOL_SCAN: u8 = 14;
 }
 
 /// SourceState::signalled / TargetState::signalled bit for a signal kind.
@@ -561,6 +564,11 @@ pub struct DetectConfig {
     pub distributed_ports: u32,
     /// Distinct remote addresses (bins) those refusals went to, at least.
     pub distributed_sources: u32,
+    /// Distinct IP protocols other than TCP, UDP and ICMP one source may
+    /// send per scan window (0: off).
+    pub protocol_threshold: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
 }
 
 /// Detection state of one source address, in SOURCES.
@@ -617,6 +625,13 @@ pub struct SourceState {
     pub ack_refused: u32,
     /// RSTs in the RST window.
     pub rst: u32,
+    /// Distinct IP protocols other than TCP, UDP and ICMP in the scan
+    /// window.
+    pub protocols: u32,
+    /// Reserved, zero.
+    pub reserved2: u32,
+    /// Protocol set (256 bits, one per protocol number).
+    pub protocol_bits: [u64; 4],
 }
 
 /// Long-horizon refusal state of one remote address, in SLOW.
@@ -903,10 +918,10 @@ const _: () = {
     assert!(offset_of!(PacketEventRecord, vlan_id) == 56);
     assert!(offset_of!(EventCounters, lost_budget) == 32);
     assert!(CLASS_TOTAL == CLASS_COUNT - 1);
-    assert!(size_of::<DetectConfig>() == 136);
+    assert!(size_of::<DetectConfig>() == 144);
     assert!(offset_of!(DetectConfig, admit_packets) == 64);
     assert!(offset_of!(DetectConfig, syn_window_ns) == 8);
-    assert!(size_of::<SourceState>() == 296);
+    assert!(size_of::<SourceState>() == 336);
     assert!(offset_of!(SourceState, port_bits) == 64);
     assert!(size_of::<TargetState>() == 192);
     assert!(size_of::<SignalRecord>() == 168);
@@ -915,7 +930,7 @@ const _: () = {
     assert!(offset_of!(SignalRecord, sample_ports) == 88);
     assert!(offset_of!(SignalRecord, sample_sources) == 104);
     assert!(size_of::<DetectCounters>() == 48);
-    assert!(TABLE_WAYS == 2 && size_of::<Bucket<SourceKey, SourceState>>() == 2 * 320);
+    assert!(TABLE_WAYS == 2 && size_of::<Bucket<SourceKey, SourceState>>() == 2 * 360);
     assert!(table_buckets(1) == 1 && table_buckets(65_536) == 32_768);
     assert!(table_buckets(1000) == 512);
     assert!(size_of::<FragState>() == 8);

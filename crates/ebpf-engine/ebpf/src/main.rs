@@ -392,7 +392,12 @@ pub fn ironpost_xdp(ctx: XdpContext) -> u32 {
     // Dropped packets are not tracked (a blocked source stays quiet for the
     // detectors), nor allow-listed ones; a fragmented datagram is tracked
     // once, at its first fragment.
-    let tracked = action != ACTION_DROP && pkt.has_l4 && !allowed && pkt.frag != FRAG_LATER;
+    // Protocols other than TCP, UDP and ICMP have no L4 header to read, but
+    // a source that sends many of them is scanning protocols.
+    let tracked = action != ACTION_DROP
+        && (pkt.has_l4 || pkt.class == CLASS_OTHER)
+        && !allowed
+        && pkt.frag != FRAG_LATER;
     if !tracked && action == ACTION_PASS {
         return xdp_action::XDP_PASS;
     }
@@ -1105,14 +1110,24 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
                 s.ack = s.ack.saturating_add(1);
             }
         }
-        if port_probe || host_probe {
-            if roll(&mut s.scan_start_ns, cfg.scan_window_ns, now) {
-                s.ports = 0;
-                s.hosts = 0;
-                clear(&mut s.port_bits);
-                clear(&mut s.host_bits);
-                s.signalled &= !(signal_bit(signal::PORT_SCAN) | signal_bit(signal::HOST_SWEEP));
+        if pkt.class == CLASS_OTHER && cfg.protocol_threshold != 0 {
+            roll_scan(s, cfg, now);
+            if set_bin(&mut s.protocol_bits, usize::from(pkt.protocol)) {
+                s.protocols += 1;
+                if fire == 0
+                    && crossed(
+                        s.protocols,
+                        cfg.protocol_threshold,
+                        s.signalled,
+                        signal::PROTOCOL_SCAN,
+                    )
+                {
+                    fire = signal::PROTOCOL_SCAN;
+                }
             }
+        }
+        if port_probe || host_probe {
+            roll_scan(s, cfg, now);
             if port_probe {
                 let bin = (u32::from(pkt.dst_port).wrapping_mul(GOLDEN) >> 23) as usize;
                 if set_bin(&mut s.port_bits, bin) {
@@ -1303,6 +1318,23 @@ fn add_target_source(t: &mut TargetState, srcw: &[u32; 4], src: &[u8; 16]) {
     if set_bin(&mut t.source_bits, bin) {
         t.sample_sources[(t.sources & 3) as usize] = *src;
         t.sources += 1;
+    }
+}
+
+/// Restarts a source's scan window (ports, hosts, protocols) when it has
+/// run its length.
+#[inline(always)]
+fn roll_scan(s: &mut SourceState, cfg: &DetectConfig, now: u64) {
+    if roll(&mut s.scan_start_ns, cfg.scan_window_ns, now) {
+        s.ports = 0;
+        s.hosts = 0;
+        s.protocols = 0;
+        clear(&mut s.port_bits);
+        clear(&mut s.host_bits);
+        clear(&mut s.protocol_bits);
+        s.signalled &= !(signal_bit(signal::PORT_SCAN)
+            | signal_bit(signal::HOST_SWEEP)
+            | signal_bit(signal::PROTOCOL_SCAN));
     }
 }
 
@@ -1698,7 +1730,12 @@ fn signal_source(
         rec.ack = s.ack;
         rec.udp = s.udp;
         rec.icmp = s.icmp;
-        rec.ports = s.ports;
+        // A protocol scan's count is its distinct protocols.
+        rec.ports = if kind == signal::PROTOCOL_SCAN {
+            s.protocols
+        } else {
+            s.ports
+        };
         rec.hosts = s.hosts;
         rec.sample_ports = s.sample_ports;
     });
