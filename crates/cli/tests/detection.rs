@@ -1109,3 +1109,54 @@ fn nmap_ip_protocol_scan_is_blocked() {
     );
     assert!(a["evidence"]["count"].as_u64().unwrap() >= 8, "{a}");
 }
+
+/// An HTTP-like load from 30 client addresses, 100 connections each, with
+/// the default thresholds: no alert, no block.
+#[test]
+fn http_load_from_30_clients_does_not_alert() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    const CLIENTS: usize = 30;
+    const EACH: usize = 100;
+    let lab = Lab::new(CLIENTS).unwrap();
+    let (d, _cfg) = start(&lab, "http30.toml", "");
+    let host = lab.host_addr();
+    let listener = TcpListener::bind(SocketAddrV4::new(host, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        for s in listener.incoming().take(CLIENTS * EACH) {
+            let mut s = s.unwrap();
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        }
+    });
+    let clients: Vec<std::net::Ipv4Addr> = (0..CLIENTS).map(|i| lab.peer_addr(i)).collect();
+    let done = lab
+        .in_ns(move || {
+            let to = socket2::SockAddr::from(SocketAddrV4::new(host, port));
+            let mut ok = 0;
+            // Round-robin over the clients, as a load generator would.
+            for _ in 0..EACH {
+                for &client in &clients {
+                    let sock =
+                        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                            .unwrap();
+                    sock.bind(&SocketAddrV4::new(client, 0).into()).unwrap();
+                    sock.connect(&to).unwrap();
+                    let mut c: TcpStream = sock.into();
+                    c.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+                    let mut body = Vec::new();
+                    c.read_to_end(&mut body).unwrap();
+                    ok += usize::from(body.ends_with(b"ok"));
+                }
+            }
+            ok
+        })
+        .unwrap();
+    server.join().unwrap();
+    assert_eq!(done, CLIENTS * EACH);
+    assert_no_alert(d);
+}
