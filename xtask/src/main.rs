@@ -56,6 +56,11 @@ enum Task {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Run every attack and benign case of the detection matrix against
+    /// the release daemon with its defaults, each on a lab of its own, and
+    /// write docs/detection-matrix.md (needs root; about five minutes, a
+    /// slow scan alone takes two).
+    Matrix,
     /// Measure Ironpost against xdp-filter, nftables and trivial XDP
     /// programs (BPF_PROG_TEST_RUN ns/packet, veth receive rates with a
     /// live-frames generator, bpf_stats, import time, daemon RSS) and write
@@ -272,6 +277,23 @@ fn soak(tools: &Tools, root: &Path, frames: u64, seed: u64) -> Result<()> {
     )
 }
 
+/// Runs the detection matrix (an ignored test) in release mode.
+fn matrix(tools: &Tools, root: &Path) -> Result<()> {
+    if !is_root() {
+        bail!("the matrix loads XDP programs and creates network namespaces: run it as root");
+    }
+    let out = root.join("docs/detection-matrix.md");
+    println!("== detection matrix: writing {}", out.display());
+    run_status(
+        cargo()
+            .args(["test", "--release", "-p", "ironpost", "--test", "matrix"])
+            .args(["--", "--ignored", "--nocapture", "--test-threads", "1"])
+            .env("IRONPOST_MATRIX_OUT", &out)
+            .env("PATH", tools.path_env())
+            .current_dir(root),
+    )
+}
+
 /// Builds the release daemon and the bench, then runs the bench.
 fn bench(tools: &Tools, root: &Path, args: &[String]) -> Result<()> {
     let help = args.iter().any(|a| a == "--help" || a == "-h");
@@ -350,6 +372,7 @@ fn main() -> ExitCode {
             ensure_setup(&tools).and_then(|()| soak(&tools, &root, frames, seed))
         }
         Task::Bench { args } => ensure_setup(&tools).and_then(|()| bench(&tools, &root, &args)),
+        Task::Matrix => ensure_setup(&tools).and_then(|()| matrix(&tools, &root)),
         Task::BenchImport { entries } => {
             ensure_setup(&tools).and_then(|()| import_bench::bench_import(&tools, &root, entries))
         }

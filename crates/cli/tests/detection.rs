@@ -1160,3 +1160,31 @@ fn http_load_from_30_clients_does_not_alert() {
     assert_eq!(done, CLIENTS * EACH);
     assert_no_alert(d);
 }
+
+/// `nmap -f` splits each probe's TCP header over 8-byte fragments: the
+/// datapath drops the tiny first fragments (the ports rule never sees a
+/// header), and counts them against their source: a scan hidden in
+/// fragments is a port scan, blocked.
+#[test]
+fn nmap_fragmented_scan_is_blocked() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let at = attack_is_blocked(
+        "fragscan.toml",
+        "",
+        "nmap",
+        &["-sS", "-f", "-Pn", "-n", "-T4", "-p", "1-65535"],
+        "port_scan",
+        30,
+    );
+    let a = &at.alert;
+    assert!(
+        a["summary"]
+            .as_str()
+            .unwrap()
+            .contains("hidden in fragments"),
+        "{a}"
+    );
+    assert!(a["evidence"]["count"].as_u64().unwrap() >= 20, "{a}");
+}

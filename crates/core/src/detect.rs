@@ -48,6 +48,10 @@ pub enum SignalKind {
     /// Distinct IP protocols other than TCP, UDP and ICMP from one source
     /// (`ports` holds the count).
     ProtocolScan,
+    /// First fragments too short for their TCP or UDP header from one
+    /// source, all dropped (`ports` holds the count): a scan hidden in
+    /// fragments.
+    TinyFragments,
 }
 
 impl SignalKind {
@@ -59,7 +63,8 @@ impl SignalKind {
             | Self::HostSweep
             | Self::RefusedScan
             | Self::SlowScan
-            | Self::ProtocolScan => DetectorKind::PortScan,
+            | Self::ProtocolScan
+            | Self::TinyFragments => DetectorKind::PortScan,
             Self::UdpFlood | Self::UdpTarget => DetectorKind::UdpFlood,
             Self::IcmpFlood | Self::IcmpTarget => DetectorKind::IcmpFlood,
             Self::AckFlood => DetectorKind::AckFlood,

@@ -197,6 +197,7 @@ impl Detector for PortScanDetector {
             SignalKind::ProtocolScan if c.distinct_protocols > 0 => {
                 (s.ports, c.distinct_protocols, "protocols")
             }
+            SignalKind::TinyFragments => (s.ports, c.distinct_ports, "tiny"),
             _ => return None,
         };
         if count < threshold {
@@ -216,7 +217,16 @@ impl Detector for PortScanDetector {
             ironpost_core::Protocol::Tcp => "TCP",
             _ => "ICMP",
         };
-        let (summary, target) = if what == "protocols" {
+        let (summary, target) = if what == "tiny" {
+            (
+                format!(
+                    "port scan from {} hidden in fragments: {count} first fragments to {} too \
+                     short for their {proto} header in {:.2} s, all dropped",
+                    s.src, s.dst, ev.elapsed_secs
+                ),
+                s.dst.to_string(),
+            )
+        } else if what == "protocols" {
             (
                 format!(
                     "IP protocol scan from {}: {count} distinct protocols besides TCP, UDP and \

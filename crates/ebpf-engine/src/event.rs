@@ -104,6 +104,7 @@ pub fn decode_signal(rec: &SignalRecord, interface: &str, clock: &Clock) -> Opti
         signal::SLOW_SCAN => SignalKind::SlowScan,
         signal::DISTRIBUTED_SCAN => SignalKind::DistributedScan,
         signal::PROTOCOL_SCAN => SignalKind::ProtocolScan,
+        signal::TINY_FRAGMENTS => SignalKind::TinyFragments,
         _ => return None,
     };
     let ms = |ns: u64| {

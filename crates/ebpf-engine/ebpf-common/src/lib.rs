@@ -486,6 +486,10 @@ pub mod signal {
     /// One source sent `protocol_threshold` distinct IP protocols other
     /// than TCP, UDP and ICMP within the scan window (`nmap -sO`).
     pub const PROTOCOL_SCAN: u8 = 14;
+    /// One source sent `port_threshold` first fragments too short for
+    /// their TCP or UDP header (dropped as tiny) within the scan window: a
+    /// scan hidden in fragments (`nmap -f`).
+    pub const TINY_FRAGMENTS: u8 = 15;
 }
 
 /// SourceState::signalled / TargetState::signalled bit for a signal kind.
@@ -628,8 +632,8 @@ pub struct SourceState {
     /// Distinct IP protocols other than TCP, UDP and ICMP in the scan
     /// window.
     pub protocols: u32,
-    /// Reserved, zero.
-    pub reserved2: u32,
+    /// Tiny first fragments (dropped) in the scan window.
+    pub tiny: u32,
     /// Protocol set (256 bits, one per protocol number).
     pub protocol_bits: [u64; 4],
 }

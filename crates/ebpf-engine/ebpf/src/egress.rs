@@ -257,6 +257,9 @@ fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
             signal::ACK_FLOOD,
             now,
         )
+        // Refusals spread over many ports are an ACK scan, which the
+        // refused-port count below reports; a flood hits a few.
+        && (cfg.refused_threshold == 0 || s.refused < cfg.refused_threshold)
     {
         s.signalled |= signal_bit(signal::ACK_FLOOD);
         let what = (protocol, port);

@@ -394,8 +394,11 @@ pub fn ironpost_xdp(ctx: XdpContext) -> u32 {
     // once, at its first fragment.
     // Protocols other than TCP, UDP and ICMP have no L4 header to read, but
     // a source that sends many of them is scanning protocols.
-    let tracked = action != ACTION_DROP
-        && (pkt.has_l4 || pkt.class == CLASS_OTHER)
+    // A tiny first fragment is dropped, yet tracked: nobody sends one but to
+    // hide a header from filters, and a scan made of them is a scan.
+    let tiny = pkt.bad == parse::FRAG_TINY;
+    let tracked = (action != ACTION_DROP || tiny)
+        && (pkt.has_l4 || pkt.class == CLASS_OTHER || tiny)
         && !allowed
         && pkt.frag != FRAG_LATER;
     if !tracked && action == ACTION_PASS {
@@ -1110,6 +1113,20 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
                 s.ack = s.ack.saturating_add(1);
             }
         }
+        if pkt.bad == parse::FRAG_TINY {
+            roll_scan(s, cfg, now);
+            s.tiny = s.tiny.saturating_add(1);
+            if fire == 0
+                && crossed(
+                    s.tiny,
+                    cfg.port_threshold,
+                    s.signalled,
+                    signal::TINY_FRAGMENTS,
+                )
+            {
+                fire = signal::TINY_FRAGMENTS;
+            }
+        }
         if pkt.class == CLASS_OTHER && cfg.protocol_threshold != 0 {
             roll_scan(s, cfg, now);
             if set_bin(&mut s.protocol_bits, usize::from(pkt.protocol)) {
@@ -1329,12 +1346,14 @@ fn roll_scan(s: &mut SourceState, cfg: &DetectConfig, now: u64) {
         s.ports = 0;
         s.hosts = 0;
         s.protocols = 0;
+        s.tiny = 0;
         clear(&mut s.port_bits);
         clear(&mut s.host_bits);
         clear(&mut s.protocol_bits);
         s.signalled &= !(signal_bit(signal::PORT_SCAN)
             | signal_bit(signal::HOST_SWEEP)
-            | signal_bit(signal::PROTOCOL_SCAN));
+            | signal_bit(signal::PROTOCOL_SCAN)
+            | signal_bit(signal::TINY_FRAGMENTS));
     }
 }
 
@@ -1731,10 +1750,10 @@ fn signal_source(
         rec.udp = s.udp;
         rec.icmp = s.icmp;
         // A protocol scan's count is its distinct protocols.
-        rec.ports = if kind == signal::PROTOCOL_SCAN {
-            s.protocols
-        } else {
-            s.ports
+        rec.ports = match kind {
+            signal::PROTOCOL_SCAN => s.protocols,
+            signal::TINY_FRAGMENTS => s.tiny,
+            _ => s.ports,
         };
         rec.hosts = s.hosts;
         rec.sample_ports = s.sample_ports;
