@@ -490,7 +490,7 @@ mod imp {
         ADMIT_SEED_GLOBAL, DetectConfig, DetectCounters, EGRESS_PROGRAM_NAME, EVENT_BUDGET_GLOBAL,
         EventCounters, PROGRAM_NAME, ParseCounters, RuleValue, SignalRecord, TABLE_FRAGS,
         TABLE_MASKS_GLOBAL, TABLE_SLOW, TABLE_SOURCES, TABLE_TARGETS, TABLES, TRACKED_SLOW,
-        TRACKED_TARGETS, TrafficCounters, maps, table_buckets,
+        TRACKED_TARGETS, TrafficCounters, hash, maps, table_buckets,
     };
     use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
 
@@ -543,6 +543,10 @@ mod imp {
         pub(super) fn load(cfg: &EngineConfig) -> Result<Self, EngineError> {
             let budget = cfg.event_budget_per_cpu;
             let seed = random_seed();
+            let v4_states = [
+                hash::v4_state(seed),
+                hash::v4_state(seed ^ hash::TARGET_SALT),
+            ];
             // With detection off, the tracking maps are not used: keep them
             // at one entry instead of megabytes.
             let (sources, targets, slow) = if cfg.detection.enabled {
@@ -577,6 +581,7 @@ mod imp {
                 .map_max_entries(maps::SIGNALS, cfg.detection.signal_ring_buffer_size)
                 .override_global(EVENT_BUDGET_GLOBAL, &budget, true)
                 .override_global(ADMIT_SEED_GLOBAL, &seed, true)
+                .override_global(hash::V4_STATES_GLOBAL, &v4_states, true)
                 .override_global(TABLE_MASKS_GLOBAL, &masks, true)
                 .load(XDP_OBJECT)
                 .map_err(|e| {

@@ -5,10 +5,12 @@
 //! Every type is `#[repr(C)]` with its size and field offsets checked at
 //! compile time, so a change on one side that the other side does not know
 //! about fails the build instead of corrupting data.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
 use core::mem::{align_of, offset_of, size_of};
+
+pub mod hash;
 
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "ironpost_xdp";

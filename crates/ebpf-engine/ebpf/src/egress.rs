@@ -20,14 +20,14 @@
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use ironpost_ebpf_common::{
     Admission, DetectConfig, DetectCounters, SignalRecord, TABLE_SLOW, TABLE_SOURCES,
-    TABLE_TARGETS, TARGET_REFUSALS, TargetKey, ipproto, signal, signal_bit, tcp_flags,
+    TABLE_TARGETS, TARGET_REFUSALS, TargetKey, hash::GOLDEN, ipproto, signal, signal_bit,
+    tcp_flags,
 };
 
 use crate::{
-    ADMISSION, DETECT_CONFIG, DETECT_COUNTERS, GOLDEN, SLOW, SOURCES, TARGET_SALT, TARGETS,
-    add_target_source, addr, admission_budget, admitted, clear, clock, count_flood, crossed,
-    emit_signal, hash_words, mapped_v4, mask, quiet, reset_target, roll, seed, set_bin,
-    slow_budget, table_state,
+    ADMISSION, DETECT_CONFIG, DETECT_COUNTERS, SLOW, SOURCES, TARGETS, add_target_source, addr,
+    admission_budget, admitted, clear, clock, count_flood, crossed, emit_signal, hash_addr,
+    hash_target, mapped_v4, mask, quiet, reset_target, roll, set_bin, slow_budget, table_state,
 };
 
 /// `TC_ACT_UNSPEC`, which TCX reads as "next": the packet goes on as if
@@ -182,17 +182,12 @@ fn reply(ctx: &TcContext) -> Option<Reply> {
 /// sketch lets in, as on ingress) and signals at the threshold.
 #[inline(always)]
 fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
-    let Some(counters) = DETECT_COUNTERS.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: this CPU's own entry, non-null.
-    let counters = unsafe { &mut *counters };
     let Some(adm) = ADMISSION.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: this CPU's own entry, non-null.
     let adm = unsafe { &mut *adm };
-    let hash = hash_words(&reply.remote, seed());
+    let hash = hash_addr(&reply.remote);
     // The sketch first, as on ingress, and read only: the remote's own
     // packets did the counting. A reply to a spoofed source (a RST to each
     // SYN of a random-source flood) then costs the sketch's cache line,
@@ -209,6 +204,11 @@ fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
     if !counts {
         return;
     }
+    let Some(counters) = DETECT_COUNTERS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's own entry, non-null.
+    let counters = unsafe { &mut *counters };
     let now = clock();
     if cfg.distributed_ports != 0
         && let Some(what) = reply.refused
@@ -367,7 +367,7 @@ fn record_distributed(
 ) {
     let l = reply.local;
     let key: TargetKey = [l[0], l[1], l[2], l[3], TARGET_REFUSALS];
-    let hash = hash_words(&key, seed() ^ TARGET_SALT);
+    let hash = hash_target(&key);
     let Some((t, new)) = table_state(&TARGETS, mask(TABLE_TARGETS), &key, hash, now, || {
         admission_budget(adm, cfg.admit_per_sec, now, counters)
     }) else {

@@ -32,10 +32,14 @@ use core::{
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, xdp_action},
-    helpers::bpf_ktime_get_coarse_ns,
+    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
+};
+use ironpost_ebpf_common::hash::{
+    FRAG_SALT, GOLDEN, TARGET_SALT, V4_STATE_SEED, V4_STATE_TARGET, hash_v4, hash_words,
+    is_v4_mapped, v4_state,
 };
 use ironpost_ebpf_common::{
     ACTION_DROP, ACTION_MONITOR, ACTION_NONE, ACTION_PASS, ADMIT_BLOCK_CELLS, ADMIT_COLUMNS,
@@ -181,6 +185,11 @@ static DETECT_CONFIG: Array<DetectConfig> = Array::with_max_entries(1, 0);
 #[map]
 static DETECT_COUNTERS: PerCpuArray<DetectCounters> = PerCpuArray::with_max_entries(1, 0);
 
+/// Per CPU, the coarse clock as it was at a jiffy: `[jiffies, ns]` (see
+/// `clock`). The program's own scratch: user space never reads it.
+#[map]
+static CLOCK: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
 /// Events per second per CPU; the loader overrides it.
 #[unsafe(no_mangle)]
 static EVENT_BUDGET_PER_SEC: u32 = DEFAULT_EVENT_BUDGET_PER_SEC;
@@ -189,6 +198,12 @@ static EVENT_BUDGET_PER_SEC: u32 = DEFAULT_EVENT_BUDGET_PER_SEC;
 /// sets a random one.
 #[unsafe(no_mangle)]
 static ADMIT_SEED: u32 = 0;
+
+/// `[v4_state(seed), v4_state(seed ^ TARGET_SALT)]` for `ADMIT_SEED`: the
+/// hash state after the IPv4-mapped prefix; the loader sets it with the
+/// seed.
+#[unsafe(no_mangle)]
+static V4_STATES: [u32; 2] = [v4_state(0), v4_state(TARGET_SALT)];
 
 /// `buckets - 1` of SOURCES, TARGETS, FRAGS and SLOW; the loader sets them
 /// with the tables' sizes.
@@ -217,13 +232,6 @@ const ALLOWED: u8 = 254;
 /// ICMP echo request (ICMPv4) and ICMPv6 echo request.
 const ICMP_ECHO: u8 = 8;
 const ICMPV6_ECHO: u8 = 128;
-/// Multiplier for the bin hashes (Fibonacci hashing).
-const GOLDEN: u32 = 0x9e37_79b1;
-/// Mixed into the seed for TARGETS' hash, so that its buckets and sketch
-/// cells are independent of SOURCES'.
-const TARGET_SALT: u32 = 0x5bd1_e995;
-/// Mixed into the seed for FRAGS' hash.
-const FRAG_SALT: u32 = 0x27d4_eb2f;
 
 /// The bytes of an IPv4 header the program reads (no options).
 #[repr(C)]
@@ -420,12 +428,29 @@ pub fn ironpost_xdp(ctx: XdpContext) -> u32 {
     }
 }
 
-/// The coarse clock (jiffies resolution, a fraction of the cost of
-/// `bpf_ktime_get_ns`): windows are seconds long.
+/// The coarse clock (CLOCK_MONOTONIC at the last tick): windows are
+/// seconds long. Both it and jiffies move only at a tick, so each CPU keeps
+/// the value it read at the current jiffy and calls the helper (whose
+/// seqlock and timespec arithmetic were 12% of the program during a
+/// spoofed flood) once per tick; `bpf_jiffies64` the verifier inlines into
+/// one load.
 #[inline(always)]
 fn clock() -> u64 {
-    // SAFETY: a helper without arguments or preconditions.
-    unsafe { bpf_ktime_get_coarse_ns() }
+    // SAFETY: helpers without arguments or preconditions.
+    let jiffies = unsafe { bpf_jiffies64() };
+    let Some(cache) = CLOCK.get_ptr_mut(0) else {
+        // SAFETY: as above.
+        return unsafe { bpf_ktime_get_coarse_ns() };
+    };
+    // SAFETY: this CPU's own entry, non-null; nothing else runs on this CPU
+    // while the program does.
+    let cache = unsafe { &mut *cache };
+    if cache[0] != jiffies || cache[1] == 0 {
+        cache[0] = jiffies;
+        // SAFETY: as above.
+        cache[1] = unsafe { bpf_ktime_get_coarse_ns() };
+    }
+    cache[1]
 }
 
 /// A pointer to a `T` at `offset` bytes into the packet, if the packet is
@@ -1062,7 +1087,6 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
     };
     // SAFETY: this CPU's own entry, non-null (as in `count`).
     let adm = unsafe { &mut *adm };
-    let seed = seed();
     let tcp = pkt.class == CLASS_TCP;
     let syn = tcp && pkt.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
     let ack = tcp && pkt.tcp_flags & tcp_flags::ACK != 0;
@@ -1075,7 +1099,7 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
             && (pkt.icmp_type == ICMP_ECHO || pkt.icmp_type == ICMPV6_ECHO));
     let ifindex = ctx.ingress_ifindex() as u32;
 
-    let source_hash = hash_words(&srcw, seed);
+    let source_hash = hash_addr(&srcw);
     let admitted = admit(adm, source_hash, now, cfg.admit_packets);
     if !admitted {
         counters.sources_deferred += 1;
@@ -1222,7 +1246,7 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
     // With the per-target SYN check off, TARGETS is not touched at all.
     if tcp && (syn || ack) && cfg.target_syn_threshold != 0 {
         let key: TargetKey = [dstw[0], dstw[1], dstw[2], dstw[3], u32::from(pkt.dst_port)];
-        if let Some(t) = target_state(adm, &key, seed, cfg, now, counters) {
+        if let Some(t) = target_state(adm, &key, cfg, now, counters) {
             if roll(&mut t.syn_start_ns, cfg.syn_window_ns, now) {
                 reset_target(t);
             }
@@ -1281,7 +1305,7 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
             dstw[3],
             TARGET_PROTOCOL | u32::from(pkt.protocol),
         ];
-        if let Some(t) = target_state(adm, &key, seed, cfg, now, counters) {
+        if let Some(t) = target_state(adm, &key, cfg, now, counters) {
             if roll(&mut t.syn_start_ns, window, now) {
                 reset_target(t);
             }
@@ -1302,12 +1326,11 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
 fn target_state(
     adm: &mut Admission,
     key: &TargetKey,
-    seed: u32,
     cfg: &DetectConfig,
     now: u64,
     counters: &mut DetectCounters,
 ) -> Option<&'static mut TargetState> {
-    let target_hash = hash_words(key, seed ^ TARGET_SALT);
+    let target_hash = hash_target(key);
     let (t, new) = table_state(&TARGETS, mask(TABLE_TARGETS), key, target_hash, now, || {
         admit(adm, target_hash, now, cfg.admit_packets)
             && admission_budget(adm, cfg.admit_per_sec, now, counters)
@@ -1425,6 +1448,39 @@ fn seed() -> u32 {
     unsafe { core::ptr::read_volatile(&ADMIT_SEED) }
 }
 
+/// The hash state after the IPv4-mapped prefix (`V4_STATE_*`).
+#[inline(always)]
+fn v4_seed_state(which: usize) -> u32 {
+    // SAFETY: reading a plain global; volatile so the loader's value is
+    // used. An index out of range reads 0 (a fixed state: only its
+    // secrecy suffers, and no caller passes one).
+    V4_STATES
+        .get(which)
+        .map_or(0, |s| unsafe { core::ptr::read_volatile(s) })
+}
+
+/// The hash of an address: SOURCES and SLOW buckets, sketch cells. An
+/// IPv4-mapped one starts from the loader's state after the prefix (the
+/// same value, a quarter of the work).
+#[inline(always)]
+pub(crate) fn hash_addr(a: &[u32; 4]) -> u32 {
+    if is_v4_mapped(a) {
+        hash_v4(v4_seed_state(V4_STATE_SEED), &[a[3]])
+    } else {
+        hash_words(a, seed())
+    }
+}
+
+/// The hash of a TARGETS key, as [`hash_addr`] does it.
+#[inline(always)]
+pub(crate) fn hash_target(k: &TargetKey) -> u32 {
+    if is_v4_mapped(&[k[0], k[1], k[2], k[3]]) {
+        hash_v4(v4_seed_state(V4_STATE_TARGET), &[k[3], k[4]])
+    } else {
+        hash_words(k, seed() ^ TARGET_SALT)
+    }
+}
+
 /// `buckets - 1` of a tracking table (`TABLE_*`).
 #[inline(always)]
 fn mask(table: usize) -> u32 {
@@ -1433,18 +1489,6 @@ fn mask(table: usize) -> u32 {
     TABLE_MASKS
         .get(table)
         .map_or(0, |m| unsafe { core::ptr::read_volatile(m) })
-}
-
-/// A seeded hash of key words: a multiply-rotate step per word, murmur3's
-/// finaliser at the end. Every step mixes the seed in nonlinearly, so
-/// which keys share a bucket or a sketch cell depends on the secret seed.
-#[inline(always)]
-fn hash_words<const N: usize>(key: &[u32; N], seed: u32) -> u32 {
-    let mut h = seed;
-    for w in key {
-        h = (h ^ *w).wrapping_mul(GOLDEN).rotate_left(15);
-    }
-    mix(h)
 }
 
 /// Whether two keys are equal, word by word (no `memcmp` subprogram).
@@ -1523,16 +1567,6 @@ fn table_state<const N: usize, V>(
         slot.seen_ns = slot.seen_ns.max(now) + 1;
     }
     Some((&raw mut slot.value, !found))
-}
-
-/// A 32-bit finaliser (murmur3's): spreads every input bit over the hash.
-#[inline(always)]
-fn mix(mut h: u32) -> u32 {
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
 }
 
 /// Adds a packet to the admission sketch under `hash` and says whether its
