@@ -278,8 +278,10 @@ impl<'a> Flood<'a> {
         let egress_before = egress.map(prog_stats).transpose()?;
         self.lab
             .in_ns(|| progs.generate(template, ifindex, frames))??;
-        let stats_after = prog_stats(prog)?;
-        let egress_after = egress.map(prog_stats).transpose()?;
+        // The generator returns once the frames are in the veth's ring; the
+        // receiver may still be running on the last of them.
+        let stats_after = settled_stats(prog)?;
+        let egress_after = egress.map(settled_stats).transpose()?;
         let runs = stats_after.1 - stats_before.1;
         let received_timed = u64::from(frames) - (self.refused()? - refused_before);
         ensure!(
@@ -347,6 +349,21 @@ fn prog_stats(id: u32) -> Result<(Duration, u64)> {
         }
     }
     anyhow::bail!("program {id} is no longer loaded")
+}
+
+/// [`prog_stats`] once the run count has stopped moving (10 ms apart, for
+/// at most a second).
+fn settled_stats(id: u32) -> Result<(Duration, u64)> {
+    let mut last = prog_stats(id)?;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = prog_stats(id)?;
+        if now.1 == last.1 {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Ok(last)
 }
 
 /// Turns `kernel.bpf_stats_enabled` on and restores it on drop.
