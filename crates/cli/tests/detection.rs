@@ -1183,3 +1183,55 @@ fn nmap_fragmented_scan_is_blocked() {
     );
     assert!(a["evidence"]["count"].as_u64().unwrap() >= 20, "{a}");
 }
+
+/// A bytes threshold: with UDP floods at 100,000 packets or 2 MB per
+/// source per window, a client sending 2.8 MB in 2,000 datagrams is a
+/// flood by its bytes; one sending 500 small datagrams is nothing.
+#[test]
+fn a_udp_flood_is_also_counted_in_bytes() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(2).unwrap();
+    let host = lab.host_addr();
+    let (d, _cfg) = start(
+        &lab,
+        "udpbytes.toml",
+        "[detection.udp_flood]\nthreshold = 100000\nbytes_threshold = 2000000\n",
+    );
+    let (small, bulk) = (lab.peer_addr(0), lab.peer_addr(1));
+    let send = |from: std::net::Ipv4Addr, count: usize, size: usize| {
+        lab.in_ns(move || {
+            let sock = UdpSocket::bind(SocketAddrV4::new(from, 0)).unwrap();
+            let payload = vec![0x5a; size];
+            for i in 0..count {
+                sock.send_to(&payload, SocketAddrV4::new(host, 9999))
+                    .unwrap();
+                if i % 100 == 99 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        })
+        .unwrap();
+    };
+    send(small, 500, 32);
+    send(bulk, 2000, 1400);
+    let b = d
+        .wait_for_stdout(Duration::from_secs(10), |v| {
+            v["type"] == "alert" && v["source"] == bulk.to_string()
+        })
+        .expect("no alert for the bulk sender");
+    assert_eq!(b["detector"], "udp_flood", "{b}");
+    assert_eq!(b["evidence"]["threshold"], 2_000_000, "{b}");
+    let bytes = b["evidence"]["bytes"].as_u64().unwrap();
+    assert!(bytes >= 2_000_000, "{b}");
+    assert_eq!(b["evidence"]["count"], bytes, "{b}");
+    d.signal(libc::SIGTERM);
+    let (_, lines) = d.finish();
+    let stray: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["type"] == "alert" && l["source"] == small.to_string())
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}

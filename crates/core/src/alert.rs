@@ -146,6 +146,9 @@ pub struct Evidence {
     /// A sample of the sources.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sampled_sources: Vec<IpAddr>,
+    /// Bytes in the window (UDP and ICMP floods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
 }
 
 /// What the responder did about an alert.

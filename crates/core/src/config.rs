@@ -17,7 +17,7 @@ use crate::net::{L4Protocol, PortRange, Prefix};
 mod detection;
 
 pub use detection::{
-    AlertFormat, BlockScope, DetectionConfig, DetectorResponse, FloodConfig, MAX_SECS,
+    AlertFormat, BlockScope, DetectionConfig, DetectorResponse, FloodConfig, MAX_BYTES, MAX_SECS,
     MAX_TRACKED_SOURCES, PortScanConfig, ResponseConfig, SlowScanConfig, SynFloodConfig,
 };
 

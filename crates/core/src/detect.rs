@@ -114,6 +114,8 @@ pub struct Signal {
     pub sample_ports: Vec<u16>,
     /// Sampled sources (target signals).
     pub sample_sources: Vec<IpAddr>,
+    /// UDP or ICMP bytes in the window (UDP and ICMP flood signals).
+    pub bytes: u64,
 }
 
 /// What a detector concluded from a signal, before deduplication and

@@ -84,6 +84,7 @@ pub const SLOW_PER_SEC: u32 = 1_000;
 pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
     const NS: u64 = 1_000_000_000;
     let on = |b: bool, v: u32| if b { v } else { 0 };
+    let on64 = |b: bool, v: u64| if b { v } else { 0 };
     let syn = d.syn_flood.enabled;
     let scan = d.port_scan.enabled;
     DetectConfig {
@@ -116,6 +117,13 @@ pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
         distributed_sources: d.port_scan.distributed_sources,
         protocol_threshold: on(scan, d.port_scan.distinct_protocols),
         reserved: 0,
+        udp_bytes_threshold: on64(d.udp_flood.enabled, d.udp_flood.bytes_threshold),
+        icmp_bytes_threshold: on64(d.icmp_flood.enabled, d.icmp_flood.bytes_threshold),
+        udp_target_bytes_threshold: on64(d.udp_flood.enabled, d.udp_flood.target_bytes_threshold),
+        icmp_target_bytes_threshold: on64(
+            d.icmp_flood.enabled,
+            d.icmp_flood.target_bytes_threshold,
+        ),
     }
 }
 

@@ -385,28 +385,54 @@ impl Detector for FloodDetector {
 
     fn observe(&mut self, s: &Signal) -> Option<Finding> {
         let c = &self.cfg;
-        let (count, threshold, name, onto_target) = match (self.kind, s.kind) {
-            (DetectorKind::UdpFlood, SignalKind::UdpFlood) => (s.udp, c.threshold, "UDP", false),
-            (DetectorKind::UdpFlood, SignalKind::UdpTarget) => {
-                (s.udp, c.target_threshold, "UDP", true)
+        // (packets, their threshold, the bytes threshold: 0 where bytes
+        // are not counted)
+        let (count, threshold, bytes_threshold, name, onto_target) = match (self.kind, s.kind) {
+            (DetectorKind::UdpFlood, SignalKind::UdpFlood) => {
+                (s.udp, c.threshold, c.bytes_threshold, "UDP", false)
             }
+            (DetectorKind::UdpFlood, SignalKind::UdpTarget) => (
+                s.udp,
+                c.target_threshold,
+                c.target_bytes_threshold,
+                "UDP",
+                true,
+            ),
             (DetectorKind::IcmpFlood, SignalKind::IcmpFlood) => {
-                (s.icmp, c.threshold, "ICMP", false)
+                (s.icmp, c.threshold, c.bytes_threshold, "ICMP", false)
             }
-            (DetectorKind::IcmpFlood, SignalKind::IcmpTarget) => {
-                (s.icmp, c.target_threshold, "ICMP", true)
-            }
-            (DetectorKind::AckFlood, SignalKind::AckFlood) => (s.ack, c.threshold, "ACK", false),
-            (DetectorKind::RstFlood, SignalKind::RstFlood) => (s.rst, c.threshold, "RST", false),
+            (DetectorKind::IcmpFlood, SignalKind::IcmpTarget) => (
+                s.icmp,
+                c.target_threshold,
+                c.target_bytes_threshold,
+                "ICMP",
+                true,
+            ),
+            (DetectorKind::AckFlood, SignalKind::AckFlood) => (s.ack, c.threshold, 0, "ACK", false),
+            (DetectorKind::RstFlood, SignalKind::RstFlood) => (s.rst, c.threshold, 0, "RST", false),
             _ => return None,
         };
-        if threshold == 0 || count < threshold {
+        let by_packets = threshold != 0 && count >= threshold;
+        let by_bytes = bytes_threshold != 0 && s.bytes >= bytes_threshold;
+        if !by_packets && !by_bytes {
             return None;
         }
-        let mut ev = evidence(s, c.window_secs, count.into(), threshold.into());
+        // The count that crossed: packets when they did, else bytes.
+        let (crossed, limit) = if by_packets {
+            (u64::from(count), u64::from(threshold))
+        } else {
+            (s.bytes, bytes_threshold)
+        };
+        let mut ev = evidence(s, c.window_secs, crossed, limit);
+        let volume = if matches!(self.kind, DetectorKind::UdpFlood | DetectorKind::IcmpFlood) {
+            ev.bytes = Some(s.bytes);
+            format!("{count} packets ({} bytes)", s.bytes)
+        } else {
+            format!("{count} packets")
+        };
         let severity = severity(
-            count.into(),
-            threshold.into(),
+            crossed,
+            limit,
             ev.elapsed_secs,
             c.window_secs,
             Severity::Critical,
@@ -419,7 +445,7 @@ impl Detector for FloodDetector {
                 None,
                 s.dst.to_string(),
                 format!(
-                    "{name} flood onto {}: {count} packets in {:.2} s from about {n} sources \
+                    "{name} flood onto {}: {volume} in {:.2} s from about {n} sources \
                      without tracking state (spoofed or new)",
                     s.dst, ev.elapsed_secs
                 ),
@@ -440,7 +466,7 @@ impl Detector for FloodDetector {
                         ev.sampled_ports = s.sample_ports.clone();
                     }
                     format!(
-                        "{name} flood from {} to {}: {count} packets in {:.2} s",
+                        "{name} flood from {} to {}: {volume} in {:.2} s",
                         s.src, s.dst, ev.elapsed_secs
                     )
                 }
@@ -874,6 +900,7 @@ mod tests {
             sources: 0,
             sample_ports: vec![],
             sample_sources: vec![],
+            bytes: 0,
         }
     }
 
@@ -1130,6 +1157,45 @@ mod tests {
         low.src = ip("10.9.0.9");
         low.icmp = 999;
         assert_eq!(d.observe(&low), Outcome::Ignored);
+    }
+
+    #[test]
+    fn udp_floods_are_also_counted_in_bytes() {
+        let mut d = PacketDetector::new(
+            &cfg(
+                "[detection.udp_flood]\nthreshold = 1000\nbytes_threshold = 1000000\n\
+                  target_bytes_threshold = 5000000\n",
+            ),
+            "t",
+        );
+        let mut u = sig(SignalKind::UdpFlood, "10.9.0.8", 1_000, 2_000);
+        (u.udp, u.bytes) = (700, 999_999);
+        assert_eq!(d.observe(&u), Outcome::Ignored, "below both");
+        u.bytes = 1_000_000;
+        let a = alert(d.observe(&u));
+        assert_eq!(a.detector, DetectorKind::UdpFlood);
+        assert_eq!(
+            (a.evidence.count, a.evidence.threshold),
+            (1_000_000, 1_000_000)
+        );
+        assert_eq!(a.evidence.bytes, Some(1_000_000));
+        assert!(
+            a.summary.contains("700 packets (1000000 bytes)"),
+            "{}",
+            a.summary
+        );
+        // Packets first: the packet count is the evidence.
+        let mut p = sig(SignalKind::UdpFlood, "10.9.0.9", 1_000, 2_000);
+        (p.udp, p.bytes) = (1_000, 64_000);
+        let a = alert(d.observe(&p));
+        assert_eq!((a.evidence.count, a.evidence.threshold), (1_000, 1_000));
+        let mut t = sig(SignalKind::UdpTarget, "100.64.0.1", 0, 500);
+        (t.udp, t.bytes) = (4_000, 5_000_000);
+        assert_eq!(alert(d.observe(&t)).evidence.bytes, Some(5_000_000));
+        // ACK floods have no bytes.
+        let mut k = sig(SignalKind::AckFlood, "10.9.0.10", 0, 500);
+        (k.ack, k.bytes) = (10, u64::MAX);
+        assert_eq!(d.observe(&k), Outcome::Ignored);
     }
 
     #[test]

@@ -146,6 +146,7 @@ pub fn decode_signal(rec: &SignalRecord, interface: &str, clock: &Clock) -> Opti
         sources: rec.sources,
         sample_ports,
         sample_sources,
+        bytes: rec.bytes,
     })
 }
 

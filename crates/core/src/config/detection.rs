@@ -12,6 +12,8 @@ use crate::{DetectorKind, Prefix, Severity};
 pub const MAX_TRACKED_SOURCES: u32 = 4 << 20;
 /// Longest detection window or block TTL accepted, in seconds (one week).
 pub const MAX_SECS: u64 = 7 * 24 * 3600;
+/// Largest bytes threshold accepted (1 PiB per window).
+pub const MAX_BYTES: u64 = 1 << 50;
 
 /// How alerts are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -142,6 +144,13 @@ pub struct FloodConfig {
     /// sources the datapath keeps no state for (spoofed or new ones); 0
     /// turns the check off. Always 0 for ACK and RST floods.
     pub target_threshold: u32,
+    /// UDP and ICMP: bytes (frames as received, Ethernet header included)
+    /// from one source per window; 0 (the default) turns the check off.
+    /// The flood alerts when either count reaches its threshold.
+    pub bytes_threshold: u64,
+    /// UDP and ICMP: bytes onto one destination address per window from
+    /// sources without state; 0 (the default) turns the check off.
+    pub target_bytes_threshold: u64,
 }
 
 impl Default for DetectionConfig {
@@ -202,6 +211,8 @@ impl Default for DetectionConfig {
                 window_secs: 10,
                 threshold: 1_000_000,
                 target_threshold: 100_000,
+                bytes_threshold: 0,
+                target_bytes_threshold: 0,
             },
             // 500 ICMP packets a second from one source: monitoring at 100
             // pings a second stays far below, `ping -f` crosses in seconds.
@@ -211,6 +222,8 @@ impl Default for DetectionConfig {
                 window_secs: 10,
                 threshold: 5_000,
                 target_threshold: 10_000,
+                bytes_threshold: 0,
+                target_bytes_threshold: 0,
             },
             // 500 refused ACK-bearing segments a second: a host answers
             // them only for connections it does not know (a restart, a
@@ -221,6 +234,8 @@ impl Default for DetectionConfig {
                 window_secs: 10,
                 threshold: 5_000,
                 target_threshold: 0,
+                bytes_threshold: 0,
+                target_bytes_threshold: 0,
             },
             // 500 RSTs a second from one source: a client aborts one
             // connection with one RST.
@@ -229,6 +244,8 @@ impl Default for DetectionConfig {
                 window_secs: 10,
                 threshold: 5_000,
                 target_threshold: 0,
+                bytes_threshold: 0,
+                target_bytes_threshold: 0,
             },
         }
     }
@@ -427,6 +444,8 @@ struct RawFlood {
     window_secs: Option<Spanned<i64>>,
     threshold: Option<Spanned<i64>>,
     target_threshold: Option<Spanned<i64>>,
+    bytes_threshold: Option<Spanned<i64>>,
+    target_bytes_threshold: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -462,6 +481,18 @@ struct RawDetectorResponse {
 const U32: u32 = u32::MAX;
 
 impl Source<'_> {
+    fn bytes(&self, v: &Spanned<i64>, field: &str) -> Result<u64, ConfigError> {
+        let n = *v.get_ref();
+        if n < 0 || n as u64 > MAX_BYTES {
+            return Err(self.error(
+                v.span(),
+                field,
+                format!("{n} is out of range: must be between 0 and {MAX_BYTES} bytes"),
+            ));
+        }
+        Ok(n as u64)
+    }
+
     fn secs(&self, v: &Spanned<i64>, field: &str, min: u64) -> Result<u64, ConfigError> {
         let n = *v.get_ref();
         if n < min as i64 || n > MAX_SECS as i64 {
@@ -638,6 +669,31 @@ impl Source<'_> {
                 }
                 c.target_threshold = self.range(v, &field, 0, U32)?;
             }
+            for (v, slot, what) in [
+                (
+                    &raw.bytes_threshold,
+                    &mut c.bytes_threshold,
+                    "bytes_threshold",
+                ),
+                (
+                    &raw.target_bytes_threshold,
+                    &mut c.target_bytes_threshold,
+                    "target_bytes_threshold",
+                ),
+            ] {
+                let Some(v) = v else { continue };
+                let field = format!("detection.{name}.{what}");
+                if matches!(name, "ack_flood" | "rst_flood") {
+                    return Err(self.error(
+                        v.span(),
+                        &field,
+                        "ACK and RST floods are counted in packets only: there is no \
+                         bytes threshold"
+                            .to_owned(),
+                    ));
+                }
+                *slot = self.bytes(v, &field)?;
+            }
         }
         Ok(cfg)
     }
@@ -757,7 +813,8 @@ mod tests {
              alert_format = \"log_entry\"\n\
              [detection.syn_flood]\nwindow_secs = 5\nsyn_only_ratio = 0.9\nsource_threshold = 100\ntarget_threshold = 200\n\
              [detection.port_scan]\nenabled = false\nwindow_secs = 30\ndistinct_ports = 10\ndistinct_hosts = 0\n\
-             [detection.udp_flood]\nthreshold = 50\n[detection.icmp_flood]\nwindow_secs = 2\n\
+             [detection.udp_flood]\nthreshold = 50\nbytes_threshold = 125000000\n\
+             [detection.icmp_flood]\nwindow_secs = 2\ntarget_bytes_threshold = 1000\n\
              [response]\ndry_run = true\nblock_ttl_secs = 60\nescalation_factor = 3\nmax_block_ttl_secs = 600\n\
              forget_after_secs = 3600\nmax_blocks_per_minute = 5\nauto_block_share_percent = 25\n\
              never_block = [\"192.0.2.0/24\", \"2001:db8::53\"]\n\
@@ -772,6 +829,9 @@ mod tests {
         assert_eq!(d.syn_flood.target_threshold, 200);
         assert!(!d.runs(DetectorKind::PortScan) && d.runs(DetectorKind::UdpFlood));
         assert_eq!(d.udp_flood.threshold, 50);
+        assert_eq!(d.udp_flood.bytes_threshold, 125_000_000);
+        assert_eq!(d.icmp_flood.target_bytes_threshold, 1000);
+        assert_eq!(d.udp_flood.target_bytes_threshold, 0, "off by default");
         assert_eq!(d.icmp_flood.window_secs, 2);
         let r = &c.response;
         assert!(r.dry_run);
@@ -868,6 +928,24 @@ mod tests {
                 2,
                 "detection.alert_format",
                 "xml",
+            ),
+            (
+                "[detection.ack_flood]\nbytes_threshold = 5\n",
+                2,
+                "detection.ack_flood.bytes_threshold",
+                "packets only",
+            ),
+            (
+                "[detection.udp_flood]\nbytes_threshold = -1\n",
+                2,
+                "detection.udp_flood.bytes_threshold",
+                "-1 is out of range",
+            ),
+            (
+                "\n[detection.icmp_flood]\ntarget_bytes_threshold = 9999999999999999\n",
+                3,
+                "detection.icmp_flood.target_bytes_threshold",
+                "out of range",
             ),
         ];
         for (text, line, field, needle) in cases {

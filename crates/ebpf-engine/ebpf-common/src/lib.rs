@@ -575,6 +575,16 @@ pub struct DetectConfig {
     pub protocol_threshold: u32,
     /// Reserved, zero.
     pub reserved: u32,
+    /// UDP bytes (frames as received) per source per UDP window (0: off).
+    pub udp_bytes_threshold: u64,
+    /// ICMP bytes per source per ICMP window (0: off).
+    pub icmp_bytes_threshold: u64,
+    /// UDP bytes from untracked sources to one address per UDP window (0:
+    /// off).
+    pub udp_target_bytes_threshold: u64,
+    /// ICMP bytes from untracked sources to one address per ICMP window
+    /// (0: off).
+    pub icmp_target_bytes_threshold: u64,
 }
 
 /// Detection state of one source address, in SOURCES.
@@ -638,6 +648,10 @@ pub struct SourceState {
     pub tiny: u32,
     /// Protocol set (256 bits, one per protocol number).
     pub protocol_bits: [u64; 4],
+    /// UDP bytes (frames as received) in the UDP window.
+    pub udp_bytes: u64,
+    /// ICMP bytes in the ICMP window.
+    pub icmp_bytes: u64,
 }
 
 /// Long-horizon refusal state of one remote address, in SLOW.
@@ -695,6 +709,8 @@ pub struct TargetState {
     pub reserved: u32,
     /// Refusals target: refused port set ([`PORT_BINS`] bits).
     pub port_bits: [u64; 8],
+    /// Protocol target: bytes in the window.
+    pub bytes: u64,
 }
 
 /// A source or target that crossed a threshold, as written to SIGNALS.
@@ -739,6 +755,8 @@ pub struct SignalRecord {
     pub sample_ports: [u16; 8],
     /// Sampled sources (target signals; all-zero: empty slot).
     pub sample_sources: [[u8; 16]; 4],
+    /// UDP or ICMP bytes in the window (UDP and ICMP flood signals).
+    pub bytes: u64,
 }
 
 impl SignalRecord {
@@ -924,19 +942,19 @@ const _: () = {
     assert!(offset_of!(PacketEventRecord, vlan_id) == 56);
     assert!(offset_of!(EventCounters, lost_budget) == 32);
     assert!(CLASS_TOTAL == CLASS_COUNT - 1);
-    assert!(size_of::<DetectConfig>() == 144);
+    assert!(size_of::<DetectConfig>() == 176);
     assert!(offset_of!(DetectConfig, admit_packets) == 64);
     assert!(offset_of!(DetectConfig, syn_window_ns) == 8);
-    assert!(size_of::<SourceState>() == 336);
+    assert!(size_of::<SourceState>() == 352);
     assert!(offset_of!(SourceState, port_bits) == 64);
-    assert!(size_of::<TargetState>() == 192);
-    assert!(size_of::<SignalRecord>() == 168);
+    assert!(size_of::<TargetState>() == 200);
+    assert!(size_of::<SignalRecord>() == 176);
     assert!(offset_of!(SignalRecord, kind) == 48);
     assert!(offset_of!(SignalRecord, syn) == 56);
     assert!(offset_of!(SignalRecord, sample_ports) == 88);
     assert!(offset_of!(SignalRecord, sample_sources) == 104);
     assert!(size_of::<DetectCounters>() == 48);
-    assert!(TABLE_WAYS == 2 && size_of::<Bucket<SourceKey, SourceState>>() == 2 * 360);
+    assert!(TABLE_WAYS == 2 && size_of::<Bucket<SourceKey, SourceState>>() == 2 * 376);
     assert!(table_buckets(1) == 1 && table_buckets(65_536) == 32_768);
     assert!(table_buckets(1000) == 512);
     assert!(size_of::<FragState>() == 8);

@@ -416,7 +416,7 @@ pub fn ironpost_xdp(ctx: XdpContext) -> u32 {
         now = clock();
     }
     if tracked {
-        track(&ctx, &pkt, now);
+        track(&ctx, &pkt, len, now);
     }
     if action != ACTION_PASS {
         report(&ctx, &pkt, action, len, now);
@@ -1059,7 +1059,7 @@ fn hit(rule: &Rule, len: u64) {
 /// target. Counters are updated without atomics; two CPUs updating the
 /// same source at once may lose an increment, which only delays a signal.
 #[inline(always)]
-fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
+fn track(ctx: &XdpContext, pkt: &Packet, len: u64, now: u64) {
     let Some(cfg) = DETECT_CONFIG.get(0) else {
         return;
     };
@@ -1210,30 +1210,42 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
             }
         }
         if pkt.class == CLASS_UDP {
-            let crossing = count_flood(
-                &mut s.udp_start_ns,
-                &mut s.udp,
-                &mut s.signalled,
-                cfg.udp_window_ns,
-                cfg.udp_threshold,
-                signal::UDP_FLOOD,
-                now,
-            );
-            if fire == 0 && crossing {
+            if roll(&mut s.udp_start_ns, cfg.udp_window_ns, now) {
+                s.udp = 0;
+                s.udp_bytes = 0;
+                s.signalled &= !signal_bit(signal::UDP_FLOOD);
+            }
+            s.udp = s.udp.saturating_add(1);
+            s.udp_bytes = s.udp_bytes.wrapping_add(len);
+            if fire == 0
+                && s.signalled & signal_bit(signal::UDP_FLOOD) == 0
+                && reaches_either(
+                    s.udp,
+                    cfg.udp_threshold,
+                    s.udp_bytes,
+                    cfg.udp_bytes_threshold,
+                )
+            {
                 fire = signal::UDP_FLOOD;
             }
         }
         if pkt.class == CLASS_ICMP {
-            let crossing = count_flood(
-                &mut s.icmp_start_ns,
-                &mut s.icmp,
-                &mut s.signalled,
-                cfg.icmp_window_ns,
-                cfg.icmp_threshold,
-                signal::ICMP_FLOOD,
-                now,
-            );
-            if fire == 0 && crossing {
+            if roll(&mut s.icmp_start_ns, cfg.icmp_window_ns, now) {
+                s.icmp = 0;
+                s.icmp_bytes = 0;
+                s.signalled &= !signal_bit(signal::ICMP_FLOOD);
+            }
+            s.icmp = s.icmp.saturating_add(1);
+            s.icmp_bytes = s.icmp_bytes.wrapping_add(len);
+            if fire == 0
+                && s.signalled & signal_bit(signal::ICMP_FLOOD) == 0
+                && reaches_either(
+                    s.icmp,
+                    cfg.icmp_threshold,
+                    s.icmp_bytes,
+                    cfg.icmp_bytes_threshold,
+                )
+            {
                 fire = signal::ICMP_FLOOD;
             }
         }
@@ -1282,20 +1294,22 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
     // count against their destination address: a flood from a million
     // addresses shows there, whatever its ports.
     if !admitted && (pkt.class == CLASS_UDP || pkt.class == CLASS_ICMP) {
-        let (threshold, window, kind) = if pkt.class == CLASS_UDP {
+        let (threshold, bytes_threshold, window, kind) = if pkt.class == CLASS_UDP {
             (
                 cfg.udp_target_threshold,
+                cfg.udp_target_bytes_threshold,
                 cfg.udp_window_ns,
                 signal::UDP_TARGET,
             )
         } else {
             (
                 cfg.icmp_target_threshold,
+                cfg.icmp_target_bytes_threshold,
                 cfg.icmp_window_ns,
                 signal::ICMP_TARGET,
             )
         };
-        if threshold == 0 {
+        if threshold == 0 && bytes_threshold == 0 {
             return;
         }
         let key: TargetKey = [
@@ -1310,8 +1324,11 @@ fn track(ctx: &XdpContext, pkt: &Packet, now: u64) {
                 reset_target(t);
             }
             t.syn = t.syn.saturating_add(1);
+            t.bytes = t.bytes.wrapping_add(len);
             add_target_source(t, &srcw, &src);
-            if crossed(t.syn, threshold, t.signalled, kind) {
+            if t.signalled & signal_bit(kind) == 0
+                && reaches_either(t.syn, threshold, t.bytes, bytes_threshold)
+            {
                 t.signalled |= signal_bit(kind);
                 signal_target(kind, t, &src, &dst, pkt, ifindex, now, counters);
             }
@@ -1346,6 +1363,7 @@ fn target_state(
 fn reset_target(t: &mut TargetState) {
     t.syn = 0;
     t.ack = 0;
+    t.bytes = 0;
     t.sources = 0;
     clear(&mut t.source_bits);
     t.signalled = 0;
@@ -1427,6 +1445,13 @@ fn roll(start: &mut u64, window: u64, now: u64) -> bool {
 #[inline(always)]
 fn crossed(count: u32, threshold: u32, signalled: u32, kind: u8) -> bool {
     threshold != 0 && count >= threshold && signalled & signal_bit(kind) == 0
+}
+
+/// Whether packets or bytes reached their threshold (0: off), without
+/// branches (each would double the paths the verifier walks).
+#[inline(always)]
+fn reaches_either(packets: u32, threshold: u32, bytes: u64, bytes_threshold: u64) -> bool {
+    (threshold != 0) & (packets >= threshold) | (bytes_threshold != 0) & (bytes >= bytes_threshold)
 }
 
 /// Whether SYNs make up at least `permille` of SYNs and ACK-bearing packets.
@@ -1749,6 +1774,7 @@ pub(crate) fn emit_signal(
         rst: 0,
         sample_ports: [0; 8],
         sample_sources: [[0; 16]; 4],
+        bytes: 0,
     });
     // SAFETY: `write` initialised the whole record.
     fill(unsafe { entry.assume_init_mut() });
@@ -1791,6 +1817,11 @@ fn signal_source(
         };
         rec.hosts = s.hosts;
         rec.sample_ports = s.sample_ports;
+        rec.bytes = match kind {
+            signal::UDP_FLOOD => s.udp_bytes,
+            signal::ICMP_FLOOD => s.icmp_bytes,
+            _ => 0,
+        };
     });
 }
 
@@ -1811,6 +1842,7 @@ fn signal_target(
     let what = (pkt.protocol, pkt.dst_port);
     emit_signal(kind, src, dst, what, ifindex, now, counters, |rec| {
         rec.window_start_ns = t.syn_start_ns;
+        rec.bytes = t.bytes;
         match kind {
             signal::UDP_TARGET => rec.udp = t.syn,
             signal::ICMP_TARGET => rec.icmp = t.syn,
