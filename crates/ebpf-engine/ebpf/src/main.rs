@@ -1473,15 +1473,22 @@ fn seed() -> u32 {
     unsafe { core::ptr::read_volatile(&ADMIT_SEED) }
 }
 
-/// The hash state after the IPv4-mapped prefix (`V4_STATE_*`).
+/// Element `i` of a global array the loader sets; 0 out of range.
+#[inline(always)]
+fn loaded<const N: usize>(global: &'static [u32; N], i: usize) -> u32 {
+    // SAFETY: reading a plain global; volatile so the loader's value is
+    // used, not the one the object was compiled with.
+    global
+        .get(i)
+        .map_or(0, |v| unsafe { core::ptr::read_volatile(v) })
+}
+
+/// The hash state after the IPv4-mapped prefix (`V4_STATE_*`; out of
+/// range, 0: a fixed state, whose only loss is its secrecy, and no caller
+/// passes one).
 #[inline(always)]
 fn v4_seed_state(which: usize) -> u32 {
-    // SAFETY: reading a plain global; volatile so the loader's value is
-    // used. An index out of range reads 0 (a fixed state: only its
-    // secrecy suffers, and no caller passes one).
-    V4_STATES
-        .get(which)
-        .map_or(0, |s| unsafe { core::ptr::read_volatile(s) })
+    loaded(&V4_STATES, which)
 }
 
 /// The hash of an address: SOURCES and SLOW buckets, sketch cells. An
@@ -1506,14 +1513,11 @@ pub(crate) fn hash_target(k: &TargetKey) -> u32 {
     }
 }
 
-/// `buckets - 1` of a tracking table (`TABLE_*`).
+/// `buckets - 1` of a tracking table (`TABLE_*`; out of range, 0: one
+/// bucket, never out of bounds).
 #[inline(always)]
 fn mask(table: usize) -> u32 {
-    // SAFETY: reading a plain global; volatile so the loader's value is
-    // used. An index out of range reads 0 (one bucket), never out of bounds.
-    TABLE_MASKS
-        .get(table)
-        .map_or(0, |m| unsafe { core::ptr::read_volatile(m) })
+    loaded(&TABLE_MASKS, table)
 }
 
 /// Whether two keys are equal, word by word (no `memcmp` subprogram).
