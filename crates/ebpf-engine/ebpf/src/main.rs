@@ -1209,6 +1209,9 @@ fn track(ctx: &XdpContext, pkt: &Packet, len: u64, now: u64) {
                 fire = signal::RST_FLOOD;
             }
         }
+        // UDP and ICMP are written out twice on purpose: folded into one
+        // helper (`count_flood` with bytes), the branches came out in an
+        // order that took the verifier past its million instructions.
         if pkt.class == CLASS_UDP {
             if roll(&mut s.udp_start_ns, cfg.udp_window_ns, now) {
                 s.udp = 0;
