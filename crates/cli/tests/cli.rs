@@ -131,13 +131,13 @@ fn bad_config_names_file_line_and_field() {
     assert_eq!(
         err.trim(),
         format!(
-            "ironpost: error: {}:6: ebpf.rules[0].src_ip: \"10.0.0.999\" is not an IP address or prefix",
+            "ironpost: error: {}:6:10: ebpf.rules[0].src_ip: \"10.0.0.999\" is not an IP address or prefix",
             cfg.path()
         )
     );
     let o = ironpost(&["check-config", "--config", cfg.path()]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains(":6: ebpf.rules[0].src_ip"));
+    assert!(stderr(&o).contains(":6:10: ebpf.rules[0].src_ip"));
 }
 
 #[test]
@@ -150,7 +150,7 @@ fn unknown_key_in_config_is_rejected() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains(":3: xdp_moed: unknown field `xdp_moed`"),
+        err.contains(":3:1: xdp_moed: unknown field `xdp_moed`"),
         "{err}"
     );
 }

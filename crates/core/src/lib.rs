@@ -10,6 +10,8 @@ pub mod error;
 pub mod event;
 pub mod net;
 pub mod pipeline;
+pub mod text;
+pub mod ttl;
 
 pub use alert::{
     Alert, AlertAction, DetectorKind, Evidence, LogEntry, LogLevel, Severity,
@@ -24,3 +26,5 @@ pub use error::IronpostError;
 pub use event::{PacketAction, PacketEvent, Protocol};
 pub use net::{L4Protocol, PortRange, Prefix};
 pub use pipeline::{HealthStatus, Pipeline};
+pub use text::printable;
+pub use ttl::{MAX_TTL_SECS, TtlError, parse_ttl};

@@ -83,6 +83,33 @@ impl Prefix {
         self.contains(&Self::host(addr))
     }
 
+    /// The smallest and the largest prefix (in `Ord` order) whose network
+    /// address lies in `self`: the bounds of a range query over an ordered
+    /// set that finds every prefix inside `self` (and those of the same
+    /// network address around it).
+    pub fn range_bounds(&self) -> (Prefix, Prefix) {
+        let last = match self.addr {
+            IpAddr::V4(a) => {
+                let host = u32::MAX.checked_shr(u32::from(self.len)).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) | host))
+            }
+            IpAddr::V6(a) => {
+                let host = u128::MAX.checked_shr(u32::from(self.len)).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) | host))
+            }
+        };
+        (
+            Self {
+                addr: self.addr,
+                len: 0,
+            },
+            Self {
+                addr: last,
+                len: u8::MAX,
+            },
+        )
+    }
+
     /// The prefix one bit shorter, if this is not /0.
     pub fn parent(&self) -> Option<Prefix> {
         let len = self.len.checked_sub(1)?;
