@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use ironpost_core::Prefix;
+use ironpost_core::{Prefix, printable};
 use serde_json::Value;
 
 use crate::{
@@ -31,7 +31,7 @@ fn print_json(v: &Value) -> anyhow::Result<()> {
 fn notes(v: &Value) {
     for n in v["notes"].as_array().into_iter().flatten() {
         if let Some(n) = n.as_str() {
-            eprintln!("note: {n}");
+            eprintln!("note: {}", printable(n));
         }
     }
 }
@@ -42,7 +42,9 @@ pub fn block_add(
     prefixes: Vec<Prefix>,
     ttl: Option<Duration>,
     reason: Option<String>,
+    force: bool,
 ) -> anyhow::Result<()> {
+    let prefixes = unique(prefixes);
     let n = prefixes.len();
     let v = call(
         socket,
@@ -51,6 +53,7 @@ pub fn block_add(
             ttl_secs: ttl.map(|t| t.as_secs()),
             reason: reason.unwrap_or_else(|| "manual".into()),
             import: false,
+            force,
         },
     )?;
     notes(&v);
@@ -64,6 +67,12 @@ pub fn block_add(
         v["updated"]
     );
     Ok(())
+}
+
+/// `prefixes` without repeats, in their first order.
+fn unique(prefixes: Vec<Prefix>) -> Vec<Prefix> {
+    let mut seen = std::collections::HashSet::with_capacity(prefixes.len());
+    prefixes.into_iter().filter(|p| seen.insert(*p)).collect()
 }
 
 /// `ironpost block del`.
@@ -80,10 +89,20 @@ pub fn block_import(
     ttl: Option<Duration>,
     reason: Option<String>,
     skip_invalid: bool,
+    force: bool,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let stdin = file == Path::new("-");
+    let text = if stdin {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let file = if stdin {
+        Path::new("(standard input)")
+    } else {
+        file
+    };
     let set = netset::parse(&text);
     for b in set.bad.iter().take(50) {
         eprintln!("{}:{}: {} ({})", file.display(), b.line, b.message, b.text);
@@ -136,6 +155,7 @@ pub fn block_import(
             ttl_secs: ttl.map(|t| t.as_secs()),
             reason,
             import: true,
+            force,
         },
         &mut progress,
     );
@@ -171,11 +191,13 @@ fn num(v: &Value) -> String {
     v.as_u64().map_or_else(|| "-".into(), |n| n.to_string())
 }
 
+/// A value for a table cell; strings with their control characters
+/// escaped (see [`printable`]).
 fn str_of(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) if s.is_empty() => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s).into_owned(),
         other => other.to_string(),
     }
 }
@@ -204,6 +226,7 @@ pub fn block_list(socket: &Path, json: bool) -> anyhow::Result<()> {
             (None, Some(re)) => re.to_owned(),
             _ => String::new(),
         };
+        let why = printable(&why);
         writeln!(
             out,
             "{:<3} {:<30} {:<8} {:<7} {:>10} {:>12}  {:<14} {}",
@@ -244,6 +267,7 @@ pub fn allow_add(
     prefixes: Vec<Prefix>,
     reason: Option<String>,
 ) -> anyhow::Result<()> {
+    let prefixes = unique(prefixes);
     let n = prefixes.len();
     let v = call(
         socket,
@@ -342,7 +366,8 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
     let up = Duration::from_secs(v["uptime_secs"].as_u64().unwrap_or(0));
     writeln!(
         out,
-        "ironpost daemon, pid {}, up {}",
+        "ironpost daemon {}, pid {}, up {}",
+        str_of(&v["version"]),
         v["pid"],
         humantime::format_duration(up)
     )?;
@@ -376,8 +401,8 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
     writeln!(out, "  by map: {}", by_map.join(", "))?;
     writeln!(
         out,
-        "events: {} delivered, {} lost",
-        v["events"]["delivered"], v["events_lost"]
+        "events: {} delivered, {} lost; output lines dropped (stdout not read): {}",
+        v["events"]["delivered"], v["events_lost"], v["output_lines_dropped"]
     )?;
     let d = &v["detection"];
     if d["enabled"] == true {
@@ -426,7 +451,7 @@ pub fn reload(socket: &Path) -> anyhow::Result<()> {
     let v = call(socket, &Request::Reload)?;
     for n in v["notes"].as_array().into_iter().flatten() {
         if let Some(n) = n.as_str() {
-            println!("{n}");
+            println!("{}", printable(n));
         }
     }
     println!(

@@ -34,6 +34,9 @@ pub enum Request {
         /// From `block import`: entries set by the config are skipped
         /// rather than refusing the whole change.
         import: bool,
+        /// Allow `0.0.0.0/0` and `::/0` (every address of a family).
+        #[serde(default)]
+        force: bool,
     },
     /// Remove source blocks.
     BlockDel {
@@ -215,6 +218,7 @@ mod tests {
             ttl_secs: Some(600),
             reason: "test".into(),
             import: false,
+            force: false,
         };
         let text = serde_json::to_string(&req).unwrap();
         assert!(text.contains("\"cmd\":\"block_add\""), "{text}");

@@ -5,21 +5,24 @@
 //! configuration.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     io::{self, Write},
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use ironpost_core::{
-    Alert, AlertAction, Direction, IronpostConfig, PacketEvent, Pipeline, Prefix, RuleAction,
-    Signal,
+    Alert, AlertAction, Direction, IronpostConfig, MAX_TTL_SECS, PacketEvent, Pipeline, Prefix,
+    RuleAction, Signal,
     config::{AlertFormat, DetectionConfig, check_interface_name},
+    printable,
 };
 use ironpost_ebpf_engine::{
-    AllowEntry, Attachment, BlockEntry, Decision, EbpfEngine, EngineConfig, OnConfigConflict,
-    Origin, Outcome, PacketDetector, Responder, Shield, TrafficStats, engine::now_ms, response,
+    AllowEntry, Attachment, BlockEntry, Decision, EbpfEngine, EngineConfig, EngineError,
+    OnConfigConflict, Origin, Outcome, PacketDetector, Responder, RuleKey, Shield, TrafficStats,
+    engine::now_ms, response,
 };
 use serde_json::{Value, json};
 use tokio::{
@@ -32,7 +35,9 @@ use tokio::{
 use crate::{
     RunArgs,
     control::{self, MAX_REQUEST_BYTES, Reply, Request, SocketGuard},
-    hostinfo, privileges,
+    hostinfo,
+    output::Output,
+    privileges,
     state::State,
 };
 
@@ -117,6 +122,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         live: TrafficStats::new(),
         expired_unsaved: false,
         last_save: Instant::now(),
+        output_dropped: 0,
         detector: PacketDetector::new(&cfg.detection, alert_id_prefix()),
         responder: Responder::new(
             cfg.response.clone(),
@@ -129,8 +135,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     rt.block_on(daemon.serve(state, args.stats_interval))
 }
 
+/// Whether the host has a network interface of that name now.
+pub fn interface_exists(iface: &str) -> bool {
+    Path::new("/sys/class/net").join(iface).exists()
+}
+
 fn check_interface_exists(iface: &str) -> anyhow::Result<()> {
-    if !Path::new("/sys/class/net").join(iface).exists() {
+    if !interface_exists(iface) {
         bail!("no such network interface: {iface}");
     }
     Ok(())
@@ -150,6 +161,8 @@ struct Daemon {
     live: TrafficStats,
     expired_unsaved: bool,
     last_save: Instant,
+    /// Stdout lines dropped because the reader was too slow.
+    output_dropped: u64,
     /// The detectors and their alert windows (owned by the main task).
     detector: PacketDetector,
     /// Automatic blocks and the offence history.
@@ -250,6 +263,14 @@ impl Daemon {
         self.engine.apply_config()?;
         if let Some(mut state) = state {
             let expired = state.drop_expired(now_ms());
+            let clamped = state.clamp_expiry(now_ms());
+            if clamped > 0 {
+                tracing::warn!(
+                    "{}: {clamped} saved blocks expired more than 10 years from now; they now \
+                     expire in 10 years, the longest TTL",
+                    self.state_file.display()
+                );
+            }
             let blocks = state.blocks.len();
             let r = self
                 .engine
@@ -291,7 +312,7 @@ impl Daemon {
             self.socket.display()
         );
 
-        let mut out = io::BufWriter::new(io::stdout().lock());
+        let mut out = Output::spawn(io::stdout()).context("starting the stdout writer")?;
         let mut printed = TrafficStats::new();
         let mut ticks = 0u64;
         let mut expiry = tokio::time::interval(EXPIRY_TICK);
@@ -331,6 +352,8 @@ impl Daemon {
                     Some(st) => {
                         self.live = st;
                         self.warn_signal_loss();
+                        out.report_drops();
+                        self.output_dropped = out.dropped();
                         if stats_interval > 0 && ticks > 0 && ticks.is_multiple_of(stats_interval) {
                             if let Some(snap) = self.live.snapshot() {
                                 printed.update(snap, Instant::now());
@@ -378,6 +401,7 @@ impl Daemon {
             }
             Err(e) => tracing::warn!("reading the final counters: {e}"),
         }
+        out.finish(Duration::from_secs(2));
         if self.expired_unsaved
             && let Err(e) = self.save()
         {
@@ -643,55 +667,18 @@ impl Daemon {
                 ttl_secs,
                 reason,
                 import,
-            } => self.block_add(prefixes, ttl_secs, reason, import, reply),
+                force,
+            } => self.block_add(unique(prefixes), ttl_secs, reason, import, force, reply),
             Request::BlockDel { prefixes } => {
-                let keys: Vec<_> = prefixes.iter().map(|p| (Direction::Src, *p)).collect();
-                self.engine
-                    .unblock(&keys)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|gone| {
-                        self.save()?;
-                        for e in &gone {
-                            tracing::info!(
-                                "unblocked {} (was {}, {})",
-                                e.prefix,
-                                e.origin,
-                                e.reason
-                            );
-                        }
-                        Ok(json!({ "removed": gone.len() }))
-                    })
+                let keys: Vec<_> = unique(prefixes)
+                    .into_iter()
+                    .map(|p| (Direction::Src, p))
+                    .collect();
+                self.block_del(&keys)
             }
             Request::BlockList => self.block_list(),
-            Request::AllowAdd { prefixes, reason } => {
-                let now = now_ms();
-                let entries = prefixes
-                    .iter()
-                    .map(|p| AllowEntry {
-                        prefix: *p,
-                        origin: Origin::Manual,
-                        reason: reason.clone(),
-                        added_ms: now,
-                    })
-                    .collect();
-                self.engine
-                    .allow(entries)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|r| {
-                        self.save()?;
-                        tracing::info!("allowed {}", join(&prefixes));
-                        Ok(serde_json::to_value(r)?)
-                    })
-            }
-            Request::AllowDel { prefixes } => self
-                .engine
-                .disallow(&prefixes)
-                .map_err(anyhow::Error::from)
-                .and_then(|gone| {
-                    self.save()?;
-                    tracing::info!("removed {} from the allow list", join(&prefixes));
-                    Ok(json!({ "removed": gone.len() }))
-                }),
+            Request::AllowAdd { prefixes, reason } => self.allow_add(unique(prefixes), reason),
+            Request::AllowDel { prefixes } => self.allow_del(&unique(prefixes)),
             Request::AllowList => self.allow_list(),
             Request::Stats => Ok(stats_line(self.engine.attachments(), &self.live, false)),
             Request::Status => Ok(self.status()),
@@ -717,11 +704,27 @@ impl Daemon {
         ttl_secs: Option<u64>,
         reason: String,
         import: bool,
+        force: bool,
         reply: &mpsc::Sender<Reply>,
     ) -> anyhow::Result<Value> {
+        if !force && let Some(all) = prefixes.iter().find(|p| p.is_empty()) {
+            bail!(
+                "{all} is every {} address: blocking it cuts the host off; pass --force if \
+                 that is what you want (nothing was changed)",
+                if all.is_ipv4() { "IPv4" } else { "IPv6" }
+            );
+        }
+        if let Some(t) = ttl_secs
+            && !(1..=MAX_TTL_SECS).contains(&t)
+        {
+            bail!(
+                "a TTL of {t} s is out of range: it must be between 1 s and {MAX_TTL_SECS} s \
+                 (10 years); nothing was changed"
+            );
+        }
         let now = now_ms();
         let total = prefixes.len();
-        let expires = ttl_secs.map(|t| now + t.saturating_mul(1000));
+        let expires = ttl_secs.map(|t| now.saturating_add(t * 1000));
         let mut notes = Vec::new();
         if !import {
             for p in &prefixes {
@@ -755,26 +758,43 @@ impl Daemon {
         let mut progress = |done: usize| {
             let _ = reply.try_send(Reply::Progress { done, total });
         };
+        let keys: Vec<RuleKey> = entries.iter().map(BlockEntry::key).collect();
+        let before: HashMap<RuleKey, BlockEntry> = keys
+            .iter()
+            .filter_map(|k| self.engine.policy().block(k).map(|e| (*k, e.clone())))
+            .collect();
         let t = Instant::now();
         let r = self.engine.block(entries, conflict, &mut progress)?;
         let applied = t.elapsed();
-        self.save()?;
+        self.save_or_undo(|engine| {
+            let fresh: Vec<RuleKey> = keys
+                .iter()
+                .filter(|k| !before.contains_key(k))
+                .copied()
+                .collect();
+            engine.unblock(&fresh)?;
+            let changed = before.into_values().filter(|e| e.origin != Origin::Config);
+            engine.block(changed.collect(), OnConfigConflict::Skip, &mut |_| {})?;
+            Ok(())
+        })?;
         tracing::debug!(
             "block_add: {total} entries applied in {applied:?}, state saved in {:?}",
             t.elapsed() - applied
         );
         if import {
             tracing::info!(
-                "imported {total} entries ({} new, {} updated, {} set by config) ({reason})",
+                "imported {total} entries ({} new, {} updated, {} set by config) ({})",
                 r.added,
                 r.updated,
-                r.skipped_config
+                r.skipped_config,
+                printable(&reason)
             );
         } else {
             tracing::info!(
-                "blocked {}{} ({reason})",
+                "blocked {}{} ({})",
                 join(&prefixes),
-                ttl_secs.map_or(String::new(), |t| format!(" for {t} s"))
+                ttl_secs.map_or(String::new(), |t| format!(" for {t} s")),
+                printable(&reason)
             );
         }
         let mut v = serde_json::to_value(r)?;
@@ -782,6 +802,94 @@ impl Daemon {
             m.insert("notes".into(), json!(notes));
         }
         Ok(v)
+    }
+
+    /// Saves the state after a change already in the kernel; when saving
+    /// fails, `undo` takes the change back out, so that what the kernel
+    /// enforces is always what was acknowledged and saved.
+    fn save_or_undo(
+        &mut self,
+        undo: impl FnOnce(&mut EbpfEngine) -> Result<(), EngineError>,
+    ) -> anyhow::Result<()> {
+        let Err(e) = self.save() else {
+            return Ok(());
+        };
+        match undo(&mut self.engine) {
+            Ok(()) => Err(e.context("nothing was changed: the state could not be saved")),
+            Err(u) => {
+                tracing::error!(
+                    "taking back a change that could not be saved failed: {u}; the kernel \
+                     holds it until the next restart"
+                );
+                Err(e.context(format!(
+                    "the state could not be saved, and taking the change back out of the \
+                     kernel failed too ({u})"
+                )))
+            }
+        }
+    }
+
+    fn block_del(&mut self, keys: &[RuleKey]) -> anyhow::Result<Value> {
+        let gone = self.engine.unblock(keys)?;
+        let back = gone.clone();
+        self.save_or_undo(|engine| {
+            engine.block(back, OnConfigConflict::Skip, &mut |_| {})?;
+            Ok(())
+        })?;
+        for e in &gone {
+            tracing::info!(
+                "unblocked {} (was {}, {})",
+                e.prefix,
+                e.origin,
+                printable(&e.reason)
+            );
+        }
+        Ok(json!({ "removed": gone.len() }))
+    }
+
+    fn allow_add(&mut self, prefixes: Vec<Prefix>, reason: String) -> anyhow::Result<Value> {
+        let now = now_ms();
+        let before: HashMap<Prefix, AllowEntry> = self
+            .engine
+            .policy()
+            .allow_entries()
+            .filter(|a| prefixes.contains(&a.prefix))
+            .map(|a| (a.prefix, a.clone()))
+            .collect();
+        let entries = prefixes
+            .iter()
+            .map(|p| AllowEntry {
+                prefix: *p,
+                origin: Origin::Manual,
+                reason: reason.clone(),
+                added_ms: now,
+            })
+            .collect();
+        let r = self.engine.allow(entries)?;
+        self.save_or_undo(|engine| {
+            let fresh: Vec<Prefix> = prefixes
+                .iter()
+                .filter(|p| !before.contains_key(p))
+                .copied()
+                .collect();
+            engine.disallow(&fresh)?;
+            let changed = before.into_values().filter(|a| a.origin != Origin::Config);
+            engine.allow(changed.collect())?;
+            Ok(())
+        })?;
+        tracing::info!("allowed {}", join(&prefixes));
+        Ok(serde_json::to_value(r)?)
+    }
+
+    fn allow_del(&mut self, prefixes: &[Prefix]) -> anyhow::Result<Value> {
+        let gone = self.engine.disallow(prefixes)?;
+        let back = gone.clone();
+        self.save_or_undo(|engine| {
+            engine.allow(back)?;
+            Ok(())
+        })?;
+        tracing::info!("removed {} from the allow list", join(prefixes));
+        Ok(json!({ "removed": gone.len() }))
     }
 
     fn block_list(&mut self) -> anyhow::Result<Value> {
@@ -859,6 +967,7 @@ impl Daemon {
     fn status(&self) -> Value {
         let events = self.live.events();
         json!({
+            "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
             "uptime_secs": self.started.elapsed().as_secs(),
             "interfaces": self.engine.attachments(),
@@ -866,6 +975,7 @@ impl Daemon {
             "maps": self.engine.policy().fill_levels(),
             "events": events,
             "events_lost": events.lost(),
+            "output_lines_dropped": self.output_dropped,
             "parse": self.live.parse(),
             "detection": {
                 "enabled": self.detection.enabled,
@@ -887,7 +997,21 @@ impl Daemon {
         let Some(path) = self.config_path.clone() else {
             bail!("the daemon was started without --config: there is nothing to reload");
         };
-        let cfg = IronpostConfig::load(&path)?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {}; the running configuration stays",
+                path.display()
+            )
+        })?;
+        if text.trim().is_empty() {
+            // An editor that truncates before it writes, or a failed copy,
+            // must not remove every rule of a running filter.
+            bail!(
+                "{} is empty: refusing to reload from it, the running configuration stays",
+                path.display()
+            );
+        }
+        let cfg = IronpostConfig::parse(&text, &path.display().to_string())?;
         let want: Vec<String> = if self.interfaces_from_cli {
             self.engine
                 .attachments()
@@ -949,6 +1073,13 @@ fn traffic(condition: Option<&ironpost_core::Condition>) -> String {
     condition.map_or_else(|| "all".to_owned(), ToString::to_string)
 }
 
+/// `prefixes` without repeats, in their first order: `block add X X` is
+/// one entry.
+fn unique(prefixes: Vec<Prefix>) -> Vec<Prefix> {
+    let mut seen = HashSet::with_capacity(prefixes.len());
+    prefixes.into_iter().filter(|p| seen.insert(*p)).collect()
+}
+
 fn join(prefixes: &[Prefix]) -> String {
     let mut s: Vec<String> = prefixes.iter().take(5).map(ToString::to_string).collect();
     if prefixes.len() > 5 {
@@ -957,16 +1088,26 @@ fn join(prefixes: &[Prefix]) -> String {
     s.join(", ")
 }
 
+/// `ms` since the epoch as an RFC 3339 time. Times past 9999-12-31 (which
+/// RFC 3339 cannot write) are written as that last second: no saved or
+/// requested value makes this fail.
 fn rfc3339(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    const LAST_MS: u64 = 253_402_300_799_000;
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.min(LAST_MS));
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// Requests up to this size are read by any number of clients at once;
+/// a longer one (an import) waits for its turn, so that memory held by
+/// requests being read stays bounded whatever the clients send.
+const SMALL_REQUEST_BYTES: usize = 1 << 20;
+
 async fn accept_loop(listener: tokio::net::UnixListener, ctl: mpsc::Sender<ControlMsg>) {
+    let large = Arc::new(tokio::sync::Semaphore::new(1));
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(connection(stream, ctl.clone()));
+                tokio::spawn(connection(stream, ctl.clone(), Arc::clone(&large)));
             }
             Err(e) => {
                 tracing::warn!("control socket: accept: {e}");
@@ -976,7 +1117,45 @@ async fn accept_loop(listener: tokio::net::UnixListener, ctl: mpsc::Sender<Contr
     }
 }
 
-async fn connection(stream: UnixStream, ctl: mpsc::Sender<ControlMsg>) {
+/// Reads one request line of at most [`MAX_REQUEST_BYTES`]; past
+/// [`SMALL_REQUEST_BYTES`] it holds the one `large` permit while it reads.
+async fn read_request(
+    rd: tokio::net::unix::OwnedReadHalf,
+    large: &tokio::sync::Semaphore,
+) -> Result<Request, String> {
+    let mut reader = BufReader::new(rd.take(MAX_REQUEST_BYTES as u64 + 1));
+    let mut line = Vec::new();
+    let mut small = (&mut reader).take(SMALL_REQUEST_BYTES as u64);
+    small
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(|e| format!("reading the request: {e}"))?;
+    let _permit;
+    if line.len() >= SMALL_REQUEST_BYTES && !line.ends_with(b"\n") {
+        _permit = large
+            .acquire()
+            .await
+            .map_err(|_| "the daemon is stopping".to_owned())?;
+        reader
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(|e| format!("reading the request: {e}"))?;
+    }
+    if line.len() > MAX_REQUEST_BYTES {
+        return Err(format!(
+            "request larger than {} MiB: refused unread",
+            MAX_REQUEST_BYTES >> 20
+        ));
+    }
+    let text = std::str::from_utf8(&line).map_err(|e| format!("bad request: {e}"))?;
+    serde_json::from_str::<Request>(text.trim_end()).map_err(|e| format!("bad request: {e}"))
+}
+
+async fn connection(
+    stream: UnixStream,
+    ctl: mpsc::Sender<ControlMsg>,
+    large: Arc<tokio::sync::Semaphore>,
+) {
     // The socket is 0600; this also refuses any other user that could
     // reach it through a file descriptor passed along.
     // SAFETY: geteuid has no preconditions.
@@ -993,18 +1172,7 @@ async fn connection(stream: UnixStream, ctl: mpsc::Sender<ControlMsg>) {
         }
     }
     let (rd, mut wr) = stream.into_split();
-    let mut reader = BufReader::new(rd.take(MAX_REQUEST_BYTES as u64 + 1));
-    let mut line = String::new();
-    let reply = match reader.read_line(&mut line).await {
-        Ok(n) if n > MAX_REQUEST_BYTES => Err(format!(
-            "request larger than {} MiB",
-            MAX_REQUEST_BYTES >> 20
-        )),
-        Ok(_) => serde_json::from_str::<Request>(line.trim_end())
-            .map_err(|e| format!("bad request: {e}")),
-        Err(e) => Err(format!("reading the request: {e}")),
-    };
-    let req = match reply {
+    let req = match read_request(rd, &large).await {
         Ok(r) => r,
         Err(e) => {
             let _ = write_reply(&mut wr, &Reply::Error(e)).await;

@@ -5,6 +5,7 @@ mod control;
 mod daemon;
 mod hostinfo;
 mod netset;
+mod output;
 mod privileges;
 mod state;
 
@@ -88,6 +89,9 @@ enum BlockCmd {
         /// Why, shown by `block list`.
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
+        /// Allow 0.0.0.0/0 or ::/0, which block every address of a family.
+        #[arg(long)]
+        force: bool,
     },
     /// Remove manual or automatic blocks (configured rules are changed in
     /// the configuration).
@@ -111,7 +115,7 @@ enum BlockCmd {
     /// file that does not fit in the block list is refused whole. Entries
     /// the configuration already sets are left as they are.
     Import {
-        /// The file.
+        /// The file; `-` reads standard input.
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// Expire the imported blocks after this long.
@@ -123,6 +127,9 @@ enum BlockCmd {
         /// Report bad lines and import the good ones.
         #[arg(long)]
         skip_invalid: bool,
+        /// Allow 0.0.0.0/0 or ::/0 in the file.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -186,12 +193,7 @@ fn parse_prefix(s: &str) -> Result<Prefix, String> {
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("\"{s}\" is not a duration ({e}); write e.g. 90s, 10m, 2h or 7d"))?;
-    if d < Duration::from_secs(1) {
-        return Err(format!("\"{s}\" is shorter than one second"));
-    }
-    Ok(d)
+    ironpost_core::parse_ttl(s).map_err(|e| e.to_string())
 }
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
@@ -212,9 +214,20 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
         e.allow_max_entries,
         e.event_budget_per_cpu
     );
+    for iface in e.interfaces.iter().filter(|i| !daemon::interface_exists(i)) {
+        eprintln!(
+            "warning: {}: ebpf.interfaces: {iface} does not exist on this host now; `ironpost \
+             run` with this file fails until it does",
+            path.display()
+        );
+    }
     println!("  rules: {}", e.rules.len());
     for r in &e.rules {
-        println!("    {r}  {}", r.description);
+        println!(
+            "    {}  {}",
+            ironpost_core::printable(&r.to_string()),
+            ironpost_core::printable(&r.description)
+        );
     }
     let allow: Vec<String> = e.allow.iter().map(ToString::to_string).collect();
     println!(
@@ -281,6 +294,14 @@ fn on(b: bool) -> &'static str {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        // A command whose output goes to a pipe that closes (`block list |
+        // head`) stops quietly, as other Unix tools do. The daemon keeps
+        // ignoring SIGPIPE: its output sinks handle a closed pipe.
+        // SAFETY: setting a signal's disposition to its default has no
+        // preconditions; no other thread runs yet.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -304,7 +325,8 @@ fn main() -> ExitCode {
             prefixes,
             ttl,
             reason,
-        }) => commands::block_add(&socket, prefixes, ttl, reason),
+            force,
+        }) => commands::block_add(&socket, prefixes, ttl, reason, force),
         Command::Block(BlockCmd::Del { prefixes }) => commands::block_del(&socket, prefixes),
         Command::Block(BlockCmd::List { json }) => commands::block_list(&socket, json),
         Command::Block(BlockCmd::Import {
@@ -312,7 +334,8 @@ fn main() -> ExitCode {
             ttl,
             reason,
             skip_invalid,
-        }) => commands::block_import(&socket, &file, ttl, reason, skip_invalid),
+            force,
+        }) => commands::block_import(&socket, &file, ttl, reason, skip_invalid, force),
         Command::Allow(AllowCmd::Add { prefixes, reason }) => {
             commands::allow_add(&socket, prefixes, reason)
         }

@@ -14,6 +14,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use ironpost_core::MAX_TTL_SECS;
 use ironpost_ebpf_engine::{AllowEntry, BlockEntry, Origin};
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +127,23 @@ impl State {
         self.blocks
             .retain(|b| b.expires_ms.is_none_or(|t| t > now_ms));
         before - self.blocks.len()
+    }
+
+    /// Brings expiries later than [`MAX_TTL_SECS`] from `now_ms` back to
+    /// that bound (a file written by hand, or by a version without the
+    /// bound); returns how many.
+    pub fn clamp_expiry(&mut self, now_ms: u64) -> usize {
+        let last = now_ms.saturating_add(MAX_TTL_SECS * 1000);
+        let mut n = 0;
+        for b in &mut self.blocks {
+            if let Some(t) = &mut b.expires_ms
+                && *t > last
+            {
+                *t = last;
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Writes the state atomically (write, fsync, rename, fsync directory),

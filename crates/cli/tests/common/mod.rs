@@ -63,6 +63,9 @@ pub struct Daemon {
     /// Stdout lines already taken off the channel by `wait_for_stdout`.
     seen_stdout: std::cell::RefCell<Vec<String>>,
     dir: PathBuf,
+    /// The stdout pipe of a daemon started by [`Daemon::start_unread`],
+    /// held open and never read.
+    _unread: Option<std::process::ChildStdout>,
 }
 
 static DAEMONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -76,8 +79,22 @@ impl Daemon {
         Self::start_in(dir, args)
     }
 
+    /// Starts a daemon whose stdout is a pipe nobody reads: a consumer
+    /// that stopped reading.
+    pub fn start_unread(args: &[&str]) -> Self {
+        let n = DAEMONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ironpost-d-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self::spawn(dir, args, false)
+    }
+
     /// Starts a daemon using the socket and state file in `dir`.
     pub fn start_in(dir: PathBuf, args: &[&str]) -> Self {
+        Self::spawn(dir, args, true)
+    }
+
+    fn spawn(dir: PathBuf, args: &[&str], read_stdout: bool) -> Self {
         let mut child = Command::new(BIN)
             .args(args)
             .arg("--socket")
@@ -100,19 +117,25 @@ impl Daemon {
         });
         let out = child.stdout.take().unwrap();
         let (otx, orx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if otx.send(line).is_err() {
-                    break;
+        let unread = if read_stdout {
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if otx.send(line).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+            None
+        } else {
+            Some(out)
+        };
         Self {
             child,
             stderr_lines: rx,
             stdout_lines: orx,
             seen_stdout: std::cell::RefCell::new(Vec::new()),
             dir,
+            _unread: unread,
         }
     }
 

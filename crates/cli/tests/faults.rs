@@ -1,0 +1,453 @@
+//! Faults and hostile input against a daemon on a namespace lab: a stdout
+//! nobody reads, a state directory that is full or read-only, TTLs at the
+//! edge of what fits, an empty configuration on SIGHUP, an oversized
+//! request, and text that would drive the terminal.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::{Daemon, TempFile, ironpost, start_on_lab, start_on_lab_with, stderr};
+use ironpost_lab::{Lab, kernel_tests_enabled};
+use serde_json::Value;
+
+/// Sends one raw request line and returns the daemon's final answer line.
+fn raw_request(socket: &Path, line: &[u8]) -> Value {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.write_all(line).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let last = text.lines().last().unwrap_or_else(|| panic!("no answer"));
+    serde_json::from_str(last).unwrap()
+}
+
+fn listed(d: &Daemon, prefix: &str) -> Option<Value> {
+    d.json(&["block", "list"])["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["prefix"] == prefix)
+        .cloned()
+}
+
+#[test]
+fn a_reader_that_stops_reading_stdout_stops_nothing_else() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let (flooder, other) = (lab.peer_addr(0), lab.peer_addr(1));
+    // Events past the default budget, so that there are many more lines
+    // than the output queue holds.
+    let cfg = TempFile::new("unread.toml", "[ebpf]\nevent_budget_per_cpu = 1000000\n");
+    let d = Daemon::start_unread(&[
+        "run",
+        "-c",
+        cfg.path(),
+        "-i",
+        lab.host_if(),
+        "--xdp-mode",
+        "skb",
+        "--stats-interval",
+        "1",
+    ]);
+    d.wait_for_stderr("ready:");
+    // Every dropped datagram is an event line on stdout, which nobody
+    // reads: the pipe fills within a fraction of a second.
+    d.ok(&["block", "add", &flooder.to_string()]);
+    d.ok(&["block", "add", &other.to_string(), "--ttl", "2s"]);
+    let added = Instant::now();
+    let flood = {
+        let lab = &lab;
+        std::thread::scope(|s| {
+            let h = s.spawn(move || lab.send_udp(flooder, 9, 400_000, 64).unwrap());
+            // Control requests keep answering while the flood goes on.
+            let mut slowest = Duration::ZERO;
+            let mut answered = 0;
+            while !h.is_finished() || answered < 20 {
+                let t = Instant::now();
+                let o = d.ctl(&["status", "--json"]);
+                assert!(o.status.success(), "{}", stderr(&o));
+                slowest = slowest.max(t.elapsed());
+                answered += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (h.join().unwrap(), answered, slowest)
+        })
+    };
+    let (sent, answered, slowest) = flood;
+    assert!(sent > 100_000, "{sent}");
+    // A stalled daemon never answers; one that answers at all answers in
+    // milliseconds. The bound only tells the two apart.
+    assert!(
+        slowest < Duration::from_secs(2),
+        "status took {slowest:?} (of {answered} calls)"
+    );
+    // The TTL block expired on time, out of the kernel map too.
+    let gone = loop {
+        if listed(&d, &other.to_string()).is_none() {
+            break added.elapsed();
+        }
+        assert!(added.elapsed() < Duration::from_secs(10), "never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(gone < Duration::from_secs(5), "expired after {gone:?}");
+    assert_eq!(lab.ping(other, 2).unwrap(), 2);
+    let status = d.json(&["status"]);
+    assert!(
+        status["output_lines_dropped"].as_u64().unwrap() > 0,
+        "the dropped lines are counted: {status}"
+    );
+    d.wait_for_stderr("stdout is not being read fast enough");
+}
+
+/// A tmpfs of 512 KiB mounted on a fresh directory, unmounted on drop.
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ironpost-fs-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=512k,mode=0700", "ironpost-test"])
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mounting a tmpfs on {}", dir.display());
+        Self(dir)
+    }
+
+    fn remount(&self, opt: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,{opt}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount {opt}");
+    }
+
+    /// Fills the file system; returns the filler to remove.
+    fn fill(&self) -> PathBuf {
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        path
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_change_that_cannot_be_saved_never_reaches_the_kernel() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let (a, b) = (lab.peer_addr(0), lab.peer_addr(1));
+    let fs = SmallFs::new("state");
+    let d = Daemon::start_in(
+        fs.0.clone(),
+        &[
+            "run",
+            "-i",
+            lab.host_if(),
+            "--xdp-mode",
+            "skb",
+            "--stats-interval",
+            "0",
+        ],
+    );
+    d.wait_for_stderr("ready:");
+    d.ok(&["block", "add", &b.to_string()]);
+    d.ok(&["allow", "add", "198.51.100.0/24"]);
+
+    // A full disk: the add is refused and not enforced.
+    let filler = fs.fill();
+    let o = d.ctl(&["block", "add", &a.to_string()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert!(listed(&d, &a.to_string()).is_none(), "not listed");
+    assert_eq!(lab.ping(a, 3).unwrap(), 3, "not dropped in the kernel");
+    // An update of an existing entry is taken back to what it was.
+    let o = d.ctl(&["block", "add", &b.to_string(), "--ttl", "1h"]);
+    assert!(!o.status.success());
+    assert_eq!(listed(&d, &b.to_string()).unwrap()["expires"], Value::Null);
+    let o = d.ctl(&["allow", "del", "198.51.100.0/24"]);
+    assert!(!o.status.success());
+    let allow = d.json(&["allow", "list"]);
+    assert_eq!(allow["entries"][0]["prefix"], "198.51.100.0/24", "{allow}");
+    std::fs::remove_file(filler).unwrap();
+
+    // A read-only file system: the delete is refused, the block holds.
+    fs.remount("ro");
+    let o = d.ctl(&["block", "del", &b.to_string()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
+    assert!(listed(&d, &b.to_string()).is_some());
+    assert_eq!(lab.ping(b, 2).unwrap(), 0, "still dropped");
+    fs.remount("rw");
+
+    // Once the disk takes writes again, the same changes go through.
+    d.ok(&["block", "add", &a.to_string()]);
+    assert_eq!(lab.ping(a, 2).unwrap(), 0);
+    d.ok(&["block", "del", &b.to_string()]);
+    assert_eq!(lab.ping(b, 2).unwrap(), 2);
+    drop(d);
+}
+
+#[test]
+fn extreme_ttls_are_refused_or_bounded_never_a_panic() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    // A state file written by hand (or an older version) with expiries
+    // past what any clock or RFC 3339 can hold.
+    let dir = std::env::temp_dir().join(format!("ironpost-ttl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let entry = |prefix: &str, expires: u64| {
+        format!(
+            "{{\"direction\":\"src\",\"prefix\":\"{prefix}\",\"action\":\"drop\",\"origin\":\
+             \"manual\",\"reason\":\"x\",\"added_ms\":1,\"expires_ms\":{expires}}}"
+        )
+    };
+    std::fs::write(
+        dir.join("state.json"),
+        format!(
+            "{{\"version\":1,\"saved_ms\":1,\"blocks\":[{},{}],\"allow\":[]}}",
+            entry("198.51.100.1", u64::MAX),
+            entry("198.51.100.2", 1_000_000_000_000_000_000)
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_in(
+        dir.clone(),
+        &[
+            "run",
+            "-i",
+            lab.host_if(),
+            "--xdp-mode",
+            "skb",
+            "--stats-interval",
+            "0",
+        ],
+    );
+    d.wait_for_stderr("ready:");
+    let ten_years = 10.0 * 365.0 * 86_400.0;
+    for p in ["198.51.100.1", "198.51.100.2"] {
+        let row = listed(&d, p).unwrap();
+        let left = row["expires_in_secs"].as_f64().unwrap();
+        assert!(left > ten_years - 60.0 && left <= ten_years, "{row}");
+    }
+    assert!(d.ok(&["block", "list"]).contains("198.51.100.1"));
+
+    // Requests that bypass the CLI's checks.
+    for ttl in ["1000000000000000", "18446744073709551615", "0"] {
+        let line = format!(
+            "{{\"cmd\":\"block_add\",\"prefixes\":[\"198.51.100.9\"],\"ttl_secs\":{ttl},\
+             \"reason\":\"x\",\"import\":false}}\n"
+        );
+        let v = raw_request(&d.socket(), line.as_bytes());
+        let e = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
+        assert!(e.contains("out of range"), "{e}");
+    }
+    assert!(listed(&d, "198.51.100.9").is_none());
+    // The CLI's units: no months, no wrap.
+    for (ttl, msg) in [
+        ("5M", "write m for minutes"),
+        ("600000000y", "longer than the longest TTL"),
+        ("18446744073709551615s", "longer than the longest TTL"),
+    ] {
+        let o = d.ctl(&["block", "add", "198.51.100.9", "--ttl", ttl]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains(msg), "{ttl}: {}", stderr(&o));
+    }
+    d.ok(&["block", "add", "198.51.100.9", "--ttl", "5m"]);
+    let left = listed(&d, "198.51.100.9").unwrap()["expires_in_secs"]
+        .as_f64()
+        .unwrap();
+    assert!(left > 290.0 && left <= 300.0, "{left}");
+    // Still alive and answering.
+    d.ok(&["block", "list"]);
+    d.ok(&["status"]);
+}
+
+#[test]
+fn sighup_on_an_empty_config_keeps_every_rule() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let peer = lab.peer_addr(0);
+    let (d, cfg) = start_on_lab(
+        &lab,
+        "empty-reload.toml",
+        &format!("[[ebpf.rules]]\nid = \"lab-peer\"\nsrc = \"{peer}\"\naction = \"drop\"\n"),
+    );
+    assert_eq!(lab.ping(peer, 2).unwrap(), 0);
+    // An editor that truncates the file before writing it.
+    std::fs::write(cfg.path(), "").unwrap();
+    d.signal(libc::SIGHUP);
+    let line = d.wait_for_stderr("reload refused");
+    assert!(line.contains("is empty"), "{line}");
+    assert_eq!(lab.ping(peer, 3).unwrap(), 0, "the rule still drops");
+    let o = d.ctl(&["reload"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is empty"), "{}", stderr(&o));
+    // An unreadable file (a directory in its place) is refused too.
+    std::fs::remove_file(cfg.path()).unwrap();
+    std::fs::create_dir(cfg.path()).unwrap();
+    let o = d.ctl(&["reload"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("the running configuration stays"));
+    std::fs::remove_dir(cfg.path()).unwrap();
+    assert_eq!(lab.ping(peer, 2).unwrap(), 0);
+}
+
+#[test]
+fn an_oversized_request_is_refused_and_the_daemon_goes_on() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let d = start_on_lab_with(&lab, &[]);
+    // 257 MiB without a newline: more than any request may be.
+    let mut s = UnixStream::connect(d.socket()).unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    let mut sent = 0;
+    for _ in 0..257 {
+        if s.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    assert!(sent >= 256, "the daemon read {sent} MiB");
+    assert!(text.contains("request larger than 256 MiB"), "{text}");
+    // Small requests are read while a large one is in progress, and the
+    // daemon still answers afterwards.
+    d.ok(&["status"]);
+}
+
+#[test]
+fn operator_input_without_surprises() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let d = start_on_lab_with(&lab, &[]);
+    // The daemon says what it is.
+    let status = d.json(&["status"]);
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert!(d.ok(&["status"]).contains(env!("CARGO_PKG_VERSION")));
+    // One address twice is one entry.
+    let out = d.ok(&["block", "add", "198.51.100.7", "198.51.100.7"]);
+    assert!(out.contains("blocked 1 entry (1 new"), "{out}");
+    // Every address of a family needs --force.
+    for all in ["0.0.0.0/0", "::/0"] {
+        let o = d.ctl(&["block", "add", all]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    }
+    d.ok(&["block", "add", "::/0", "--force"]);
+    d.ok(&["block", "del", "::/0"]);
+    let list = TempFile::new("force.netset", "0.0.0.0/0\n");
+    let o = d.ctl(&["block", "import", list.path()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    // Escape sequences in a reason reach the table escaped.
+    d.ok(&[
+        "block",
+        "add",
+        "198.51.100.8",
+        "--reason",
+        "x\u{1b}[2J\u{1b}]0;owned\u{7}y",
+    ]);
+    let table = d.ok(&["block", "list"]);
+    assert!(
+        !table.contains('\u{1b}') && !table.contains('\u{7}'),
+        "{table:?}"
+    );
+    assert!(table.contains("x\\u{1b}[2J"), "{table}");
+    // `block import -` reads standard input.
+    let mut lines = String::new();
+    for i in 0..5_000u32 {
+        lines.push_str(&format!("10.{}.{}.0/24\n", i >> 8, i & 255));
+    }
+    let mut child = Command::new(common::BIN)
+        .arg("--socket")
+        .arg(d.socket())
+        .args(["block", "import", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("imported 5000 entries from (standard input)"),
+        "{out}"
+    );
+    // A list cut short by `head` ends quietly.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} --socket {} block list | head -1",
+            common::BIN,
+            d.socket().display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn check_config_names_line_column_and_missing_interfaces() {
+    let bad = TempFile::new(
+        "syntax.toml",
+        "[ebpf]\ninterfaces = [\"lo\"\nxdp_mode = \"skb\"\n",
+    );
+    let o = ironpost(&["check-config", "-c", bad.path()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains(&format!("{}:3:1: ", bad.path())), "{err}");
+    let missing = TempFile::new(
+        "missing-if.toml",
+        "[ebpf]\ninterfaces = [\"lo\", \"ipnosuch0\"]\n",
+    );
+    let o = ironpost(&["check-config", "-c", missing.path()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("ipnosuch0 does not exist on this host") && !err.contains("lo does not"),
+        "{err}"
+    );
+}
