@@ -70,7 +70,7 @@ pub fn ironpost_engine(v: Variant) -> Result<EbpfEngine> {
         .collect::<Result<_>>()?;
     if !entries.is_empty() {
         engine
-            .block(entries, OnConfigConflict::Refuse, &mut |_| {})
+            .block(entries, OnConfigConflict::Refuse, &mut |_| true)
             .context("loading the extra block entries")?;
     }
     Ok(engine)

@@ -274,7 +274,7 @@ impl Daemon {
             let blocks = state.blocks.len();
             let r = self
                 .engine
-                .block(state.blocks, OnConfigConflict::Skip, &mut |_| {})
+                .block(state.blocks, OnConfigConflict::Skip, &mut |_| true)
                 .context("restoring the saved blocks")?;
             let a = self
                 .engine
@@ -546,7 +546,7 @@ impl Daemon {
                 e.expires_ms = Some(expires);
                 match self
                     .engine
-                    .block(vec![e], OnConfigConflict::Skip, &mut |_| {})
+                    .block(vec![e], OnConfigConflict::Skip, &mut |_| true)
                 {
                     Ok(r) if r.skipped_config > 0 => {
                         none(format!("{prefix} is set by a config rule"))
@@ -755,8 +755,11 @@ impl Daemon {
         } else {
             OnConfigConflict::Refuse
         };
+        // A client that went away (^C on `block import`) cancels the
+        // change: its connection task stops reading our replies.
         let mut progress = |done: usize| {
             let _ = reply.try_send(Reply::Progress { done, total });
+            !reply.is_closed()
         };
         let keys: Vec<RuleKey> = entries.iter().map(BlockEntry::key).collect();
         let before: HashMap<RuleKey, BlockEntry> = keys
@@ -764,7 +767,16 @@ impl Daemon {
             .filter_map(|k| self.engine.policy().block(k).map(|e| (*k, e.clone())))
             .collect();
         let t = Instant::now();
-        let r = self.engine.block(entries, conflict, &mut progress)?;
+        let r = match self.engine.block(entries, conflict, &mut progress) {
+            Err(EngineError::Cancelled) => {
+                tracing::info!(
+                    "a change of {total} block entries was cancelled by its client before it \
+                     was complete; nothing was changed"
+                );
+                return Err(EngineError::Cancelled.into());
+            }
+            r => r?,
+        };
         let applied = t.elapsed();
         self.save_or_undo(|engine| {
             let fresh: Vec<RuleKey> = keys
@@ -774,7 +786,7 @@ impl Daemon {
                 .collect();
             engine.unblock(&fresh)?;
             let changed = before.into_values().filter(|e| e.origin != Origin::Config);
-            engine.block(changed.collect(), OnConfigConflict::Skip, &mut |_| {})?;
+            engine.block(changed.collect(), OnConfigConflict::Skip, &mut |_| true)?;
             Ok(())
         })?;
         tracing::debug!(
@@ -833,7 +845,7 @@ impl Daemon {
         let gone = self.engine.unblock(keys)?;
         let back = gone.clone();
         self.save_or_undo(|engine| {
-            engine.block(back, OnConfigConflict::Skip, &mut |_| {})?;
+            engine.block(back, OnConfigConflict::Skip, &mut |_| true)?;
             Ok(())
         })?;
         for e in &gone {

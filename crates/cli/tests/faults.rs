@@ -290,6 +290,58 @@ fn extreme_ttls_are_refused_or_bounded_never_a_panic() {
 }
 
 #[test]
+fn a_client_that_goes_away_cancels_its_import() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let (d, _cfg) = start_on_lab(
+        &lab,
+        "cancel.toml",
+        "[ebpf]\nblocklist_max_entries = 400000\n",
+    );
+    let mut prefixes = String::new();
+    for i in 0..300_000u32 {
+        if i > 0 {
+            prefixes.push(',');
+        }
+        prefixes.push_str(&format!(
+            "\"10.{}.{}.{}\"",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        ));
+    }
+    let line = format!(
+        "{{\"cmd\":\"block_add\",\"prefixes\":[{prefixes}],\"ttl_secs\":null,\
+         \"reason\":\"import\",\"import\":true}}\n"
+    );
+    let mut s = UnixStream::connect(d.socket()).unwrap();
+    s.write_all(line.as_bytes()).unwrap();
+    // Wait for the first progress line, then go away (as ^C does).
+    let mut first = [0u8; 12];
+    s.read_exact(&mut first).unwrap();
+    assert_eq!(
+        &first,
+        b"{\"progress\":",
+        "{:?}",
+        String::from_utf8_lossy(&first)
+    );
+    drop(s);
+    d.wait_for_stderr("cancelled by its client");
+    let status = d.json(&["status"]);
+    assert_eq!(status["maps"]["blocks"], 0, "nothing applied: {status}");
+    assert!(
+        d.json(&["block", "list"])["entries"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // The daemon goes on, and a whole import still works.
+    d.ok(&["block", "add", "10.0.0.1"]);
+}
+
+#[test]
 fn sighup_on_an_empty_config_keeps_every_rule() {
     if !kernel_tests_enabled() {
         return;

@@ -269,7 +269,7 @@ impl EbpfEngine {
         &mut self,
         entries: Vec<BlockEntry>,
         on_conflict: OnConfigConflict,
-        progress: &mut dyn FnMut(usize),
+        progress: &mut dyn FnMut(usize) -> bool,
     ) -> Result<ChangeReport, EngineError> {
         let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
         self.policy

@@ -34,6 +34,10 @@ pub enum EngineError {
         /// What failed.
         message: String,
     },
+    /// The client cancelled the change before it was complete; the
+    /// writes made so far were undone.
+    #[error("cancelled by the client; nothing was changed")]
+    Cancelled,
     /// A rule change was refused.
     #[error("{0}")]
     Rule(String),

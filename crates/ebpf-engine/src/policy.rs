@@ -508,13 +508,15 @@ impl Policy {
     /// Adds or updates block entries. All or nothing: over capacity, or
     /// (with [`OnConfigConflict::Refuse`]) touching a configured entry,
     /// nothing changes. `progress` is called with the number of entries
-    /// written so far, every few thousand.
+    /// written so far, every few thousand; when it returns false the
+    /// change is cancelled: the writes made so far are undone and nothing
+    /// changes.
     pub fn upsert_blocks(
         &mut self,
         entries: Vec<BlockEntry>,
         on_conflict: OnConfigConflict,
         maps: Option<&mut (dyn PolicyMaps + '_)>,
-        progress: &mut dyn FnMut(usize),
+        progress: &mut dyn FnMut(usize) -> bool,
     ) -> Result<ChangeReport, EngineError> {
         let mut report = ChangeReport::default();
         // Later entries for the same key win.
@@ -580,7 +582,12 @@ impl Policy {
                 ACTION_NONE
             };
             let old = self.kernel_value(key);
-            if let Err(err) = journal.set_rule(key, old, e.value(else_action)) {
+            let mut written = journal.set_rule(key, old, e.value(else_action));
+            let last = n + 1 == order.len();
+            if written.is_ok() && ((n + 1) % 8192 == 0 || last) && !progress(n + 1) {
+                written = Err(EngineError::Cancelled);
+            }
+            if let Err(err) = written {
                 journal.rollback();
                 if let Some(m) = journal.maps.as_deref_mut()
                     && let Err(e) = m
@@ -591,11 +598,7 @@ impl Policy {
                 }
                 return Err(err);
             }
-            if (n + 1) % 8192 == 0 {
-                progress(n + 1);
-            }
         }
-        progress(order.len());
         let mut maps = journal.maps.take();
         self.blocks.reserve(new_keys);
         for key in order {
@@ -865,7 +868,7 @@ impl Policy {
             changed,
             OnConfigConflict::Skip,
             maps.as_deref_mut(),
-            &mut |_| {},
+            &mut |_| true,
         )?;
         report.added += r.added;
         report.updated += r.updated;
@@ -1110,7 +1113,7 @@ pub(crate) mod tests {
         m: &mut FakeMaps,
         e: Vec<BlockEntry>,
     ) -> Result<ChangeReport, EngineError> {
-        pol.upsert_blocks(e, OnConfigConflict::Refuse, Some(m), &mut |_| {})
+        pol.upsert_blocks(e, OnConfigConflict::Refuse, Some(m), &mut |_| true)
     }
 
     #[test]
@@ -1234,6 +1237,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_cancelled_change_is_rolled_back() {
+        let mut pol = Policy::new(100_000, 10);
+        let mut m = FakeMaps::default();
+        upsert(&mut pol, &mut m, vec![manual("10.0.0.1")]).unwrap();
+        let many: Vec<BlockEntry> = (0..20_000u32)
+            .map(|i| manual(&format!("10.1.{}.{}", i >> 8, i & 255)))
+            .chain([manual("192.0.2.0/24")])
+            .collect();
+        let mut calls = Vec::new();
+        let err = pol
+            .upsert_blocks(many, OnConfigConflict::Refuse, Some(&mut m), &mut |n| {
+                calls.push(n);
+                calls.len() < 2
+            })
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Cancelled), "{err}");
+        assert_eq!(calls, [8192, 16384]);
+        assert_eq!(
+            m.rules.keys().collect::<Vec<_>>(),
+            vec![&(Direction::Src, p("10.0.0.1"))]
+        );
+        assert_eq!(pol.blocks().count(), 1);
+        assert_eq!(m.flags, POLICY_EXACT_V4);
+    }
+
+    #[test]
     fn config_entries_are_protected() {
         let mut pol = Policy::new(100, 10);
         let mut m = FakeMaps::default();
@@ -1252,7 +1281,7 @@ pub(crate) mod tests {
                 vec![manual("10.0.0.1"), manual("10.0.0.2")],
                 OnConfigConflict::Skip,
                 Some(&mut m),
-                &mut |_| {},
+                &mut |_| true,
             )
             .unwrap();
         assert_eq!((r2.added, r2.skipped_config), (1, 1));
@@ -1383,7 +1412,7 @@ pub(crate) mod tests {
             vec![manual("10.0.0.1")],
             OnConfigConflict::Refuse,
             None,
-            &mut |_| {},
+            &mut |_| true,
         )
         .unwrap();
         let mut m = FakeMaps::default();

@@ -62,7 +62,7 @@ fn engine(config: &str, manual: &[&str]) -> EbpfEngine {
         .map(|p| BlockEntry::source(p.parse().unwrap(), RuleAction::Drop, Origin::Manual, 0))
         .collect();
     engine
-        .block(entries, OnConfigConflict::Refuse, &mut |_| {})
+        .block(entries, OnConfigConflict::Refuse, &mut |_| true)
         .unwrap();
     engine
 }
@@ -465,7 +465,7 @@ fn blocks_take_effect_at_once_and_leave_no_trace() {
             0,
         )],
         OnConfigConflict::Refuse,
-        &mut |_| {},
+        &mut |_| true,
     )
     .unwrap();
     assert_eq!(e.test_run(&pkt, 1).unwrap().action, XDP_DROP);
@@ -500,7 +500,7 @@ fn a_syn_only_block_drops_bare_syns_and_nothing_else() {
         syn_only: true,
         rst_only: false,
     });
-    e.block(vec![entry], OnConfigConflict::Refuse, &mut |_| {})
+    e.block(vec![entry], OnConfigConflict::Refuse, &mut |_| true)
         .unwrap();
     let tcp_pkt = |flags: u8| ethernet(ETH_P_IP, &[], &ipv4(src, dst, 6, &tcp(40_000, 443, flags)));
     for (flags, want, what) in [

@@ -218,7 +218,7 @@ fn one_engine_on_two_interfaces_shares_its_policy() {
         .block(
             vec![BlockEntry::source(net, RuleAction::Drop, Origin::Manual, 0)],
             OnConfigConflict::Refuse,
-            &mut |_| {},
+            &mut |_| true,
         )
         .unwrap();
     assert_eq!(b.ping(b.peer_addr(0), 2).unwrap(), 0);
