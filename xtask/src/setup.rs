@@ -23,6 +23,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "tcpdump",
     "python3-scapy",
     "iperf3",
+    // promtool, which checks the daemon's /metrics in the tests.
+    "prometheus",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

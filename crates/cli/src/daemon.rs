@@ -35,7 +35,7 @@ use tokio::{
 use crate::{
     RunArgs,
     control::{self, MAX_REQUEST_BYTES, Reply, Request, SocketGuard},
-    hostinfo,
+    hostinfo, metrics,
     output::Output,
     privileges,
     state::State,
@@ -123,6 +123,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         expired_unsaved: false,
         last_save: Instant::now(),
         output_dropped: 0,
+        metrics_listen: cfg.daemon.metrics_listen,
+        metrics_addr: None,
         detector: PacketDetector::new(&cfg.detection, alert_id_prefix()),
         responder: Responder::new(
             cfg.response.clone(),
@@ -163,6 +165,9 @@ struct Daemon {
     last_save: Instant,
     /// Stdout lines dropped because the reader was too slow.
     output_dropped: u64,
+    /// Where to serve metrics (configured), and where they are served.
+    metrics_listen: Option<std::net::SocketAddr>,
+    metrics_addr: Option<std::net::SocketAddr>,
     /// The detectors and their alert windows (owned by the main task).
     detector: PacketDetector,
     /// Automatic blocks and the offence history.
@@ -303,6 +308,21 @@ impl Daemon {
         let _socket_guard = SocketGuard::new(&self.socket);
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(16);
         let accept = tokio::spawn(accept_loop(listener, ctl_tx));
+        // Scrapes come to this loop like control requests; the sender is
+        // kept here too, so that with metrics off the channel stays open
+        // (and idle) rather than closed.
+        let (scrape_tx, mut scrape_rx) = mpsc::channel::<metrics::Scrape>(8);
+        let mut metrics_task = None;
+        if let Some(addr) = self.metrics_listen
+            && let Some(l) = metrics::bind(addr).await
+        {
+            self.metrics_addr = l.local_addr().ok();
+            tracing::info!(
+                "metrics on http://{}/metrics, health on /healthz",
+                self.metrics_addr.unwrap_or(addr)
+            );
+            metrics_task = Some(tokio::spawn(metrics::serve(l, scrape_tx.clone())));
+        }
 
         let names: Vec<&str> = attachments.iter().map(|a| a.interface.as_str()).collect();
         tracing::info!(
@@ -375,6 +395,9 @@ impl Daemon {
                         let _ = reply.send(answer).await;
                     }
                 }
+                Some(scrape) = scrape_rx.recv() => {
+                    let _ = scrape.send(self.readings());
+                }
                 _ = expiry.tick() => self.expire(),
                 _ = hold.tick() => {
                     if self.release_held(now_ms(), &mut out).is_err() {
@@ -386,6 +409,10 @@ impl Daemon {
         };
         tracing::info!("{reason}: stopping");
         accept.abort();
+        if let Some(t) = metrics_task {
+            t.abort();
+        }
+        drop(scrape_tx);
         // Held port scans are alerts too: raised now rather than lost.
         let _ = self.release_held(u64::MAX, &mut out);
         while let Ok(ev) = ev_rx.try_recv() {
@@ -625,6 +652,37 @@ impl Daemon {
                 lost - self.signals_lost_reported
             );
             self.signals_lost_reported = lost;
+        }
+    }
+
+    /// One consistent reading for a metrics scrape: the kernel's counters
+    /// now, the policy, detection and response counts.
+    fn readings(&mut self) -> metrics::Readings {
+        let mut traffic = TrafficStats::new();
+        match self.engine.counters() {
+            Ok(snap) => traffic.update(snap, Instant::now()),
+            Err(e) => {
+                tracing::warn!("metrics: reading the counters: {e}");
+                traffic = self.live.clone();
+            }
+        }
+        let policy = self.engine.policy();
+        let mut by_origin = [("config", 0u64), ("manual", 0), ("auto", 0)];
+        for e in policy.blocks() {
+            by_origin[match e.origin {
+                Origin::Config => 0,
+                Origin::Manual => 1,
+                Origin::Auto => 2,
+            }]
+            .1 += 1;
+        }
+        metrics::Readings {
+            traffic,
+            fill: policy.fill_levels(),
+            blocks_by_origin: by_origin.to_vec(),
+            detection: self.detector.counts(),
+            response: self.responder.counts(),
+            output_dropped: self.output_dropped,
         }
     }
 
@@ -988,6 +1046,7 @@ impl Daemon {
             "events": events,
             "events_lost": events.lost(),
             "output_lines_dropped": self.output_dropped,
+            "metrics": self.metrics_addr.map(|a| format!("http://{a}/metrics")),
             "parse": self.live.parse(),
             "detection": {
                 "enabled": self.detection.enabled,

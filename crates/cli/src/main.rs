@@ -4,6 +4,7 @@ mod commands;
 mod control;
 mod daemon;
 mod hostinfo;
+mod metrics;
 mod netset;
 mod output;
 mod privileges;

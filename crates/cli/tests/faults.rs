@@ -503,3 +503,116 @@ fn check_config_names_line_column_and_missing_interfaces() {
         "{err}"
     );
 }
+
+/// `GET path` over HTTP/1.1 on `addr`; returns the status line and body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+fn sample(body: &str, series: &str) -> Option<u64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+#[test]
+fn metrics_pass_promtool_and_count_what_was_sent() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let (blocked, good) = (lab.peer_addr(0), lab.peer_addr(1));
+    let (d, _cfg) = start_on_lab(
+        &lab,
+        "metrics.toml",
+        "[daemon]\nmetrics_listen = \"127.0.0.1:0\"\n",
+    );
+    let url = d.json(&["status"])["metrics"].as_str().unwrap().to_owned();
+    let addr = url
+        .strip_prefix("http://")
+        .and_then(|u| u.strip_suffix("/metrics"))
+        .unwrap()
+        .to_owned();
+    let (status, body) = http_get(&addr, "/healthz");
+    assert!(status.contains("200"), "{status} {body}");
+
+    d.ok(&["block", "add", &blocked.to_string()]);
+    assert_eq!(lab.send_udp(blocked, 9, 777, 100).unwrap(), 777);
+    assert_eq!(lab.ping(good, 5).unwrap(), 5);
+    let series = "ironpost_drops_total{class=\"udp\"}";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let body = loop {
+        let (status, body) = http_get(&addr, "/metrics");
+        assert!(status.contains("200"), "{status}");
+        if sample(&body, series) == Some(777) || Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(sample(&body, series), Some(777), "{body}");
+    assert_eq!(
+        sample(&body, "ironpost_block_entries{origin=\"manual\"}"),
+        Some(1)
+    );
+    assert!(sample(&body, "ironpost_packets_total{class=\"icmp\"}").unwrap() >= 5);
+    assert!(sample(&body, "ironpost_drops_total{class=\"icmp\"}") == Some(0));
+    assert!(sample(&body, "process_resident_memory_bytes").unwrap() > 0);
+    assert!(body.contains(&format!(
+        "ironpost_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    // promtool, Prometheus's own checker, reads the live scrape.
+    let promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(body.as_bytes());
+    assert!(
+        promtool.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&promtool.stdout),
+        stderr(&promtool)
+    );
+}
+
+/// Runs a command with `input` on its stdin.
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output;
+}
+
+impl OutputWithStdin for Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output {
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+#[test]
+fn metrics_can_be_turned_off() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let (d, _cfg) = start_on_lab(
+        &lab,
+        "nometrics.toml",
+        "[daemon]\nmetrics_listen = \"off\"\n",
+    );
+    assert_eq!(d.json(&["status"])["metrics"], Value::Null);
+}

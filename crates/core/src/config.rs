@@ -6,6 +6,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     fmt,
+    net::SocketAddr,
     path::{Path, PathBuf},
     str::FromStr,
 };
@@ -162,13 +163,20 @@ pub struct DaemonConfig {
     /// State file: manual and automatic blocks with their expiry, and
     /// allow-list entries added at run time.
     pub state_file: PathBuf,
+    /// Where `/metrics` and `/healthz` are served over HTTP; `None` when
+    /// turned off (`metrics_listen = "off"`).
+    pub metrics_listen: Option<SocketAddr>,
 }
+
+/// Default address of the metrics listener: loopback only.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9477";
 
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
             socket: PathBuf::from(DEFAULT_SOCKET),
             state_file: PathBuf::from(DEFAULT_STATE_FILE),
+            metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
         }
     }
 }
@@ -327,6 +335,7 @@ struct RawFile {
 struct RawDaemon {
     socket: Option<Spanned<String>>,
     state_file: Option<Spanned<String>>,
+    metrics_listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -629,6 +638,23 @@ impl Source<'_> {
         }
         if let Some(v) = raw.state_file {
             cfg.state_file = path(v, "daemon.state_file")?;
+        }
+        if let Some(v) = raw.metrics_listen {
+            let text = v.get_ref().trim();
+            cfg.metrics_listen = if text.is_empty() || text == "off" {
+                None
+            } else {
+                Some(text.parse().map_err(|_| {
+                    self.error(
+                        v.span(),
+                        "daemon.metrics_listen",
+                        format!(
+                            "\"{text}\" is not an address and port such as 127.0.0.1:9477 \
+                             (or \"off\")"
+                        ),
+                    )
+                })?)
+            };
         }
         Ok(cfg)
     }

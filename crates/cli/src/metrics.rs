@@ -1,0 +1,434 @@
+//! Prometheus metrics, in the text exposition format (`prometheus-client`),
+//! and the HTTP listener that serves them with `/healthz`.
+//!
+//! The daemon's main loop owns every counter; a scrape asks it for a
+//! [`Readings`] through the same channel as control requests, and the
+//! text is encoded from that: one consistent reading per scrape.
+
+use std::{fmt::Write as _, net::SocketAddr, time::Instant};
+
+use axum::{Router, http::StatusCode, response::IntoResponse, routing::get};
+use ironpost_ebpf_engine::{
+    FillLevels, TrafficStats, detector::DetectionCounts, response::ResponseCounts,
+};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::{Registry, Unit},
+};
+use tokio::sync::{mpsc, oneshot};
+
+/// Everything a scrape reports, read by the main loop at once.
+pub struct Readings {
+    /// Counters straight from the kernel maps.
+    pub traffic: TrafficStats,
+    /// Block and allow list fill levels.
+    pub fill: FillLevels,
+    /// Block-list entries per origin (`config`, `manual`, `auto`).
+    pub blocks_by_origin: Vec<(&'static str, u64)>,
+    /// The detection stage's counts.
+    pub detection: DetectionCounts,
+    /// The response's counts.
+    pub response: ResponseCounts,
+    /// Stdout lines dropped because the reader was too slow.
+    pub output_dropped: u64,
+}
+
+/// A scrape's request to the main loop: the answer goes back on `reply`.
+pub type Scrape = oneshot::Sender<Readings>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabel {
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginLabel {
+    origin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DetectorLabel {
+    detector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+/// What a label set of a family needs.
+trait Labels:
+    EncodeLabelSet + Clone + Eq + std::hash::Hash + std::fmt::Debug + Send + Sync + 'static
+{
+}
+impl<T: EncodeLabelSet + Clone + Eq + std::hash::Hash + std::fmt::Debug + Send + Sync + 'static>
+    Labels for T
+{
+}
+
+/// A counter family with one value per label, set from totals.
+fn counters<L: Labels>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    values: impl IntoIterator<Item = (L, u64)>,
+) {
+    let family = Family::<L, Counter>::default();
+    for (label, v) in values {
+        family.get_or_create(&label).inc_by(v);
+    }
+    match unit {
+        Some(u) => registry.register_with_unit(name, help, u, family),
+        None => registry.register(name, help, family),
+    }
+}
+
+/// A gauge family with one value per label.
+fn gauges<L: Labels>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (L, i64)>,
+) {
+    let family = Family::<L, Gauge>::default();
+    for (label, v) in values {
+        family.get_or_create(&label).set(v);
+    }
+    registry.register(name, help, family);
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, v: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(v);
+    registry.register(name, help, c);
+}
+
+fn class(c: &str) -> ClassLabel {
+    ClassLabel { class: c.into() }
+}
+
+/// The text exposition of `r`, plus this process's own metrics.
+pub fn encode_readings(r: &Readings) -> String {
+    let mut reg = Registry::with_prefix("ironpost");
+    let classes: Vec<_> = r.traffic.by_name().collect();
+    counters(
+        &mut reg,
+        "packets",
+        "Packets the XDP program saw, by protocol class (total: all of them)",
+        None,
+        classes.iter().map(|(c, m)| (class(c), m.packets)),
+    );
+    counters(
+        &mut reg,
+        "received",
+        "Bytes the XDP program saw, by protocol class",
+        Some(Unit::Bytes),
+        classes.iter().map(|(c, m)| (class(c), m.bytes)),
+    );
+    counters(
+        &mut reg,
+        "drops",
+        "Packets the XDP program dropped, by protocol class",
+        None,
+        classes.iter().map(|(c, m)| (class(c), m.drops)),
+    );
+    let ev = r.traffic.events();
+    counters(
+        &mut reg,
+        "events_lost",
+        "Packet events the datapath could not deliver, by reason",
+        None,
+        [
+            (
+                ReasonLabel {
+                    reason: "ring_full".into(),
+                },
+                ev.lost_ring_full,
+            ),
+            (
+                ReasonLabel {
+                    reason: "budget".into(),
+                },
+                ev.lost_budget,
+            ),
+        ],
+    );
+    counter(
+        &mut reg,
+        "events_delivered",
+        "Packet events delivered to the daemon",
+        ev.delivered,
+    );
+    let d = r.traffic.detect();
+    counter(
+        &mut reg,
+        "signals",
+        "Detection signals the kernel delivered",
+        d.signals,
+    );
+    counter(
+        &mut reg,
+        "signals_lost",
+        "Detection signals lost because their ring buffer was full",
+        d.signals_lost,
+    );
+    counter(
+        &mut reg,
+        "sources_tracked",
+        "Sources that entered per-source tracking",
+        d.sources_new,
+    );
+    counters(
+        &mut reg,
+        "parse",
+        "Fragments and malformed frames, by kind",
+        None,
+        r.traffic
+            .parse()
+            .named()
+            .map(|(n, v)| (NameLabel { name: n.into() }, v)),
+    );
+    counters(
+        &mut reg,
+        "alerts",
+        "Alerts raised, by detector",
+        None,
+        r.detection.detectors.iter().map(|(k, c)| {
+            (
+                DetectorLabel {
+                    detector: k.to_string(),
+                },
+                c.alerts,
+            )
+        }),
+    );
+    counter(
+        &mut reg,
+        "auto_blocks",
+        "Automatic blocks made",
+        r.response.blocked,
+    );
+    counter(
+        &mut reg,
+        "auto_blocks_capped",
+        "Alerts that would have blocked but for the per-minute cap",
+        r.response.capped,
+    );
+    gauges(
+        &mut reg,
+        "block_entries",
+        "Block-list entries, by origin",
+        r.blocks_by_origin.iter().map(|(o, n)| {
+            (
+                OriginLabel {
+                    origin: (*o).into(),
+                },
+                *n as i64,
+            )
+        }),
+    );
+    gauges(
+        &mut reg,
+        "map_entries",
+        "Entries in use per policy map",
+        [
+            ("blocks", r.fill.blocks),
+            ("allow", r.fill.allow),
+            ("port_rules", r.fill.port_rules),
+        ]
+        .into_iter()
+        .chain(r.fill.by_map.iter().copied())
+        .map(|(n, v)| (NameLabel { name: n.into() }, v as i64)),
+    );
+    gauges(
+        &mut reg,
+        "map_capacity",
+        "Capacity per policy list",
+        [
+            ("blocks", r.fill.blocks_capacity),
+            ("allow", r.fill.allow_capacity),
+            ("port_rules", r.fill.port_rules_capacity),
+        ]
+        .map(|(n, v)| (NameLabel { name: n.into() }, v as i64)),
+    );
+    counter(
+        &mut reg,
+        "output_lines_dropped",
+        "Stdout lines dropped because the reader was too slow",
+        r.output_dropped,
+    );
+    gauges(
+        &mut reg,
+        "build_info",
+        "The running version (value 1)",
+        [(
+            VersionLabel {
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+            1,
+        )],
+    );
+    let mut text = String::new();
+    if let Err(e) = encode(&mut text, &reg) {
+        tracing::error!("encoding the metrics: {e}");
+    }
+    let mut out = prometheus_text(&text);
+    process_metrics(&mut out);
+    out
+}
+
+/// The Prometheus text format (version 0.0.4) of prometheus-client's
+/// OpenMetrics output, which is what `promtool check metrics` and every
+/// Prometheus scrape read: a counter family is named with its `_total`
+/// suffix, and there are no `# UNIT` and `# EOF` lines.
+fn prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 256);
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta {
+            Some((p, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                let _ = writeln!(out, "{p}{name}{suffix} {tail}");
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// The standard `process_*` metrics, from /proc/self.
+fn process_metrics(out: &mut String) {
+    // SAFETY: sysconf has no preconditions.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    if let (Some(u), Some(s)) = (field(14), field(15))
+        && ticks > 0
+    {
+        let secs = (u + s) as f64 / ticks as f64;
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total User and system CPU time in seconds.\n\
+             # TYPE process_cpu_seconds_total counter\n\
+             process_cpu_seconds_total {secs}"
+        );
+    }
+    if let Some(rss) = field(24)
+        && page > 0
+    {
+        let _ = writeln!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory in bytes.\n\
+             # TYPE process_resident_memory_bytes gauge\n\
+             process_resident_memory_bytes {}",
+            rss * page as u64
+        );
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let _ = writeln!(
+            out,
+            "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\n\
+             process_open_fds {}",
+            fds.count()
+        );
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `listener` until the daemon stops.
+pub async fn serve(listener: tokio::net::TcpListener, scrapes: mpsc::Sender<Scrape>) {
+    let started = Instant::now();
+    let metrics = {
+        let scrapes = scrapes.clone();
+        move || async move {
+            let (tx, rx) = oneshot::channel();
+            if scrapes.send(tx).await.is_err() {
+                return (StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping\n")
+                    .into_response();
+            }
+            match rx.await {
+                Ok(r) => (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    encode_readings(&r),
+                )
+                    .into_response(),
+                Err(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping\n").into_response()
+                }
+            }
+        }
+    };
+    let healthz = move || async move {
+        // Healthy when the main loop answers: a scrape round trip.
+        let (tx, rx) = oneshot::channel();
+        if scrapes.send(tx).await.is_ok() && rx.await.is_ok() {
+            (
+                StatusCode::OK,
+                format!("ok, up {} s\n", started.elapsed().as_secs()),
+            )
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "stopping\n".to_owned())
+        }
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz));
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("metrics listener: {e}");
+    }
+}
+
+/// Binds the metrics listener; a failure is logged and leaves metrics off
+/// (the filter matters more than its metrics).
+pub async fn bind(addr: SocketAddr) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!(
+                "metrics: cannot listen on {addr}: {e}; /metrics and /healthz are off (set \
+                 daemon.metrics_listen to another address, or \"off\")"
+            );
+            None
+        }
+    }
+}
