@@ -540,6 +540,27 @@ mod imp {
     }
 
     impl Loaded {
+        /// Runs a program load again when the verifier gave up because a
+        /// signal arrived for this process (it returns EAGAIN then; a
+        /// SIGCHLD of any child of a multi-threaded process will do),
+        /// as libbpf does: up to five attempts.
+        fn retry_interrupted(
+            mut load: impl FnMut() -> Result<(), ProgramError>,
+        ) -> Result<(), ProgramError> {
+            let mut attempt = 1;
+            loop {
+                match load() {
+                    Err(ProgramError::LoadError { io_error, .. })
+                        if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < 5 =>
+                    {
+                        tracing::debug!("program load interrupted by a signal; trying again");
+                        attempt += 1;
+                    }
+                    r => return r,
+                }
+            }
+        }
+
         pub(super) fn load(cfg: &EngineConfig) -> Result<Self, EngineError> {
             let budget = cfg.event_budget_per_cpu;
             let seed = random_seed();
@@ -597,7 +618,7 @@ mod imp {
                 .ok_or_else(|| EngineError::Load(format!("no program {PROGRAM_NAME} in object")))?
                 .try_into()
                 .map_err(|e: ProgramError| EngineError::Load(e.to_string()))?;
-            prog.load().map_err(|e| match &e {
+            Self::retry_interrupted(|| prog.load()).map_err(|e| match &e {
                 ProgramError::LoadError { io_error, .. } if is_eperm(io_error) => {
                     EngineError::PermissionDenied("loading the XDP program".into())
                 }
@@ -615,7 +636,7 @@ mod imp {
                 })?
                 .try_into()
                 .map_err(|e: ProgramError| EngineError::Load(e.to_string()))?;
-            egress.load().map_err(|e| match &e {
+            Self::retry_interrupted(|| egress.load()).map_err(|e| match &e {
                 ProgramError::LoadError { io_error, .. }
                     if io_error.raw_os_error() == Some(libc::EPERM) =>
                 {
