@@ -28,6 +28,19 @@ fn raw_request(socket: &Path, line: &[u8]) -> Value {
     serde_json::from_str(last).unwrap()
 }
 
+/// `ironpost run` on the lab's host interface, skb mode, no stats lines.
+fn run_on(lab: &Lab) -> [&str; 7] {
+    [
+        "run",
+        "-i",
+        lab.host_if(),
+        "--xdp-mode",
+        "skb",
+        "--stats-interval",
+        "0",
+    ]
+}
+
 fn listed(d: &Daemon, prefix: &str) -> Option<Value> {
     d.json(&["block", "list"])["entries"]
         .as_array()
@@ -160,18 +173,7 @@ fn a_change_that_cannot_be_saved_never_reaches_the_kernel() {
     let lab = Lab::new(2).unwrap();
     let (a, b) = (lab.peer_addr(0), lab.peer_addr(1));
     let fs = SmallFs::new("state");
-    let d = Daemon::start_in(
-        fs.0.clone(),
-        &[
-            "run",
-            "-i",
-            lab.host_if(),
-            "--xdp-mode",
-            "skb",
-            "--stats-interval",
-            "0",
-        ],
-    );
+    let d = Daemon::start_in(fs.0.clone(), &run_on(&lab));
     d.wait_for_stderr("ready:");
     d.ok(&["block", "add", &b.to_string()]);
     d.ok(&["allow", "add", "198.51.100.0/24"]);
@@ -237,18 +239,7 @@ fn extreme_ttls_are_refused_or_bounded_never_a_panic() {
         ),
     )
     .unwrap();
-    let d = Daemon::start_in(
-        dir.clone(),
-        &[
-            "run",
-            "-i",
-            lab.host_if(),
-            "--xdp-mode",
-            "skb",
-            "--stats-interval",
-            "0",
-        ],
-    );
+    let d = Daemon::start_in(dir.clone(), &run_on(&lab));
     d.wait_for_stderr("ready:");
     let ten_years = 10.0 * 365.0 * 86_400.0;
     for p in ["198.51.100.1", "198.51.100.2"] {
