@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Daemon, TempFile, ironpost, start_on_lab, start_on_lab_with, stderr};
+use common::{Daemon, TempFile, ironpost, run_on, start_on_lab, start_on_lab_with, stderr};
 use ironpost_lab::{Lab, kernel_tests_enabled};
 use serde_json::Value;
 
@@ -26,19 +26,6 @@ fn raw_request(socket: &Path, line: &[u8]) -> Value {
     s.read_to_string(&mut text).unwrap();
     let last = text.lines().last().unwrap_or_else(|| panic!("no answer"));
     serde_json::from_str(last).unwrap()
-}
-
-/// `ironpost run` on the lab's host interface, skb mode, no stats lines.
-fn run_on(lab: &Lab) -> [&str; 7] {
-    [
-        "run",
-        "-i",
-        lab.host_if(),
-        "--xdp-mode",
-        "skb",
-        "--stats-interval",
-        "0",
-    ]
 }
 
 fn listed(d: &Daemon, prefix: &str) -> Option<Value> {

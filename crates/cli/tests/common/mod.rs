@@ -245,7 +245,16 @@ pub fn start_on_lab(lab: &Lab, name: &str, config: &str) -> (Daemon, TempFile) {
 /// A daemon on the lab's host interface (skb mode, no stats lines) with
 /// the extra `run` arguments `extra`, once it is ready.
 pub fn start_on_lab_with(lab: &Lab, extra: &[&str]) -> Daemon {
-    let mut args = vec![
+    let mut args = run_on(lab).to_vec();
+    args.extend_from_slice(extra);
+    let d = Daemon::start(&args);
+    d.wait_for_stderr("ready:");
+    d
+}
+
+/// `ironpost run` on the lab's host interface, skb mode, no stats lines.
+pub fn run_on(lab: &Lab) -> [&str; 7] {
+    [
         "run",
         "-i",
         lab.host_if(),
@@ -253,9 +262,5 @@ pub fn start_on_lab_with(lab: &Lab, extra: &[&str]) -> Daemon {
         "skb",
         "--stats-interval",
         "0",
-    ];
-    args.extend_from_slice(extra);
-    let d = Daemon::start(&args);
-    d.wait_for_stderr("ready:");
-    d
+    ]
 }
