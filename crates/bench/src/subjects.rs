@@ -6,7 +6,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{Context as _, Result};
 use ironpost_core::{IronpostConfig, Prefix, RuleAction};
-use ironpost_ebpf_engine::{BlockEntry, EbpfEngine, EngineConfig, OnConfigConflict, Origin};
+use ironpost_ebpf_engine::{EbpfEngine, EngineConfig};
+use ironpost_policy::{BlockEntry, OnConfigConflict, Origin};
 
 use crate::packets::{BLOCKED_PREFIX_V4, BLOCKED_V4, BLOCKED_V6, DROPPED_PORT};
 

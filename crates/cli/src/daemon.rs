@@ -19,11 +19,11 @@ use ironpost_core::{
     config::{AlertFormat, DetectionConfig, check_interface_name},
     printable,
 };
+use ironpost_detection::{Decision, Outcome, PacketDetector, Responder, Shield, response};
 use ironpost_ebpf_engine::{
-    AllowEntry, Attachment, BlockEntry, Decision, EbpfEngine, EngineConfig, EngineError,
-    OnConfigConflict, Origin, Outcome, PacketDetector, Responder, RuleKey, Shield, TrafficStats,
-    engine::now_ms, response,
+    Attachment, EbpfEngine, EngineConfig, EngineError, TrafficStats, engine::now_ms,
 };
+use ironpost_policy::{AllowEntry, BlockEntry, OnConfigConflict, Origin, PolicyError, RuleKey};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
@@ -826,12 +826,12 @@ impl Daemon {
             .collect();
         let t = Instant::now();
         let r = match self.engine.block(entries, conflict, &mut progress) {
-            Err(EngineError::Cancelled) => {
+            Err(EngineError::Policy(PolicyError::Cancelled)) => {
                 tracing::info!(
                     "a change of {total} block entries was cancelled by its client before it \
                      was complete; nothing was changed"
                 );
-                return Err(EngineError::Cancelled.into());
+                return Err(PolicyError::Cancelled.into());
             }
             r => r?,
         };

@@ -8,9 +8,9 @@
 use std::{fmt::Write as _, net::SocketAddr, time::Instant};
 
 use axum::{Router, http::StatusCode, response::IntoResponse, routing::get};
-use ironpost_ebpf_engine::{
-    FillLevels, TrafficStats, detector::DetectionCounts, response::ResponseCounts,
-};
+use ironpost_detection::{detector::DetectionCounts, response::ResponseCounts};
+use ironpost_ebpf_engine::TrafficStats;
+use ironpost_policy::FillLevels;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge},

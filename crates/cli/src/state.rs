@@ -15,7 +15,7 @@ use std::{
 };
 
 use ironpost_core::MAX_TTL_SECS;
-use ironpost_ebpf_engine::{AllowEntry, BlockEntry, Origin};
+use ironpost_policy::{AllowEntry, BlockEntry, Origin};
 use serde::{Deserialize, Serialize};
 
 /// Version of the file format.

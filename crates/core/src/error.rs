@@ -10,8 +10,5 @@ pub enum IronpostError {
     Config(#[from] ConfigError),
     /// The packet engine failed (loading, attaching, map access).
     #[error("engine: {0}")]
-    Engine(String),
-    /// The platform cannot run this component.
-    #[error("unsupported platform: {0}")]
-    Unsupported(String),
+    Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

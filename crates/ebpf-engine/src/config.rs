@@ -2,16 +2,7 @@
 
 use ironpost_core::{EbpfConfig, Prefix, RuleConfig, config::DetectionConfig};
 pub use ironpost_core::{RuleAction, XdpMode};
-use ironpost_ebpf_common::{ACTION_DROP, ACTION_MONITOR, ACTION_PASS, DetectConfig};
-
-/// The datapath's action code for a rule action.
-pub fn action_code(action: RuleAction) -> u8 {
-    match action {
-        RuleAction::Drop => ACTION_DROP,
-        RuleAction::Monitor => ACTION_MONITOR,
-        RuleAction::Pass => ACTION_PASS,
-    }
-}
+use ironpost_ebpf_common::DetectConfig;
 
 /// Everything the engine needs to load and run the datapath.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,7 +133,7 @@ mod tests {
         assert_eq!(cfg.blocklist_max_entries, 5);
         assert_eq!(cfg.rules.len(), 1);
         assert_eq!(cfg.allow.len(), 1);
-        assert_eq!(action_code(cfg.rules[0].action), ACTION_MONITOR);
+        assert_eq!(cfg.rules[0].action, RuleAction::Monitor);
     }
 
     #[test]

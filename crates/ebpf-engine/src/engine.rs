@@ -11,10 +11,11 @@ use ironpost_core::{HealthStatus, IronpostError, PacketEvent, Pipeline, Prefix, 
 use serde::Serialize;
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use crate::{
-    AllowEntry, BlockEntry, ChangeReport, EngineConfig, EngineError, OnConfigConflict, Policy,
-    RuleKey, TrafficSnapshot, TrafficStats, XdpMode, policy::PolicyMaps,
+use ironpost_policy::{
+    AllowEntry, BlockEntry, ChangeReport, OnConfigConflict, Policy, PolicyMaps, RuleKey,
 };
+
+use crate::{EngineConfig, EngineError, TrafficSnapshot, TrafficStats, XdpMode};
 
 /// Hit counters of one entry, as the kernel counted them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -207,7 +208,7 @@ impl EbpfEngine {
         let allow = self.config.allow.clone();
         let now = now_ms();
         let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
-        self.policy.set_config(&rules, &allow, now, maps)
+        Ok(self.policy.set_config(&rules, &allow, now, maps)?)
     }
 
     /// Replaces the configuration's rules and allow list with those of
@@ -243,7 +244,7 @@ impl EbpfEngine {
             fixed.push("detection.signal_ring_buffer_size".into());
         }
         if !fixed.is_empty() {
-            return Err(EngineError::Rule(format!(
+            return Err(EngineError::Refused(format!(
                 "{} changed: these take effect only at start; restart ironpost \
                  (nothing was changed)",
                 fixed.join(", ")
@@ -272,32 +273,33 @@ impl EbpfEngine {
         progress: &mut dyn FnMut(usize) -> bool,
     ) -> Result<ChangeReport, EngineError> {
         let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
-        self.policy
-            .upsert_blocks(entries, on_conflict, maps, progress)
+        Ok(self
+            .policy
+            .upsert_blocks(entries, on_conflict, maps, progress)?)
     }
 
     /// Removes manual or automatic block entries (all or nothing).
     pub fn unblock(&mut self, keys: &[RuleKey]) -> Result<Vec<BlockEntry>, EngineError> {
         let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
-        self.policy.remove_blocks(keys, false, maps)
+        Ok(self.policy.remove_blocks(keys, false, maps)?)
     }
 
     /// Adds allow-list entries (all or nothing).
     pub fn allow(&mut self, entries: Vec<AllowEntry>) -> Result<ChangeReport, EngineError> {
         let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
-        self.policy.add_allow(entries, maps)
+        Ok(self.policy.add_allow(entries, maps)?)
     }
 
     /// Removes manual allow-list entries (all or nothing).
     pub fn disallow(&mut self, prefixes: &[Prefix]) -> Result<Vec<AllowEntry>, EngineError> {
         let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
-        self.policy.remove_allow(prefixes, false, maps)
+        Ok(self.policy.remove_allow(prefixes, false, maps)?)
     }
 
     /// Removes the entries that expired at or before `now_ms`.
     pub fn expire(&mut self, now_ms: u64) -> Result<Vec<BlockEntry>, EngineError> {
         let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
-        self.policy.expire(now_ms, maps)
+        Ok(self.policy.expire(now_ms, maps)?)
     }
 
     /// The kernel's hit counters of every policy entry.
@@ -470,7 +472,6 @@ impl Pipeline for EbpfEngine {
     }
 }
 
-#[cfg(target_os = "linux")]
 mod imp {
     use std::{collections::HashMap as StdHashMap, ffi::CString, io};
 
@@ -495,9 +496,9 @@ mod imp {
     use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
 
     use super::{AttachedMode, Attachment, Hits, PolicyHits, TestRunOutcome};
-    use crate::{
-        EngineConfig, EngineError, RuleKey, TrafficSnapshot, XdpMode, event, policy::PolicyMaps,
-    };
+    use ironpost_policy::{PolicyError, PolicyMaps, RuleKey};
+
+    use crate::{EngineConfig, EngineError, TrafficSnapshot, XdpMode, event};
 
     /// The XDP object built by build.rs.
     static XDP_OBJECT: &[u8] =
@@ -528,15 +529,37 @@ mod imp {
         }
     }
 
+    fn program_err(program: &'static str, source: ProgramError) -> EngineError {
+        EngineError::Program {
+            program,
+            source: Box::new(source),
+        }
+    }
+
     fn is_eperm(e: &io::Error) -> bool {
         matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
     }
 
-    fn map_err(map: &'static str, e: MapError) -> EngineError {
+    fn map_err(map: &'static str, source: MapError) -> EngineError {
         EngineError::Map {
             map,
-            message: e.to_string(),
+            source: Box::new(source),
         }
+    }
+
+    /// Whether the loader's error comes from the kernel refusing this
+    /// process the privilege (EPERM or EACCES anywhere in its chain).
+    fn denied(e: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if let Some(io) = err.downcast_ref::<io::Error>()
+                && is_eperm(io)
+            {
+                return true;
+            }
+            cur = err.source();
+        }
+        false
     }
 
     impl Loaded {
@@ -606,43 +629,43 @@ mod imp {
                 .override_global(TABLE_MASKS_GLOBAL, &masks, true)
                 .load(XDP_OBJECT)
                 .map_err(|e| {
-                    let msg = format!("{e:#}");
-                    if msg.contains("Operation not permitted") || msg.contains("EPERM") {
+                    if denied(&e) {
                         EngineError::PermissionDenied("loading the XDP program".into())
                     } else {
-                        EngineError::Load(msg)
+                        EngineError::Object(Box::new(e))
                     }
                 })?;
             let prog: &mut Xdp = ebpf
                 .program_mut(PROGRAM_NAME)
-                .ok_or_else(|| EngineError::Load(format!("no program {PROGRAM_NAME} in object")))?
+                .ok_or(EngineError::Missing {
+                    what: "program",
+                    name: PROGRAM_NAME,
+                })?
                 .try_into()
-                .map_err(|e: ProgramError| EngineError::Load(e.to_string()))?;
+                .map_err(|e: ProgramError| program_err(PROGRAM_NAME, e))?;
             Self::retry_interrupted(|| prog.load()).map_err(|e| match &e {
                 ProgramError::LoadError { io_error, .. } if is_eperm(io_error) => {
                     EngineError::PermissionDenied("loading the XDP program".into())
                 }
-                _ => EngineError::Load(format!("{e}")),
+                _ => program_err(PROGRAM_NAME, e),
             })?;
-            let program_id = prog
-                .info()
-                .map_err(|e| EngineError::Load(e.to_string()))?
-                .id();
+            let program_id = prog.info().map_err(|e| program_err(PROGRAM_NAME, e))?.id();
             tracing::debug!(program_id, "loaded {PROGRAM_NAME}");
             let egress: &mut SchedClassifier = ebpf
                 .program_mut(EGRESS_PROGRAM_NAME)
-                .ok_or_else(|| {
-                    EngineError::Load(format!("no program {EGRESS_PROGRAM_NAME} in object"))
+                .ok_or(EngineError::Missing {
+                    what: "program",
+                    name: EGRESS_PROGRAM_NAME,
                 })?
                 .try_into()
-                .map_err(|e: ProgramError| EngineError::Load(e.to_string()))?;
+                .map_err(|e: ProgramError| program_err(EGRESS_PROGRAM_NAME, e))?;
             Self::retry_interrupted(|| egress.load()).map_err(|e| match &e {
                 ProgramError::LoadError { io_error, .. }
                     if io_error.raw_os_error() == Some(libc::EPERM) =>
                 {
                     EngineError::PermissionDenied("loading the TC egress program".into())
                 }
-                _ => EngineError::Load(format!("{EGRESS_PROGRAM_NAME}: {e:#}")),
+                _ => program_err(EGRESS_PROGRAM_NAME, e),
             })?;
             let mut loaded = Self {
                 ebpf,
@@ -668,7 +691,7 @@ mod imp {
                 .program_mut(PROGRAM_NAME)
                 .ok_or(EngineError::NotLoaded)?
                 .try_into()
-                .map_err(|e: ProgramError| EngineError::Load(e.to_string()))
+                .map_err(|e: ProgramError| program_err(PROGRAM_NAME, e))
         }
 
         pub(super) fn attachments(&self) -> &[Attachment] {
@@ -692,7 +715,7 @@ mod imp {
                     AttachedMode::Skb => AyaXdpMode::Skb,
                 };
                 prog.attach_to_if_index(ifindex, aya_mode)
-                    .map_err(|e| attach_error(interface, m, &e))
+                    .map_err(|e| attach_error(interface, m, e))
             };
             let (link, used) = match mode {
                 XdpMode::Native => (try_mode(prog, AttachedMode::Native)?, AttachedMode::Native),
@@ -804,17 +827,17 @@ mod imp {
                 .map_err(|e| EngineError::Attach {
                     interface: att.interface.clone(),
                     mode: att.mode.as_str(),
-                    message: format!("detach: {e}"),
+                    message: "detaching failed".into(),
+                    source: Box::new(e),
                 })?;
             tracing::info!("detached {PROGRAM_NAME} from {}", att.interface);
             Ok(())
         }
 
         fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, EngineError> {
-            self.ebpf.map_mut(name).ok_or(EngineError::Map {
-                map: name,
-                message: "missing from the object".into(),
-            })
+            self.ebpf
+                .map_mut(name)
+                .ok_or(EngineError::Missing { what: "map", name })
         }
 
         /// Hit counters of the given entries, looked up one by one (an
@@ -831,10 +854,9 @@ mod imp {
                 bytes: v.bytes,
             };
             let get = |name: &'static str| {
-                self.ebpf.map(name).ok_or(EngineError::Map {
-                    map: name,
-                    message: "missing from the object".into(),
-                })
+                self.ebpf
+                    .map(name)
+                    .ok_or(EngineError::Missing { what: "map", name })
             };
             let exact: HashMap<&MapData, u32, RuleValue> = HashMap::try_from(get(maps::BLOCKLIST)?)
                 .map_err(|e| map_err(maps::BLOCKLIST, e))?;
@@ -888,16 +910,16 @@ mod imp {
         }
 
         fn map_id(&self, name: &'static str) -> Result<u32, EngineError> {
-            let map = self.ebpf.map(name).ok_or(EngineError::Map {
-                map: name,
-                message: "missing from the object".into(),
-            })?;
+            let map = self
+                .ebpf
+                .map(name)
+                .ok_or(EngineError::Missing { what: "map", name })?;
             let data = match map {
                 aya::maps::Map::PerCpuArray(d) | aya::maps::Map::RingBuf(d) => d,
                 _ => {
-                    return Err(EngineError::Map {
-                        map: name,
-                        message: "unexpected map type".into(),
+                    return Err(EngineError::Missing {
+                        what: "per-CPU array or ring buffer map",
+                        name,
                     });
                 }
             };
@@ -938,7 +960,7 @@ mod imp {
             };
             let r = prog
                 .test_run(opts)
-                .map_err(|e| EngineError::TestRun(format!("{e}")))?;
+                .map_err(|e| EngineError::TestRun(Box::new(e)))?;
             Ok(TestRunOutcome {
                 action: r.return_value,
                 duration: r.duration,
@@ -990,18 +1012,18 @@ mod imp {
             tx: mpsc::Sender<T>,
             mut decode: impl FnMut(&[u8], &mut InterfaceNames) -> Option<T> + Send + 'static,
         ) -> Result<JoinHandle<()>, EngineError> {
-            let map = self.ebpf.take_map(name).ok_or(EngineError::Map {
+            let map = self.ebpf.take_map(name).ok_or(EngineError::Reader {
                 map: name,
-                message: "already taken by another reader".into(),
+                source: io::Error::other("already taken by another reader"),
             })?;
             let ring = RingBuf::try_from(map).map_err(|e| map_err(name, e))?;
             // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
             // for as long as the AsyncFd owns the RingBuf.
             let registered =
                 unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) };
-            let mut fd = registered.map_err(|e| EngineError::Map {
+            let mut fd = registered.map_err(|e| EngineError::Reader {
                 map: name,
-                message: format!("registering with the runtime: {e}"),
+                source: e.into(),
             })?;
             Ok(tokio::spawn(async move {
                 let mut names = InterfaceNames::default();
@@ -1097,7 +1119,56 @@ mod imp {
         map.remove(k).map_err(|e| map_err(name, e))
     }
 
+    /// The map writes behind [`PolicyMaps`], with the engine's errors.
+    trait MapWrites {
+        fn set_rule(
+            &mut self,
+            key: &RuleKey,
+            value: &RuleValue,
+            keep: bool,
+        ) -> Result<(), EngineError>;
+        fn del_rule(&mut self, key: &RuleKey) -> Result<(), EngineError>;
+        fn set_allow(&mut self, prefix: &Prefix) -> Result<(), EngineError>;
+        fn del_allow(&mut self, prefix: &Prefix) -> Result<(), EngineError>;
+        fn set_port_index(&mut self, index: u32, slot: u32) -> Result<(), EngineError>;
+        fn set_port_rule(&mut self, slot: u32, value: &RuleValue) -> Result<(), EngineError>;
+        fn set_flags(&mut self, flags: u32) -> Result<(), EngineError>;
+        fn set_summary(&mut self, word: u32, bits: u64) -> Result<(), EngineError>;
+    }
+
     impl PolicyMaps for Loaded {
+        fn set_rule(
+            &mut self,
+            key: &RuleKey,
+            value: &RuleValue,
+            keep: bool,
+        ) -> Result<(), PolicyError> {
+            Ok(MapWrites::set_rule(self, key, value, keep)?)
+        }
+        fn del_rule(&mut self, key: &RuleKey) -> Result<(), PolicyError> {
+            Ok(MapWrites::del_rule(self, key)?)
+        }
+        fn set_allow(&mut self, prefix: &Prefix) -> Result<(), PolicyError> {
+            Ok(MapWrites::set_allow(self, prefix)?)
+        }
+        fn del_allow(&mut self, prefix: &Prefix) -> Result<(), PolicyError> {
+            Ok(MapWrites::del_allow(self, prefix)?)
+        }
+        fn set_port_index(&mut self, index: u32, slot: u32) -> Result<(), PolicyError> {
+            Ok(MapWrites::set_port_index(self, index, slot)?)
+        }
+        fn set_port_rule(&mut self, slot: u32, value: &RuleValue) -> Result<(), PolicyError> {
+            Ok(MapWrites::set_port_rule(self, slot, value)?)
+        }
+        fn set_flags(&mut self, flags: u32) -> Result<(), PolicyError> {
+            Ok(MapWrites::set_flags(self, flags)?)
+        }
+        fn set_summary(&mut self, word: u32, bits: u64) -> Result<(), PolicyError> {
+            Ok(MapWrites::set_summary(self, word, bits)?)
+        }
+    }
+
+    impl MapWrites for Loaded {
         fn set_rule(
             &mut self,
             key: &RuleKey,
@@ -1259,8 +1330,8 @@ mod imp {
         Some(s.to_string_lossy().into_owned())
     }
 
-    fn attach_error(interface: &str, mode: AttachedMode, e: &ProgramError) -> EngineError {
-        let io_err = match e {
+    fn attach_error(interface: &str, mode: AttachedMode, e: ProgramError) -> EngineError {
+        let io_err = match &e {
             ProgramError::SyscallError(s) => Some(&s.io_error),
             _ => None,
         };
@@ -1275,110 +1346,13 @@ mod imp {
             Some(libc::EOPNOTSUPP) => {
                 format!("the driver of {interface} does not support this mode")
             }
-            _ => format!("{e}"),
+            _ => "the kernel refused it".to_owned(),
         };
         EngineError::Attach {
             interface: interface.to_owned(),
             mode: mode.as_str(),
             message,
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod imp {
-    //! Elsewhere the engine compiles and refuses to load.
-    use ironpost_core::{PacketEvent, Prefix, Signal};
-    use ironpost_ebpf_common::{DetectConfig, RuleValue};
-    use tokio::{sync::mpsc, task::JoinHandle};
-
-    use super::{Attachment, PolicyHits, TestRunOutcome};
-    use crate::{EngineConfig, EngineError, RuleKey, TrafficSnapshot, XdpMode, policy::PolicyMaps};
-
-    impl PolicyMaps for Loaded {
-        fn set_rule(&mut self, _: &RuleKey, _: &RuleValue, _: bool) -> Result<(), EngineError> {
-            match *self {}
-        }
-        fn del_rule(&mut self, _: &RuleKey) -> Result<(), EngineError> {
-            match *self {}
-        }
-        fn set_allow(&mut self, _: &Prefix) -> Result<(), EngineError> {
-            match *self {}
-        }
-        fn del_allow(&mut self, _: &Prefix) -> Result<(), EngineError> {
-            match *self {}
-        }
-        fn set_port_index(&mut self, _: u32, _: u32) -> Result<(), EngineError> {
-            match *self {}
-        }
-        fn set_port_rule(&mut self, _: u32, _: &RuleValue) -> Result<(), EngineError> {
-            match *self {}
-        }
-        fn set_flags(&mut self, _: u32) -> Result<(), EngineError> {
-            match *self {}
-        }
-        fn set_summary(&mut self, _: u32, _: u64) -> Result<(), EngineError> {
-            match *self {}
-        }
-    }
-
-    pub(super) enum Loaded {}
-
-    pub(crate) enum StatsReader {}
-
-    impl StatsReader {
-        pub(crate) fn read(&mut self) -> Result<TrafficSnapshot, EngineError> {
-            match *self {}
-        }
-    }
-
-    impl Loaded {
-        pub(super) fn load(_: &EngineConfig) -> Result<Self, EngineError> {
-            Err(EngineError::Unsupported)
-        }
-        pub(super) fn attachments(&self) -> &[Attachment] {
-            match *self {}
-        }
-        pub(super) fn attach(&mut self, _: &str, _: XdpMode) -> Result<&Attachment, EngineError> {
-            match *self {}
-        }
-        pub(super) fn detach(&mut self, _: &str) -> Result<(), EngineError> {
-            match *self {}
-        }
-        pub(super) fn detach_all(&mut self) -> Result<(), EngineError> {
-            match *self {}
-        }
-        pub(super) fn hits<'a>(
-            &self,
-            _: impl Iterator<Item = &'a RuleKey>,
-            _: impl Iterator<Item = &'a Prefix>,
-            _: u32,
-        ) -> Result<PolicyHits, EngineError> {
-            match *self {}
-        }
-        pub(super) fn stats_reader(&self) -> Result<StatsReader, EngineError> {
-            match *self {}
-        }
-        pub(super) fn counters(&mut self) -> Result<TrafficSnapshot, EngineError> {
-            match *self {}
-        }
-        pub(super) fn test_run(&mut self, _: &[u8], _: u32) -> Result<TestRunOutcome, EngineError> {
-            match *self {}
-        }
-        pub(super) fn spawn_event_reader(
-            &mut self,
-            _: mpsc::Sender<PacketEvent>,
-        ) -> Result<JoinHandle<()>, EngineError> {
-            match *self {}
-        }
-        pub(super) fn spawn_signal_reader(
-            &mut self,
-            _: mpsc::Sender<Signal>,
-        ) -> Result<JoinHandle<()>, EngineError> {
-            match *self {}
-        }
-        pub(super) fn set_detection(&mut self, _: &DetectConfig) -> Result<(), EngineError> {
-            match *self {}
+            source: Box::new(e),
         }
     }
 }

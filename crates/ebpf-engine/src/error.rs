@@ -1,8 +1,11 @@
 //! The engine's error type.
 
+use aya::{EbpfError, maps::MapError, programs::ProgramError};
 use ironpost_core::IronpostError;
+use ironpost_policy::PolicyError;
 
-/// An error from the packet engine.
+/// An error from the packet engine. Each keeps the loader's or the
+/// kernel's error as its source.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The interface does not exist.
@@ -13,9 +16,26 @@ pub enum EngineError {
         "{0}: permission denied (loading XDP programs needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
     )]
     PermissionDenied(String),
-    /// The kernel refused the program or its maps.
-    #[error("loading the XDP program failed: {0}")]
-    Load(String),
+    /// The kernel refused the object or its maps.
+    #[error("loading the XDP object failed")]
+    Object(#[source] Box<EbpfError>),
+    /// The kernel refused a program (the verifier's log is in the source).
+    #[error("loading the program {program} failed")]
+    Program {
+        /// The program's name.
+        program: &'static str,
+        /// The loader's error.
+        #[source]
+        source: Box<ProgramError>,
+    },
+    /// The object lacks a program or map the engine needs.
+    #[error("{what} {name} is missing from the XDP object")]
+    Missing {
+        /// "program" or "map".
+        what: &'static str,
+        /// Its name.
+        name: &'static str,
+    },
     /// Attaching to an interface failed.
     #[error("attaching to {interface} in {mode} mode failed: {message}")]
     Attach {
@@ -23,30 +43,37 @@ pub enum EngineError {
         interface: String,
         /// The mode tried.
         mode: &'static str,
-        /// Why.
+        /// Why, in the operator's terms.
         message: String,
+        /// The loader's error.
+        #[source]
+        source: Box<ProgramError>,
     },
     /// Reading or writing a map failed.
-    #[error("map {map}: {message}")]
+    #[error("map {map}: {source}")]
     Map {
         /// The map's name.
         map: &'static str,
-        /// What failed.
-        message: String,
+        /// The loader's error.
+        #[source]
+        source: Box<MapError>,
     },
-    /// The client cancelled the change before it was complete; the
-    /// writes made so far were undone.
-    #[error("cancelled by the client; nothing was changed")]
-    Cancelled,
-    /// A rule change was refused.
+    /// A map reader could not start.
+    #[error("map {map}: {source}")]
+    Reader {
+        /// The map's name.
+        map: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A policy change was refused or failed; nothing was changed.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A change was refused by the engine (it would leave the datapath
+    /// without its configuration).
     #[error("{0}")]
-    Rule(String),
-    /// A change does not fit in a map.
-    #[error("{0}")]
-    Capacity(String),
-    /// The entry to change does not exist.
-    #[error("{0}")]
-    NotFound(String),
+    Refused(String),
     /// The operation needs a loaded program.
     #[error("the XDP program is not loaded")]
     NotLoaded,
@@ -57,18 +84,24 @@ pub enum EngineError {
     #[error("no interface given (set ebpf.interfaces or pass --interface)")]
     NoInterface,
     /// BPF_PROG_TEST_RUN failed.
-    #[error("BPF_PROG_TEST_RUN failed: {0}")]
-    TestRun(String),
-    /// XDP is a Linux feature.
-    #[error("the XDP engine needs Linux")]
-    Unsupported,
+    #[error("BPF_PROG_TEST_RUN failed")]
+    TestRun(#[source] Box<ProgramError>),
 }
 
 impl From<EngineError> for IronpostError {
     fn from(e: EngineError) -> Self {
+        IronpostError::Engine(Box::new(e))
+    }
+}
+
+impl From<EngineError> for PolicyError {
+    /// A failed map write, as the policy reports it.
+    fn from(e: EngineError) -> Self {
         match e {
-            EngineError::Unsupported => IronpostError::Unsupported(e.to_string()),
-            e => IronpostError::Engine(e.to_string()),
+            EngineError::Policy(p) => p,
+            EngineError::Map { map, source } => PolicyError::map(map, *source),
+            EngineError::Missing { name, .. } => PolicyError::map(name, e),
+            other => PolicyError::map("(engine)", other),
         }
     }
 }

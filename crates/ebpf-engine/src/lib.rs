@@ -1,26 +1,20 @@
 //! Ironpost's user-space packet engine: loads the XDP program `ironpost_xdp`
-//! (embedded in this crate at build time), attaches it, keeps its block list
-//! in sync with the policy, reads its events and counters.
+//! (embedded in this crate at build time), attaches it, keeps its maps in
+//! sync with the policy ([`ironpost_policy`]), reads its events, signals
+//! and counters. Everything here talks to the kernel through aya.
 #![deny(missing_docs)]
 
+#[cfg(not(target_os = "linux"))]
+compile_error!("the Ironpost engine needs Linux: XDP, BPF maps and TC are Linux kernel features");
+
 pub mod config;
-pub mod detector;
 pub mod engine;
 pub mod error;
 pub mod event;
-pub mod policy;
-pub mod response;
 pub mod stats;
-pub mod summary;
 
 pub use config::{EngineConfig, RuleAction, XdpMode};
-pub use detector::{Outcome, PacketDetector};
 pub use engine::{AttachedMode, Attachment, EbpfEngine, EbpfEngineBuilder, TestRunOutcome};
 pub use error::EngineError;
 pub use ironpost_ebpf_common as common;
-pub use policy::{
-    AllowEntry, BlockEntry, ChangeReport, FillLevels, OnConfigConflict, Origin, Policy, PortRule,
-    RuleKey,
-};
-pub use response::{Decision, Responder, Shield};
 pub use stats::{DetectTotals, ParseTotals, TrafficSnapshot, TrafficStats};

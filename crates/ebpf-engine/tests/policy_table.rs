@@ -9,13 +9,12 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use ironpost_core::{IronpostConfig, Prefix, RuleAction};
-use ironpost_ebpf_engine::{
-    BlockEntry, EbpfEngine, EngineConfig, OnConfigConflict, Origin, engine::PolicyHits,
-};
+use ironpost_ebpf_engine::{EbpfEngine, EngineConfig, engine::PolicyHits};
 use ironpost_lab::{
     kernel_tests_enabled,
     packet::{ETH_P_IP, ETH_P_IPV6, SYN, ethernet, icmp_echo, ipv4, ipv6, tcp, udp},
 };
+use ironpost_policy::{BlockEntry, OnConfigConflict, Origin};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;

@@ -6,10 +6,9 @@ use std::{net::IpAddr, time::Duration};
 use ironpost_core::{
     Direction, EbpfConfig, PacketAction, Pipeline, Prefix, Protocol, RuleAction, RuleConfig,
 };
-use ironpost_ebpf_engine::{
-    AttachedMode, BlockEntry, EbpfEngine, EngineConfig, OnConfigConflict, Origin, XdpMode,
-};
+use ironpost_ebpf_engine::{AttachedMode, EbpfEngine, EngineConfig, XdpMode};
 use ironpost_lab::{Lab, kernel_tests_enabled, xdp_attached};
+use ironpost_policy::{BlockEntry, OnConfigConflict, Origin};
 
 /// Whether the egress watcher is attached to `iface` (TCX egress).
 fn egress_attached(iface: &str) -> bool {

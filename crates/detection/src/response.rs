@@ -13,7 +13,7 @@ use ironpost_core::{
 };
 use serde::Serialize;
 
-use crate::{BlockEntry, RuleKey};
+use ironpost_policy::{BlockEntry, RuleKey};
 
 /// What to do about an alert.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -457,7 +457,8 @@ mod tests {
 
     #[test]
     fn automatic_entries_make_room_oldest_first_within_their_share() {
-        use crate::{Origin, RuleAction};
+        use ironpost_core::RuleAction;
+        use ironpost_policy::Origin;
         let entry = |i: u64| {
             BlockEntry::source(
                 Prefix::host(format!("198.51.100.{i}").parse().unwrap()),

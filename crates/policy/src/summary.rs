@@ -16,7 +16,7 @@ use std::ops::RangeInclusive;
 use ironpost_core::Prefix;
 use ironpost_ebpf_common::{SRC16_V4_WORDS, SUMMARY_ALLOW, SUMMARY_EXACT, SUMMARY_PREFIX};
 
-use crate::{EngineError, policy::PolicyMaps};
+use crate::{PolicyError, PolicyMaps};
 
 /// /16s in the IPv4 space.
 const SLASH16S: usize = 1 << 16;
@@ -130,7 +130,7 @@ impl SourceSummary {
         maps: &mut dyn PolicyMaps,
         list: Listed,
         prefixes: impl Iterator<Item = &'a Prefix>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(), PolicyError> {
         let mut words = self.written.clone();
         for p in prefixes {
             let bit = list.bit(p);
@@ -144,7 +144,7 @@ impl SourceSummary {
 
     /// Makes the kernel's words match the counts: clears the bits of /16s
     /// no entry covers any more (and sets any missing one).
-    pub fn settle(&mut self, maps: &mut dyn PolicyMaps) -> Result<(), EngineError> {
+    pub fn settle(&mut self, maps: &mut dyn PolicyMaps) -> Result<(), PolicyError> {
         let words: Vec<u64> = (0..self.written.len()).map(|w| self.wanted(w)).collect();
         self.write(maps, &words)
     }
@@ -155,7 +155,7 @@ impl SourceSummary {
         self.written.fill(0);
     }
 
-    fn write(&mut self, maps: &mut dyn PolicyMaps, words: &[u64]) -> Result<(), EngineError> {
+    fn write(&mut self, maps: &mut dyn PolicyMaps, words: &[u64]) -> Result<(), PolicyError> {
         for (i, (have, want)) in self.written.iter_mut().zip(words).enumerate() {
             if have != want {
                 maps.set_summary(i as u32, *want)?;
@@ -171,7 +171,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::policy::tests::FakeMaps;
+    use crate::tests::FakeMaps;
 
     fn p(s: &str) -> Prefix {
         s.parse().unwrap()

@@ -1,4 +1,5 @@
 //! The policy the datapath enforces, and the one place that changes it.
+#![deny(missing_docs)]
 //!
 //! [`Policy`] holds every block entry (address or prefix, source or
 //! destination, with its origin, reason and expiry), the allow list and the
@@ -14,17 +15,26 @@ use rustc_hash::FxHashMap;
 
 use ironpost_core::{Condition, Direction, L4Protocol, Prefix, RuleAction, RuleConfig};
 use ironpost_ebpf_common::{
-    ACTION_NONE, COND_RST_ONLY, COND_SYN_ONLY, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4,
-    POLICY_DST_V6, POLICY_EXACT_V4, POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN,
-    RuleValue, ipproto,
+    ACTION_DROP, ACTION_MONITOR, ACTION_NONE, ACTION_PASS, COND_RST_ONLY, COND_SYN_ONLY,
+    POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6, POLICY_EXACT_V4, POLICY_PORTS,
+    POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, RuleValue, ipproto,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    EngineError,
-    config::action_code,
-    summary::{Listed, SourceSummary},
-};
+mod error;
+mod summary;
+
+pub use error::PolicyError;
+use summary::{Listed, SourceSummary};
+
+/// The datapath's action code for a rule action.
+pub fn action_code(action: RuleAction) -> u8 {
+    match action {
+        RuleAction::Drop => ACTION_DROP,
+        RuleAction::Monitor => ACTION_MONITOR,
+        RuleAction::Pass => ACTION_PASS,
+    }
+}
 
 /// Where an entry came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -210,21 +220,21 @@ pub trait PolicyMaps {
         key: &RuleKey,
         value: &RuleValue,
         keep_counters: bool,
-    ) -> Result<(), EngineError>;
+    ) -> Result<(), PolicyError>;
     /// Removes a block entry.
-    fn del_rule(&mut self, key: &RuleKey) -> Result<(), EngineError>;
+    fn del_rule(&mut self, key: &RuleKey) -> Result<(), PolicyError>;
     /// Adds an allow-list entry.
-    fn set_allow(&mut self, prefix: &Prefix) -> Result<(), EngineError>;
+    fn set_allow(&mut self, prefix: &Prefix) -> Result<(), PolicyError>;
     /// Removes an allow-list entry.
-    fn del_allow(&mut self, prefix: &Prefix) -> Result<(), EngineError>;
+    fn del_allow(&mut self, prefix: &Prefix) -> Result<(), PolicyError>;
     /// Points PORT_RULES[index] at `slot` (0: no rule).
-    fn set_port_index(&mut self, index: u32, slot: u32) -> Result<(), EngineError>;
+    fn set_port_index(&mut self, index: u32, slot: u32) -> Result<(), PolicyError>;
     /// Writes PORT_RULE_TABLE[slot].
-    fn set_port_rule(&mut self, slot: u32, value: &RuleValue) -> Result<(), EngineError>;
+    fn set_port_rule(&mut self, slot: u32, value: &RuleValue) -> Result<(), PolicyError>;
     /// Writes POLICY_FLAGS.
-    fn set_flags(&mut self, flags: u32) -> Result<(), EngineError>;
+    fn set_flags(&mut self, flags: u32) -> Result<(), PolicyError>;
     /// Writes word `word` of the IPv4 source summary, SRC16_V4.
-    fn set_summary(&mut self, word: u32, bits: u64) -> Result<(), EngineError>;
+    fn set_summary(&mut self, word: u32, bits: u64) -> Result<(), PolicyError>;
 }
 
 /// A map write and how to undo it.
@@ -246,7 +256,7 @@ impl<M: PolicyMaps + ?Sized> Journal<'_, M> {
         key: &RuleKey,
         old: Option<RuleValue>,
         new: RuleValue,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(), PolicyError> {
         if old == Some(new) {
             return Ok(());
         }
@@ -257,7 +267,7 @@ impl<M: PolicyMaps + ?Sized> Journal<'_, M> {
         Ok(())
     }
 
-    fn del_rule(&mut self, key: &RuleKey, old: RuleValue) -> Result<(), EngineError> {
+    fn del_rule(&mut self, key: &RuleKey, old: RuleValue) -> Result<(), PolicyError> {
         if let Some(m) = self.maps.as_deref_mut() {
             m.del_rule(key)?;
         }
@@ -265,7 +275,7 @@ impl<M: PolicyMaps + ?Sized> Journal<'_, M> {
         Ok(())
     }
 
-    fn allow(&mut self, prefix: &Prefix, present: bool, want: bool) -> Result<(), EngineError> {
+    fn allow(&mut self, prefix: &Prefix, present: bool, want: bool) -> Result<(), PolicyError> {
         if present == want {
             return Ok(());
         }
@@ -280,7 +290,7 @@ impl<M: PolicyMaps + ?Sized> Journal<'_, M> {
         Ok(())
     }
 
-    fn port_index(&mut self, index: u32, old: u32, new: u32) -> Result<(), EngineError> {
+    fn port_index(&mut self, index: u32, old: u32, new: u32) -> Result<(), PolicyError> {
         if old == new {
             return Ok(());
         }
@@ -473,7 +483,7 @@ impl Policy {
     }
 
     /// Writes the whole policy to freshly created maps.
-    pub fn write_all(&mut self, maps: &mut dyn PolicyMaps) -> Result<(), EngineError> {
+    pub fn write_all(&mut self, maps: &mut dyn PolicyMaps) -> Result<(), PolicyError> {
         maps.set_flags(self.flags())?;
         // The summary first: a fresh map's bits are all clear.
         self.summary.forget_written();
@@ -517,7 +527,7 @@ impl Policy {
         on_conflict: OnConfigConflict,
         maps: Option<&mut (dyn PolicyMaps + '_)>,
         progress: &mut dyn FnMut(usize) -> bool,
-    ) -> Result<ChangeReport, EngineError> {
+    ) -> Result<ChangeReport, PolicyError> {
         let mut report = ChangeReport::default();
         // Later entries for the same key win.
         let mut batch: FxHashMap<RuleKey, BlockEntry> = FxHashMap::default();
@@ -531,7 +541,7 @@ impl Policy {
             {
                 match on_conflict {
                     OnConfigConflict::Refuse => {
-                        return Err(EngineError::Rule(format!(
+                        return Err(PolicyError::ConfigOwned(format!(
                             "{} {} is set by config rule \"{}\"; change the configuration \
                              instead; nothing was changed",
                             key.0,
@@ -585,7 +595,7 @@ impl Policy {
             let mut written = journal.set_rule(key, old, e.value(else_action));
             let last = n + 1 == order.len();
             if written.is_ok() && ((n + 1) % 8192 == 0 || last) && !progress(n + 1) {
-                written = Err(EngineError::Cancelled);
+                written = Err(PolicyError::Cancelled);
             }
             if let Err(err) = written {
                 journal.rollback();
@@ -617,18 +627,18 @@ impl Policy {
         keys: &[RuleKey],
         allow_config: bool,
         maps: Option<&mut (dyn PolicyMaps + '_)>,
-    ) -> Result<Vec<BlockEntry>, EngineError> {
+    ) -> Result<Vec<BlockEntry>, PolicyError> {
         let mut seen = HashSet::new();
         for key in keys {
             match self.blocks.get(key) {
                 None => {
-                    return Err(EngineError::NotFound(format!(
+                    return Err(PolicyError::NotFound(format!(
                         "{} {} is not in the block list",
                         key.0, key.1
                     )));
                 }
                 Some(e) if e.origin == Origin::Config && !allow_config => {
-                    return Err(EngineError::Rule(format!(
+                    return Err(PolicyError::ConfigOwned(format!(
                         "{} {} is set by config rule \"{}\"; remove it from the configuration \
                          and reload",
                         key.0,
@@ -664,7 +674,7 @@ impl Policy {
         &mut self,
         now_ms: u64,
         maps: Option<&mut (dyn PolicyMaps + '_)>,
-    ) -> Result<Vec<BlockEntry>, EngineError> {
+    ) -> Result<Vec<BlockEntry>, PolicyError> {
         let due: Vec<RuleKey> = self
             .expiries
             .iter()
@@ -682,7 +692,7 @@ impl Policy {
         &mut self,
         entries: Vec<AllowEntry>,
         maps: Option<&mut (dyn PolicyMaps + '_)>,
-    ) -> Result<ChangeReport, EngineError> {
+    ) -> Result<ChangeReport, PolicyError> {
         let mut report = ChangeReport::default();
         let mut batch: HashMap<Prefix, AllowEntry> = HashMap::new();
         for e in entries {
@@ -697,7 +707,7 @@ impl Policy {
         }
         let new = batch.keys().filter(|p| !self.allow.contains_key(p)).count();
         if self.allow.len() + new > self.allow_capacity {
-            return Err(EngineError::Capacity(format!(
+            return Err(PolicyError::Capacity(format!(
                 "{new} new allow entries do not fit: the allow list holds {} of {}; \
                  nothing was changed",
                 self.allow.len(),
@@ -739,16 +749,16 @@ impl Policy {
         prefixes: &[Prefix],
         allow_config: bool,
         maps: Option<&mut (dyn PolicyMaps + '_)>,
-    ) -> Result<Vec<AllowEntry>, EngineError> {
+    ) -> Result<Vec<AllowEntry>, PolicyError> {
         for p in prefixes {
             match self.allow.get(p) {
                 None => {
-                    return Err(EngineError::NotFound(format!(
+                    return Err(PolicyError::NotFound(format!(
                         "{p} is not in the allow list"
                     )));
                 }
                 Some(e) if e.origin == Origin::Config && !allow_config => {
-                    return Err(EngineError::Rule(format!(
+                    return Err(PolicyError::ConfigOwned(format!(
                         "{p} is in the configuration's allow list; remove it there and reload"
                     )));
                 }
@@ -792,7 +802,7 @@ impl Policy {
         allow: &[Prefix],
         now_ms: u64,
         mut maps: Option<&mut (dyn PolicyMaps + '_)>,
-    ) -> Result<ChangeReport, EngineError> {
+    ) -> Result<ChangeReport, PolicyError> {
         let wanted: Vec<BlockEntry> = rules
             .iter()
             .filter_map(|r| BlockEntry::from_rule(r, now_ms))
@@ -821,7 +831,7 @@ impl Policy {
             .filter(|p| !self.allow.contains_key(p))
             .count();
         if self.allow.len() - stale_allow.len() + new_allow > self.allow_capacity {
-            return Err(EngineError::Capacity(format!(
+            return Err(PolicyError::Capacity(format!(
                 "the configured allow list does not fit: {} entries would be in use, \
                  capacity {}; nothing was changed",
                 self.allow.len() - stale_allow.len() + new_allow,
@@ -841,7 +851,7 @@ impl Policy {
             })
             .collect();
         if port_rules.len() > ironpost_core::config::MAX_PORT_RULES {
-            return Err(EngineError::Capacity(format!(
+            return Err(PolicyError::Capacity(format!(
                 "{} port rules: at most {}",
                 port_rules.len(),
                 ironpost_core::config::MAX_PORT_RULES
@@ -894,7 +904,7 @@ impl Policy {
         &mut self,
         rules: Vec<PortRule>,
         maps: Option<&mut (dyn PolicyMaps + '_)>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<(), PolicyError> {
         if rules == self.port_rules {
             return Ok(());
         }
@@ -938,13 +948,13 @@ impl Policy {
         self.write_flags(maps)
     }
 
-    fn check_block_capacity(&self, new: usize, leaving: usize) -> Result<(), EngineError> {
+    fn check_block_capacity(&self, new: usize, leaving: usize) -> Result<(), PolicyError> {
         let after = self.blocks.len() - leaving + new;
         if after > self.block_capacity {
             let free = self
                 .block_capacity
                 .saturating_sub(self.blocks.len() - leaving);
-            return Err(EngineError::Capacity(format!(
+            return Err(PolicyError::Capacity(format!(
                 "{new} new entries do not fit in the block list: {} of {} in use, {free} free \
                  (raise ebpf.blocklist_max_entries); nothing was changed",
                 self.blocks.len(),
@@ -1012,7 +1022,7 @@ impl Policy {
 
     /// Writes the flags and settles the source summary, once a change is
     /// in the maps.
-    fn write_flags(&mut self, maps: Option<&mut (dyn PolicyMaps + '_)>) -> Result<(), EngineError> {
+    fn write_flags(&mut self, maps: Option<&mut (dyn PolicyMaps + '_)>) -> Result<(), PolicyError> {
         match maps {
             Some(m) => {
                 m.set_flags(self.flags())?;
@@ -1042,52 +1052,52 @@ pub(crate) mod tests {
     }
 
     impl FakeMaps {
-        fn tick(&mut self) -> Result<(), EngineError> {
+        fn tick(&mut self) -> Result<(), PolicyError> {
             self.writes += 1;
             if self.fail_at == Some(self.writes) {
-                return Err(EngineError::Map {
-                    map: "FAKE",
-                    message: "injected failure".into(),
-                });
+                return Err(PolicyError::map(
+                    "FAKE",
+                    std::io::Error::other("injected failure"),
+                ));
             }
             Ok(())
         }
     }
 
     impl PolicyMaps for FakeMaps {
-        fn set_rule(&mut self, key: &RuleKey, v: &RuleValue, _: bool) -> Result<(), EngineError> {
+        fn set_rule(&mut self, key: &RuleKey, v: &RuleValue, _: bool) -> Result<(), PolicyError> {
             self.tick()?;
             self.rules.insert(*key, *v);
             Ok(())
         }
-        fn del_rule(&mut self, key: &RuleKey) -> Result<(), EngineError> {
+        fn del_rule(&mut self, key: &RuleKey) -> Result<(), PolicyError> {
             self.tick()?;
             self.rules.remove(key);
             Ok(())
         }
-        fn set_allow(&mut self, p: &Prefix) -> Result<(), EngineError> {
+        fn set_allow(&mut self, p: &Prefix) -> Result<(), PolicyError> {
             self.tick()?;
             self.allow.insert(*p);
             Ok(())
         }
-        fn del_allow(&mut self, p: &Prefix) -> Result<(), EngineError> {
+        fn del_allow(&mut self, p: &Prefix) -> Result<(), PolicyError> {
             self.tick()?;
             self.allow.remove(p);
             Ok(())
         }
-        fn set_port_index(&mut self, i: u32, slot: u32) -> Result<(), EngineError> {
+        fn set_port_index(&mut self, i: u32, slot: u32) -> Result<(), PolicyError> {
             self.port_index.insert(i, slot);
             Ok(())
         }
-        fn set_port_rule(&mut self, slot: u32, v: &RuleValue) -> Result<(), EngineError> {
+        fn set_port_rule(&mut self, slot: u32, v: &RuleValue) -> Result<(), PolicyError> {
             self.port_rules.insert(slot, *v);
             Ok(())
         }
-        fn set_flags(&mut self, flags: u32) -> Result<(), EngineError> {
+        fn set_flags(&mut self, flags: u32) -> Result<(), PolicyError> {
             self.flags = flags;
             Ok(())
         }
-        fn set_summary(&mut self, word: u32, bits: u64) -> Result<(), EngineError> {
+        fn set_summary(&mut self, word: u32, bits: u64) -> Result<(), PolicyError> {
             self.summary.insert(word, bits);
             Ok(())
         }
@@ -1112,7 +1122,7 @@ pub(crate) mod tests {
         pol: &mut Policy,
         m: &mut FakeMaps,
         e: Vec<BlockEntry>,
-    ) -> Result<ChangeReport, EngineError> {
+    ) -> Result<ChangeReport, PolicyError> {
         pol.upsert_blocks(e, OnConfigConflict::Refuse, Some(m), &mut |_| true)
     }
 
@@ -1252,7 +1262,7 @@ pub(crate) mod tests {
                 calls.len() < 2
             })
             .unwrap_err();
-        assert!(matches!(err, EngineError::Cancelled), "{err}");
+        assert!(matches!(err, PolicyError::Cancelled), "{err}");
         assert_eq!(calls, [8192, 16384]);
         assert_eq!(
             m.rules.keys().collect::<Vec<_>>(),
