@@ -5,39 +5,34 @@
 //! configuration.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     io::{self, Write},
     path::{Path, PathBuf},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use ironpost_core::{
-    Alert, AlertAction, Direction, IronpostConfig, MAX_TTL_SECS, PacketEvent, Pipeline, Prefix,
-    RuleAction, Signal,
+    Alert, AlertAction, Direction, IronpostConfig, PacketEvent, Pipeline, Prefix, RuleAction,
+    Signal,
     config::{AlertFormat, DetectionConfig, check_interface_name},
-    printable,
 };
 use ironpost_detection::{Decision, Outcome, PacketDetector, Responder, Shield, response};
-use ironpost_ebpf_engine::{
-    Attachment, EbpfEngine, EngineConfig, EngineError, TrafficStats, engine::now_ms,
-};
-use ironpost_policy::{AllowEntry, BlockEntry, OnConfigConflict, Origin, PolicyError, RuleKey};
+use ironpost_ebpf_engine::{Attachment, EbpfEngine, EngineConfig, TrafficStats, engine::now_ms};
+use ironpost_policy::{BlockEntry, OnConfigConflict, Origin};
 use serde_json::{Value, json};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::UnixStream,
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
 
+mod requests;
+
 use crate::{
-    RunArgs,
-    control::{self, MAX_REQUEST_BYTES, Reply, Request, SocketGuard},
-    hostinfo, metrics,
+    RunArgs, api, hostinfo, metrics,
     output::Output,
     privileges,
+    socket::{self, SocketGuard},
     state::State,
 };
 
@@ -88,7 +83,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .state_file
         .clone()
         .unwrap_or(cfg.daemon.state_file.clone());
-    if control::daemon_running(&socket) {
+    if socket::daemon_running(&socket) {
         bail!(
             "another ironpost daemon is running: it answers on {} (stop it first, or use \
              another --socket)",
@@ -149,9 +144,9 @@ fn check_interface_exists(iface: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-type ControlMsg = (Request, mpsc::Sender<Reply>);
-
-struct Daemon {
+/// The daemon's state, owned by its main task; API requests reach it as
+/// [`api::Job`]s (see `requests.rs`).
+pub(crate) struct Daemon {
     engine: EbpfEngine,
     config_path: Option<PathBuf>,
     interfaces_from_cli: bool,
@@ -304,10 +299,10 @@ impl Daemon {
         self.engine
             .spawn_stats_poller(Duration::from_secs(1), st_tx)?;
 
-        let listener = control::bind(&self.socket)?;
+        let listener = socket::bind(&self.socket)?;
         let _socket_guard = SocketGuard::new(&self.socket);
-        let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(16);
-        let accept = tokio::spawn(accept_loop(listener, ctl_tx));
+        let (jobs_tx, mut jobs_rx) = mpsc::channel::<api::Job>(64);
+        let accept = tokio::spawn(api::serve(listener, jobs_tx));
         // Scrapes come to this loop like control requests; the sender is
         // kept here too, so that with metrics off the channel stays open
         // (and idle) rather than closed.
@@ -348,8 +343,12 @@ impl Daemon {
                 _ = sigterm.recv() => break "SIGTERM",
                 _ = sighup.recv() => {
                     match self.reload() {
-                        Ok(v) => tracing::info!("SIGHUP: configuration reloaded: {v}"),
-                        Err(e) => tracing::error!("SIGHUP: reload refused, the running policy stays: {e:#}"),
+                        Ok(c) => tracing::info!(
+                            "SIGHUP: configuration reloaded: {} added, {} updated, {} removed{}",
+                            c.added, c.updated, c.removed,
+                            c.notes.iter().map(|n| format!("; {n}")).collect::<String>()
+                        ),
+                        Err(e) => tracing::error!("SIGHUP: reload refused, the running policy stays: {e}"),
                     }
                 }
                 ev = ev_rx.recv() => match ev {
@@ -389,12 +388,7 @@ impl Daemon {
                     }
                     None => break "stats poller stopped",
                 },
-                msg = ctl_rx.recv() => {
-                    if let Some((req, reply)) = msg {
-                        let answer = self.handle(req, &reply);
-                        let _ = reply.send(answer).await;
-                    }
-                }
+                Some(job) = jobs_rx.recv() => job(&mut self),
                 Some(scrape) = scrape_rx.recv() => {
                     let _ = scrape.send(self.readings());
                 }
@@ -585,7 +579,7 @@ impl Daemon {
                         AlertAction::Blocked {
                             block: prefix.to_string(),
                             ttl_secs,
-                            expires: rfc3339(expires),
+                            expires: requests::rfc3339(expires),
                             offence,
                             traffic: traffic(condition.as_ref()),
                         }
@@ -714,559 +708,11 @@ impl Daemon {
             tracing::error!("{e:#}");
         }
     }
-
-    /// Answers one control request. Changes are saved before the answer:
-    /// an acknowledged change survives a crash.
-    fn handle(&mut self, req: Request, reply: &mpsc::Sender<Reply>) -> Reply {
-        let started = Instant::now();
-        let result = match req {
-            Request::BlockAdd {
-                prefixes,
-                ttl_secs,
-                reason,
-                import,
-                force,
-            } => self.block_add(unique(prefixes), ttl_secs, reason, import, force, reply),
-            Request::BlockDel { prefixes } => {
-                let keys: Vec<_> = unique(prefixes)
-                    .into_iter()
-                    .map(|p| (Direction::Src, p))
-                    .collect();
-                self.block_del(&keys)
-            }
-            Request::BlockList => self.block_list(),
-            Request::AllowAdd { prefixes, reason } => self.allow_add(unique(prefixes), reason),
-            Request::AllowDel { prefixes } => self.allow_del(&unique(prefixes)),
-            Request::AllowList => self.allow_list(),
-            Request::Stats => Ok(stats_line(self.engine.attachments(), &self.live, false)),
-            Request::Status => Ok(self.status()),
-            Request::Reload => self.reload(),
-        };
-        match result {
-            Ok(mut v) => {
-                if let Value::Object(m) = &mut v {
-                    m.insert(
-                        "elapsed_ms".into(),
-                        json!(started.elapsed().as_secs_f64() * 1000.0),
-                    );
-                }
-                Reply::Ok(v)
-            }
-            Err(e) => Reply::Error(format!("{e:#}")),
-        }
-    }
-
-    fn block_add(
-        &mut self,
-        prefixes: Vec<Prefix>,
-        ttl_secs: Option<u64>,
-        reason: String,
-        import: bool,
-        force: bool,
-        reply: &mpsc::Sender<Reply>,
-    ) -> anyhow::Result<Value> {
-        if !force && let Some(all) = prefixes.iter().find(|p| p.is_empty()) {
-            bail!(
-                "{all} is every {} address: blocking it cuts the host off; pass --force if \
-                 that is what you want (nothing was changed)",
-                if all.is_ipv4() { "IPv4" } else { "IPv6" }
-            );
-        }
-        if let Some(t) = ttl_secs
-            && !(1..=MAX_TTL_SECS).contains(&t)
-        {
-            bail!(
-                "a TTL of {t} s is out of range: it must be between 1 s and {MAX_TTL_SECS} s \
-                 (10 years); nothing was changed"
-            );
-        }
-        let now = now_ms();
-        let total = prefixes.len();
-        let expires = ttl_secs.map(|t| now.saturating_add(t * 1000));
-        let mut notes = Vec::new();
-        if !import {
-            for p in &prefixes {
-                if let Some(a) = self
-                    .engine
-                    .policy()
-                    .allow_entries()
-                    .find(|a| a.prefix.contains(p) || p.contains(&a.prefix))
-                {
-                    notes.push(format!(
-                        "{p} overlaps allow-list entry {}: the allow list wins for its addresses",
-                        a.prefix
-                    ));
-                }
-            }
-        }
-        let entries: Vec<BlockEntry> = prefixes
-            .iter()
-            .map(|p| {
-                let mut e = BlockEntry::source(*p, RuleAction::Drop, Origin::Manual, now);
-                e.reason = reason.clone();
-                e.expires_ms = expires;
-                e
-            })
-            .collect();
-        let conflict = if import {
-            OnConfigConflict::Skip
-        } else {
-            OnConfigConflict::Refuse
-        };
-        // A client that went away (^C on `block import`) cancels the
-        // change: its connection task stops reading our replies.
-        let mut progress = |done: usize| {
-            let _ = reply.try_send(Reply::Progress { done, total });
-            !reply.is_closed()
-        };
-        let keys: Vec<RuleKey> = entries.iter().map(BlockEntry::key).collect();
-        let before: HashMap<RuleKey, BlockEntry> = keys
-            .iter()
-            .filter_map(|k| self.engine.policy().block(k).map(|e| (*k, e.clone())))
-            .collect();
-        let t = Instant::now();
-        let r = match self.engine.block(entries, conflict, &mut progress) {
-            Err(EngineError::Policy(PolicyError::Cancelled)) => {
-                tracing::info!(
-                    "a change of {total} block entries was cancelled by its client before it \
-                     was complete; nothing was changed"
-                );
-                return Err(PolicyError::Cancelled.into());
-            }
-            r => r?,
-        };
-        let applied = t.elapsed();
-        self.save_or_undo(|engine| {
-            let fresh: Vec<RuleKey> = keys
-                .iter()
-                .filter(|k| !before.contains_key(k))
-                .copied()
-                .collect();
-            engine.unblock(&fresh)?;
-            let changed = before.into_values().filter(|e| e.origin != Origin::Config);
-            engine.block(changed.collect(), OnConfigConflict::Skip, &mut |_| true)?;
-            Ok(())
-        })?;
-        tracing::debug!(
-            "block_add: {total} entries applied in {applied:?}, state saved in {:?}",
-            t.elapsed() - applied
-        );
-        if import {
-            tracing::info!(
-                "imported {total} entries ({} new, {} updated, {} set by config) ({})",
-                r.added,
-                r.updated,
-                r.skipped_config,
-                printable(&reason)
-            );
-        } else {
-            tracing::info!(
-                "blocked {}{} ({})",
-                join(&prefixes),
-                ttl_secs.map_or(String::new(), |t| format!(" for {t} s")),
-                printable(&reason)
-            );
-        }
-        let mut v = serde_json::to_value(r)?;
-        if let Value::Object(m) = &mut v {
-            m.insert("notes".into(), json!(notes));
-        }
-        Ok(v)
-    }
-
-    /// Saves the state after a change already in the kernel; when saving
-    /// fails, `undo` takes the change back out, so that what the kernel
-    /// enforces is always what was acknowledged and saved.
-    fn save_or_undo(
-        &mut self,
-        undo: impl FnOnce(&mut EbpfEngine) -> Result<(), EngineError>,
-    ) -> anyhow::Result<()> {
-        let Err(e) = self.save() else {
-            return Ok(());
-        };
-        match undo(&mut self.engine) {
-            Ok(()) => Err(e.context("nothing was changed: the state could not be saved")),
-            Err(u) => {
-                tracing::error!(
-                    "taking back a change that could not be saved failed: {u}; the kernel \
-                     holds it until the next restart"
-                );
-                Err(e.context(format!(
-                    "the state could not be saved, and taking the change back out of the \
-                     kernel failed too ({u})"
-                )))
-            }
-        }
-    }
-
-    fn block_del(&mut self, keys: &[RuleKey]) -> anyhow::Result<Value> {
-        let gone = self.engine.unblock(keys)?;
-        let back = gone.clone();
-        self.save_or_undo(|engine| {
-            engine.block(back, OnConfigConflict::Skip, &mut |_| true)?;
-            Ok(())
-        })?;
-        for e in &gone {
-            tracing::info!(
-                "unblocked {} (was {}, {})",
-                e.prefix,
-                e.origin,
-                printable(&e.reason)
-            );
-        }
-        Ok(json!({ "removed": gone.len() }))
-    }
-
-    fn allow_add(&mut self, prefixes: Vec<Prefix>, reason: String) -> anyhow::Result<Value> {
-        let now = now_ms();
-        let before: HashMap<Prefix, AllowEntry> = self
-            .engine
-            .policy()
-            .allow_entries()
-            .filter(|a| prefixes.contains(&a.prefix))
-            .map(|a| (a.prefix, a.clone()))
-            .collect();
-        let entries = prefixes
-            .iter()
-            .map(|p| AllowEntry {
-                prefix: *p,
-                origin: Origin::Manual,
-                reason: reason.clone(),
-                added_ms: now,
-            })
-            .collect();
-        let r = self.engine.allow(entries)?;
-        self.save_or_undo(|engine| {
-            let fresh: Vec<Prefix> = prefixes
-                .iter()
-                .filter(|p| !before.contains_key(p))
-                .copied()
-                .collect();
-            engine.disallow(&fresh)?;
-            let changed = before.into_values().filter(|a| a.origin != Origin::Config);
-            engine.allow(changed.collect())?;
-            Ok(())
-        })?;
-        tracing::info!("allowed {}", join(&prefixes));
-        Ok(serde_json::to_value(r)?)
-    }
-
-    fn allow_del(&mut self, prefixes: &[Prefix]) -> anyhow::Result<Value> {
-        let gone = self.engine.disallow(prefixes)?;
-        let back = gone.clone();
-        self.save_or_undo(|engine| {
-            engine.allow(back)?;
-            Ok(())
-        })?;
-        tracing::info!("removed {} from the allow list", join(prefixes));
-        Ok(json!({ "removed": gone.len() }))
-    }
-
-    fn block_list(&mut self) -> anyhow::Result<Value> {
-        let hits = self.engine.hits()?;
-        let now = now_ms();
-        let mut rows: Vec<&BlockEntry> = self.engine.policy().blocks().collect();
-        rows.sort_by_key(|e| (e.origin as u8, e.key()));
-        let rows: Vec<Value> = rows
-            .into_iter()
-            .map(|e| {
-                let h = hits.blocks.get(&e.key()).copied().unwrap_or_default();
-                json!({
-                    "prefix": e.prefix,
-                    "direction": e.direction,
-                    "condition": e.condition.map(|c| c.to_string()),
-                    "action": e.action,
-                    "origin": e.origin,
-                    "id": e.id,
-                    "reason": e.reason,
-                    "added": rfc3339(e.added_ms),
-                    "expires": e.expires_ms.map(rfc3339),
-                    "expires_in_secs": e.expires_ms.map(|t| t.saturating_sub(now) as f64 / 1000.0),
-                    "packets": h.packets,
-                    "bytes": h.bytes,
-                })
-            })
-            .collect();
-        let ports: Vec<Value> = self
-            .engine
-            .policy()
-            .port_rules()
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let h = hits
-                    .port_rules
-                    .get(&(i as u32 + 1))
-                    .copied()
-                    .unwrap_or_default();
-                json!({
-                    "id": r.id,
-                    "condition": r.condition.to_string(),
-                    "action": r.action,
-                    "origin": Origin::Config,
-                    "reason": r.description,
-                    "packets": h.packets,
-                    "bytes": h.bytes,
-                })
-            })
-            .collect();
-        Ok(json!({ "entries": rows, "port_rules": ports }))
-    }
-
-    fn allow_list(&mut self) -> anyhow::Result<Value> {
-        let hits = self.engine.hits()?;
-        let mut rows: Vec<&AllowEntry> = self.engine.policy().allow_entries().collect();
-        rows.sort_by_key(|a| a.prefix);
-        let rows: Vec<Value> = rows
-            .into_iter()
-            .map(|a| {
-                let h = hits.allow.get(&a.prefix).copied().unwrap_or_default();
-                json!({
-                    "prefix": a.prefix,
-                    "origin": a.origin,
-                    "reason": a.reason,
-                    "added": rfc3339(a.added_ms),
-                    "packets": h.packets,
-                    "bytes": h.bytes,
-                })
-            })
-            .collect();
-        Ok(json!({ "entries": rows }))
-    }
-
-    fn status(&self) -> Value {
-        let events = self.live.events();
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "pid": std::process::id(),
-            "uptime_secs": self.started.elapsed().as_secs(),
-            "interfaces": self.engine.attachments(),
-            "program_id": self.engine.attachment().map(|a| a.program_id),
-            "maps": self.engine.policy().fill_levels(),
-            "events": events,
-            "events_lost": events.lost(),
-            "output_lines_dropped": self.output_dropped,
-            "metrics": self.metrics_addr.map(|a| format!("http://{a}/metrics")),
-            "parse": self.live.parse(),
-            "detection": {
-                "enabled": self.detection.enabled,
-                "kernel": self.live.detect(),
-                "detectors": self.detector.counts(),
-                "response": self.responder.counts(),
-                "dry_run": self.responder.config().dry_run,
-                "auto_block": self.responder.config().auto_block,
-            },
-            "config": self.config_path,
-            "state_file": self.state_file,
-            "socket": self.socket,
-        })
-    }
-
-    /// Re-reads the configuration. A bad file, or one that needs a
-    /// restart, changes nothing.
-    fn reload(&mut self) -> anyhow::Result<Value> {
-        let Some(path) = self.config_path.clone() else {
-            bail!("the daemon was started without --config: there is nothing to reload");
-        };
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "reading {}; the running configuration stays",
-                path.display()
-            )
-        })?;
-        if text.trim().is_empty() {
-            // An editor that truncates before it writes, or a failed copy,
-            // must not remove every rule of a running filter.
-            bail!(
-                "{} is empty: refusing to reload from it, the running configuration stays",
-                path.display()
-            );
-        }
-        let cfg = IronpostConfig::parse(&text, &path.display().to_string())?;
-        let want: Vec<String> = if self.interfaces_from_cli {
-            self.engine
-                .attachments()
-                .iter()
-                .map(|a| a.interface.clone())
-                .collect()
-        } else {
-            cfg.ebpf.interfaces.clone()
-        };
-        if want.is_empty() {
-            bail!(
-                "{}: ebpf.interfaces is empty; nothing was changed",
-                path.display()
-            );
-        }
-        for iface in &want {
-            check_interface_exists(iface)?;
-        }
-        let mut engine_cfg = EngineConfig::from_core(&cfg.ebpf).with_detection(&cfg.detection);
-        if let Some(mode) = self.xdp_mode_from_cli {
-            engine_cfg.xdp_mode = mode;
-        }
-        let alerts = AlertSink::open(&cfg.detection)?;
-        let report = self.engine.reload_config(engine_cfg)?;
-        self.alerts = alerts;
-        self.detector.reconfigure(&cfg.detection);
-        self.responder.reconfigure(
-            cfg.response.clone(),
-            cfg.detection.max_tracked_sources as usize,
-        );
-        self.detection = cfg.detection.clone();
-        let have: Vec<String> = self
-            .engine
-            .attachments()
-            .iter()
-            .map(|a| a.interface.clone())
-            .collect();
-        let mut notes = Vec::new();
-        for gone in have.iter().filter(|i| !want.contains(i)) {
-            self.engine.detach_interface(gone)?;
-            notes.push(format!("detached from {gone}"));
-        }
-        for new in want.iter().filter(|i| !have.contains(i)) {
-            match self.engine.attach_interface(new) {
-                Ok(a) => notes.push(format!("attached to {new} in {} mode", a.mode.as_str())),
-                Err(e) => bail!("the rules were reloaded, but attaching to {new} failed: {e}"),
-            }
-        }
-        let mut v = serde_json::to_value(&report)?;
-        if let Value::Object(m) = &mut v {
-            m.insert("notes".into(), json!(notes));
-        }
-        Ok(v)
-    }
 }
 
 /// What a block drops, for the alert: `all`, or its condition.
 fn traffic(condition: Option<&ironpost_core::Condition>) -> String {
     condition.map_or_else(|| "all".to_owned(), ToString::to_string)
-}
-
-/// `prefixes` without repeats, in their first order: `block add X X` is
-/// one entry.
-fn unique(prefixes: Vec<Prefix>) -> Vec<Prefix> {
-    let mut seen = HashSet::with_capacity(prefixes.len());
-    prefixes.into_iter().filter(|p| seen.insert(*p)).collect()
-}
-
-fn join(prefixes: &[Prefix]) -> String {
-    let mut s: Vec<String> = prefixes.iter().take(5).map(ToString::to_string).collect();
-    if prefixes.len() > 5 {
-        s.push(format!("and {} more", prefixes.len() - 5));
-    }
-    s.join(", ")
-}
-
-/// `ms` since the epoch as an RFC 3339 time. Times past 9999-12-31 (which
-/// RFC 3339 cannot write) are written as that last second: no saved or
-/// requested value makes this fail.
-fn rfc3339(ms: u64) -> String {
-    const LAST_MS: u64 = 253_402_300_799_000;
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.min(LAST_MS));
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// Requests up to this size are read by any number of clients at once;
-/// a longer one (an import) waits for its turn, so that memory held by
-/// requests being read stays bounded whatever the clients send.
-const SMALL_REQUEST_BYTES: usize = 1 << 20;
-
-async fn accept_loop(listener: tokio::net::UnixListener, ctl: mpsc::Sender<ControlMsg>) {
-    let large = Arc::new(tokio::sync::Semaphore::new(1));
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(connection(stream, ctl.clone(), Arc::clone(&large)));
-            }
-            Err(e) => {
-                tracing::warn!("control socket: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// Reads one request line of at most [`MAX_REQUEST_BYTES`]; past
-/// [`SMALL_REQUEST_BYTES`] it holds the one `large` permit while it reads.
-async fn read_request(
-    rd: tokio::net::unix::OwnedReadHalf,
-    large: &tokio::sync::Semaphore,
-) -> Result<Request, String> {
-    let mut reader = BufReader::new(rd.take(MAX_REQUEST_BYTES as u64 + 1));
-    let mut line = Vec::new();
-    let mut small = (&mut reader).take(SMALL_REQUEST_BYTES as u64);
-    small
-        .read_until(b'\n', &mut line)
-        .await
-        .map_err(|e| format!("reading the request: {e}"))?;
-    let _permit;
-    if line.len() >= SMALL_REQUEST_BYTES && !line.ends_with(b"\n") {
-        _permit = large
-            .acquire()
-            .await
-            .map_err(|_| "the daemon is stopping".to_owned())?;
-        reader
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|e| format!("reading the request: {e}"))?;
-    }
-    if line.len() > MAX_REQUEST_BYTES {
-        return Err(format!(
-            "request larger than {} MiB: refused unread",
-            MAX_REQUEST_BYTES >> 20
-        ));
-    }
-    let text = std::str::from_utf8(&line).map_err(|e| format!("bad request: {e}"))?;
-    serde_json::from_str::<Request>(text.trim_end()).map_err(|e| format!("bad request: {e}"))
-}
-
-async fn connection(
-    stream: UnixStream,
-    ctl: mpsc::Sender<ControlMsg>,
-    large: Arc<tokio::sync::Semaphore>,
-) {
-    // The socket is 0600; this also refuses any other user that could
-    // reach it through a file descriptor passed along.
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    match stream.peer_cred() {
-        Ok(c) if c.uid() == 0 || c.uid() == me => {}
-        Ok(c) => {
-            tracing::warn!("control socket: refused a connection from uid {}", c.uid());
-            return;
-        }
-        Err(e) => {
-            tracing::warn!("control socket: no peer credentials: {e}");
-            return;
-        }
-    }
-    let (rd, mut wr) = stream.into_split();
-    let req = match read_request(rd, &large).await {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = write_reply(&mut wr, &Reply::Error(e)).await;
-            return;
-        }
-    };
-    let (tx, mut rx) = mpsc::channel::<Reply>(64);
-    if ctl.send((req, tx)).await.is_err() {
-        let _ = write_reply(&mut wr, &Reply::Error("the daemon is stopping".into())).await;
-        return;
-    }
-    while let Some(r) = rx.recv().await {
-        let last = !matches!(r, Reply::Progress { .. });
-        if write_reply(&mut wr, &r).await.is_err() || last {
-            break;
-        }
-    }
-}
-
-async fn write_reply(wr: &mut tokio::net::unix::OwnedWriteHalf, reply: &Reply) -> io::Result<()> {
-    let mut bytes = serde_json::to_vec(reply)?;
-    bytes.push(b'\n');
-    wr.write_all(&bytes).await
 }
 
 fn emit(out: &mut impl Write, line: &Value) -> io::Result<()> {

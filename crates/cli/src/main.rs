@@ -1,13 +1,15 @@
 //! `ironpost`: XDP network threat detection and mitigation.
 
+mod api;
+mod client;
 mod commands;
-mod control;
 mod daemon;
 mod hostinfo;
 mod metrics;
 mod netset;
 mod output;
 mod privileges;
+mod socket;
 mod state;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -102,7 +104,25 @@ enum BlockCmd {
         prefixes: Vec<Prefix>,
     },
     /// List every block with its hits, expiry, reason and origin.
+    ///
+    /// Entries stream from the daemon page by page and are printed as they
+    /// come, ordered by direction then prefix; the configured port rules
+    /// follow.
     List {
+        /// Print one JSON document: {"entries": [...], "port_rules": [...]}.
+        #[arg(long, conflicts_with = "ndjson")]
+        json: bool,
+        /// Print the API's stream: one JSON entry per line.
+        #[arg(long)]
+        ndjson: bool,
+    },
+    /// Say what decides traffic from (and to) one address: the allow-list
+    /// entry that wins, or the block entries that contain it, longest
+    /// prefix first, with their hits.
+    Show {
+        /// An IPv4 or IPv6 address.
+        #[arg(value_name = "IP")]
+        addr: std::net::IpAddr,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -327,30 +347,46 @@ fn main() -> ExitCode {
             ttl,
             reason,
             force,
-        }) => commands::block_add(&socket, prefixes, ttl, reason, force),
-        Command::Block(BlockCmd::Del { prefixes }) => commands::block_del(&socket, prefixes),
-        Command::Block(BlockCmd::List { json }) => commands::block_list(&socket, json),
+        }) => commands::block::add(&socket, prefixes, ttl, reason, force),
+        Command::Block(BlockCmd::Del { prefixes }) => commands::block::del(&socket, prefixes),
+        Command::Block(BlockCmd::List { json, ndjson }) => {
+            let format = if ndjson {
+                commands::block::ListFormat::Ndjson
+            } else if json {
+                commands::block::ListFormat::Json
+            } else {
+                commands::block::ListFormat::Table
+            };
+            commands::block::list(&socket, format)
+        }
+        Command::Block(BlockCmd::Show { addr, json }) => commands::block::show(&socket, addr, json),
         Command::Block(BlockCmd::Import {
             file,
             ttl,
             reason,
             skip_invalid,
             force,
-        }) => commands::block_import(&socket, &file, ttl, reason, skip_invalid, force),
+        }) => commands::block::import(&socket, &file, ttl, reason, skip_invalid, force),
         Command::Allow(AllowCmd::Add { prefixes, reason }) => {
-            commands::allow_add(&socket, prefixes, reason)
+            commands::allow::add(&socket, prefixes, reason)
         }
-        Command::Allow(AllowCmd::Del { prefixes }) => commands::allow_del(&socket, prefixes),
-        Command::Allow(AllowCmd::List { json }) => commands::allow_list(&socket, json),
-        Command::Stats { json } => commands::stats(&socket, json),
-        Command::Status { json } => commands::status(&socket, json),
-        Command::Reload => commands::reload(&socket),
+        Command::Allow(AllowCmd::Del { prefixes }) => commands::allow::del(&socket, prefixes),
+        Command::Allow(AllowCmd::List { json }) => commands::allow::list(&socket, json),
+        Command::Stats { json } => commands::stats::stats(&socket, json),
+        Command::Status { json } => commands::status::status(&socket, json),
+        Command::Reload => commands::reload::reload(&socket),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ironpost: error: {e:#}");
-            ExitCode::FAILURE
+            // The daemon's refusals and connection failures have their own
+            // codes (README, "Exit codes"); anything else is 1.
+            let code = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<client::ClientError>())
+                .map_or(ironpost_api::exit::FAILURE, client::ClientError::exit_code);
+            ExitCode::from(code)
         }
     }
 }

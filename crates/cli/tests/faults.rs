@@ -17,15 +17,33 @@ use common::{Daemon, TempFile, ironpost, run_on, start_on_lab, start_on_lab_with
 use ironpost_lab::{Lab, kernel_tests_enabled};
 use serde_json::Value;
 
-/// Sends one raw request line and returns the daemon's final answer line.
-fn raw_request(socket: &Path, line: &[u8]) -> Value {
+/// The head of a raw HTTP/1.1 request to the control API.
+fn http_head(method: &str, path: &str, len: usize) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: ironpost\r\nContent-Type: application/json\r\n\
+         Content-Length: {len}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+/// Sends one raw HTTP request, past every check of the CLI, and returns
+/// the status and the JSON body of the answer.
+fn raw_request(socket: &Path, method: &str, path: &str, body: &str) -> (u16, Value) {
     let mut s = UnixStream::connect(socket).unwrap();
-    s.write_all(line).unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let last = text.lines().last().unwrap_or_else(|| panic!("no answer"));
-    serde_json::from_str(last).unwrap()
+    s.write_all(http_head(method, path, body.len()).as_bytes())
+        .unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    // The daemon may close before reading a body it refuses (a reset
+    // then follows its answer): what was read is the answer.
+    let mut bytes = Vec::new();
+    let _ = s.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {text}"));
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 fn listed(d: &Daemon, prefix: &str) -> Option<Value> {
@@ -238,12 +256,10 @@ fn extreme_ttls_are_refused_or_bounded_never_a_panic() {
 
     // Requests that bypass the CLI's checks.
     for ttl in ["1000000000000000", "18446744073709551615", "0"] {
-        let line = format!(
-            "{{\"cmd\":\"block_add\",\"prefixes\":[\"198.51.100.9\"],\"ttl_secs\":{ttl},\
-             \"reason\":\"x\",\"import\":false}}\n"
-        );
-        let v = raw_request(&d.socket(), line.as_bytes());
-        let e = v["error"].as_str().unwrap_or_else(|| panic!("{v}"));
+        let body = format!("{{\"prefixes\":[\"198.51.100.9\"],\"ttl_secs\":{ttl}}}");
+        let (status, v) = raw_request(&d.socket(), "POST", "/v1/blocks", &body);
+        assert_eq!((status, &v["kind"]), (422, &Value::from("invalid")), "{v}");
+        let e = v["message"].as_str().unwrap_or_else(|| panic!("{v}"));
         assert!(e.contains("out of range"), "{e}");
     }
     assert!(listed(&d, "198.51.100.9").is_none());
@@ -290,21 +306,19 @@ fn a_client_that_goes_away_cancels_its_import() {
             i & 255
         ));
     }
-    let line = format!(
-        "{{\"cmd\":\"block_add\",\"prefixes\":[{prefixes}],\"ttl_secs\":null,\
-         \"reason\":\"import\",\"import\":true}}\n"
-    );
+    let body = format!("{{\"prefixes\":[{prefixes}],\"reason\":\"import\",\"import\":true}}");
     let mut s = UnixStream::connect(d.socket()).unwrap();
-    s.write_all(line.as_bytes()).unwrap();
+    s.write_all(http_head("POST", "/v1/blocks?progress=true", body.len()).as_bytes())
+        .unwrap();
+    s.write_all(body.as_bytes()).unwrap();
     // Wait for the first progress line, then go away (as ^C does).
-    let mut first = [0u8; 12];
-    s.read_exact(&mut first).unwrap();
-    assert_eq!(
-        &first,
-        b"{\"progress\":",
-        "{:?}",
-        String::from_utf8_lossy(&first)
-    );
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains("{\"progress\":") {
+        s.read_exact(&mut byte).unwrap();
+        seen.push(byte[0]);
+        assert!(seen.len() < 4096, "{}", String::from_utf8_lossy(&seen));
+    }
     drop(s);
     d.wait_for_stderr("cancelled by its client");
     let status = d.json(&["status"]);
@@ -358,21 +372,56 @@ fn an_oversized_request_is_refused_and_the_daemon_goes_on() {
     }
     let lab = Lab::new(1).unwrap();
     let d = start_on_lab_with(&lab, &[]);
-    // 257 MiB without a newline: more than any request may be.
+    // A declared 257 MiB is refused before it is read.
+    let (status, v) = raw_request(&d.socket(), "POST", "/v1/blocks", &"x".repeat(0));
+    assert_eq!(status, 400, "an empty body is a bad request: {v}");
     let mut s = UnixStream::connect(d.socket()).unwrap();
+    s.write_all(http_head("POST", "/v1/blocks", 257 << 20).as_bytes())
+        .unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("request larger than 256 MiB"), "{text}");
+    // 257 MiB of unknown length (chunked) is read up to the limit, then
+    // refused.
+    let mut s = UnixStream::connect(d.socket()).unwrap();
+    s.write_all(
+        b"POST /v1/blocks HTTP/1.1\r\nHost: ironpost\r\nTransfer-Encoding: chunked\r\n\
+          Connection: close\r\n\r\n",
+    )
+    .unwrap();
     let chunk = vec![b'x'; 1 << 20];
     let mut sent = 0;
     for _ in 0..257 {
-        if s.write_all(&chunk).is_err() {
+        let ok = s
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .and_then(|()| s.write_all(&chunk))
+            .and_then(|()| s.write_all(b"\r\n"));
+        if ok.is_err() {
             break;
         }
         sent += 1;
     }
-    let _ = s.shutdown(std::net::Shutdown::Write);
+    let _ = s.write_all(b"0\r\n\r\n");
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     assert!(sent >= 256, "the daemon read {sent} MiB");
-    assert!(text.contains("request larger than 256 MiB"), "{text}");
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    // An unknown request and a body that is not the API's.
+    let (status, v) = raw_request(&d.socket(), "POST", "/v1/nothing", "{}");
+    assert_eq!(
+        (status, &v["kind"]),
+        (400, &Value::from("bad_request")),
+        "{v}"
+    );
+    let (status, v) = raw_request(
+        &d.socket(),
+        "DELETE",
+        "/v1/blocks",
+        "{\"prefixes\":[\"10.0.0.1/8\"]}",
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("host bits"), "{v}");
     // Small requests are read while a large one is in progress, and the
     // daemon still answers afterwards.
     d.ok(&["status"]);

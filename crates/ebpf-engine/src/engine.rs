@@ -314,6 +314,19 @@ impl EbpfEngine {
         )
     }
 
+    /// Hit counters of the given block and allow entries only.
+    pub fn hits_of(&self, blocks: &[RuleKey], allow: &[Prefix]) -> Result<PolicyHits, EngineError> {
+        let loaded = self.inner.as_ref().ok_or(EngineError::NotLoaded)?;
+        loaded.hits(blocks.iter(), allow.iter(), 0)
+    }
+
+    /// Hit counters of the port rules, by slot (rule index + 1).
+    pub fn port_rule_hits(&self) -> Result<HashMap<u32, Hits>, EngineError> {
+        let loaded = self.inner.as_ref().ok_or(EngineError::NotLoaded)?;
+        let n = self.policy.port_rules().len() as u32;
+        Ok(loaded.hits([].iter(), [].iter(), n)?.port_rules)
+    }
+
     /// Where the program is attached (the first interface), if it is.
     pub fn attachment(&self) -> Option<&Attachment> {
         self.attachments().first()

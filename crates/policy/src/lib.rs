@@ -366,6 +366,8 @@ pub struct Policy {
     block_capacity: usize,
     allow_capacity: usize,
     blocks: FxHashMap<RuleKey, BlockEntry>,
+    /// Every block key, in order: listing pages through it.
+    order: BTreeSet<RuleKey>,
     allow: HashMap<Prefix, AllowEntry>,
     port_rules: Vec<PortRule>,
     /// PORT_RULES as written: slot per index.
@@ -391,6 +393,7 @@ impl Policy {
             block_capacity,
             allow_capacity,
             blocks: FxHashMap::default(),
+            order: BTreeSet::new(),
             allow: HashMap::new(),
             port_rules: Vec::new(),
             port_slots: vec![0; PORT_INDEX_LEN as usize],
@@ -400,6 +403,49 @@ impl Policy {
             counts: HashMap::new(),
             summary: SourceSummary::default(),
         }
+    }
+
+    /// At most `n` block entries in key order (direction, then prefix),
+    /// starting after `after`: a listing pages through the policy with the
+    /// last key of each page, whatever changes between pages.
+    pub fn blocks_page(&self, after: Option<&RuleKey>, n: usize) -> Vec<&BlockEntry> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.order
+            .range((from, Bound::Unbounded))
+            .take(n)
+            .filter_map(|k| self.blocks.get(k))
+            .collect()
+    }
+
+    /// The block entries of `direction` that contain `addr`, longest
+    /// prefix (the one the datapath finds) first.
+    pub fn blocks_containing(
+        &self,
+        direction: Direction,
+        addr: std::net::IpAddr,
+    ) -> Vec<&BlockEntry> {
+        let mut p = Some(Prefix::host(addr));
+        let mut out = Vec::new();
+        while let Some(prefix) = p {
+            if let Some(e) = self.blocks.get(&(direction, prefix)) {
+                out.push(e);
+            }
+            p = prefix.parent();
+        }
+        out
+    }
+
+    /// The longest allow-list entry that contains `addr`.
+    pub fn allow_containing(&self, addr: std::net::IpAddr) -> Option<&AllowEntry> {
+        let mut p = Some(Prefix::host(addr));
+        while let Some(prefix) = p {
+            if let Some(a) = self.allow.get(&prefix) {
+                return Some(a);
+            }
+            p = prefix.parent();
+        }
+        None
     }
 
     /// Block entries, in no particular order.
@@ -979,11 +1025,13 @@ impl Policy {
         if key.0 == Direction::Src {
             self.summary.add(Listed::Source, &key.1);
         }
+        self.order.insert(key);
         self.blocks.insert(key, e);
     }
 
     fn remove_entry(&mut self, key: &RuleKey) -> Option<BlockEntry> {
         let e = self.blocks.remove(key)?;
+        self.order.remove(key);
         if let Some(t) = e.expires_ms {
             self.expiries.remove(&(t, *key));
         }
@@ -1147,6 +1195,56 @@ pub(crate) mod tests {
         assert_eq!(m.flags, POLICY_SRC_V4 | POLICY_SRC_V6);
         let levels = pol.fill_levels();
         assert_eq!((levels.blocks, levels.blocks_capacity), (2, 10));
+    }
+
+    #[test]
+    fn pages_follow_key_order_and_lookups_find_every_enclosing_entry() {
+        let mut pol = Policy::new(100, 10);
+        let mut m = FakeMaps::default();
+        let all = [
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "10.1.2.3",
+            "192.0.2.1",
+            "2001:db8::/32",
+        ];
+        upsert(&mut pol, &mut m, all.iter().map(|a| manual(a)).collect()).unwrap();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page: Vec<RuleKey> = pol
+                .blocks_page(after.as_ref(), 2)
+                .iter()
+                .map(|e| e.key())
+                .collect();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= 2);
+            after = page.last().copied();
+            seen.extend(page);
+        }
+        let mut want: Vec<RuleKey> = all.iter().map(|a| (Direction::Src, p(a))).collect();
+        want.sort();
+        assert_eq!(seen, want);
+        // A removed key leaves the order too.
+        pol.remove_blocks(&[(Direction::Src, p("192.0.2.1"))], false, Some(&mut m))
+            .unwrap();
+        assert_eq!(pol.blocks_page(None, 100).len(), 4);
+        let hit: Vec<Prefix> = pol
+            .blocks_containing(Direction::Src, "10.1.2.3".parse().unwrap())
+            .iter()
+            .map(|e| e.prefix)
+            .collect();
+        assert_eq!(hit, [p("10.1.2.3"), p("10.1.0.0/16"), p("10.0.0.0/8")]);
+        assert!(
+            pol.blocks_containing(Direction::Dst, "10.1.2.3".parse().unwrap())
+                .is_empty()
+        );
+        assert!(
+            pol.blocks_containing(Direction::Src, "11.0.0.1".parse().unwrap())
+                .is_empty()
+        );
     }
 
     #[test]

@@ -1,0 +1,592 @@
+//! What the daemon does for each API request, on its main task: changes
+//! are applied to the kernel, saved, and taken back if saving fails, so
+//! that what the kernel enforces is always what was acknowledged.
+
+use std::{collections::HashMap, net::IpAddr, time::Instant};
+
+use ironpost_api::{
+    AllowAdd, AllowRow, ApiError, BlockAdd, BlockRow, BlockShow, Changed, ErrorKind, PortRuleRow,
+};
+use ironpost_core::{Direction, IronpostConfig, MAX_TTL_SECS, Prefix, RuleAction, printable};
+use ironpost_ebpf_engine::{EbpfEngine, EngineConfig, EngineError, engine::now_ms};
+use ironpost_policy::{
+    AllowEntry, BlockEntry, ChangeReport, OnConfigConflict, Origin, PolicyError, RuleKey,
+};
+use serde_json::{Value, json};
+
+use super::{AlertSink, Daemon, check_interface_exists, stats_line};
+
+/// An error as the API reports it: its kind, and the whole chain of
+/// causes in words.
+pub(crate) fn engine_error(e: EngineError) -> ApiError {
+    let kind = match &e {
+        EngineError::Policy(p) => match p {
+            PolicyError::Cancelled => ErrorKind::Cancelled,
+            PolicyError::ConfigOwned(_) => ErrorKind::ConfigOwned,
+            PolicyError::Capacity(_) => ErrorKind::Capacity,
+            PolicyError::NotFound(_) => ErrorKind::NotFound,
+            PolicyError::Map { .. } => ErrorKind::Internal,
+        },
+        EngineError::Refused(_) | EngineError::NoSuchInterface(_) => ErrorKind::Invalid,
+        _ => ErrorKind::Internal,
+    };
+    ApiError::new(kind, chain(&e))
+}
+
+/// `e` and its sources, joined with ": ".
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorKind::Invalid, message)
+}
+
+fn changed(r: ChangeReport, notes: Vec<String>) -> Changed {
+    Changed {
+        added: r.added,
+        updated: r.updated,
+        skipped_config: r.skipped_config,
+        removed: r.removed,
+        notes,
+        elapsed_ms: 0.0,
+    }
+}
+
+impl Daemon {
+    /// Blocks (or updates) sources. `progress` is told how far the change
+    /// is; when it answers false (the client went away) the change stops
+    /// and is undone.
+    pub(crate) fn block_add(
+        &mut self,
+        req: BlockAdd,
+        progress: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<Changed, ApiError> {
+        let BlockAdd {
+            prefixes,
+            ttl_secs,
+            reason,
+            import,
+            force,
+        } = req;
+        let prefixes = unique(prefixes);
+        if !force && let Some(all) = prefixes.iter().find(|p| p.is_empty()) {
+            return Err(invalid(format!(
+                "{all} is every {} address: blocking it cuts the host off; pass --force if \
+                 that is what you want (nothing was changed)",
+                if all.is_ipv4() { "IPv4" } else { "IPv6" }
+            )));
+        }
+        if let Some(t) = ttl_secs
+            && !(1..=MAX_TTL_SECS).contains(&t)
+        {
+            return Err(invalid(format!(
+                "a TTL of {t} s is out of range: it must be between 1 s and {MAX_TTL_SECS} s \
+                 (10 years); nothing was changed"
+            )));
+        }
+        let reason = if reason.is_empty() {
+            "manual".to_owned()
+        } else {
+            reason
+        };
+        let now = now_ms();
+        let total = prefixes.len();
+        let expires = ttl_secs.map(|t| now.saturating_add(t * 1000));
+        let mut notes = Vec::new();
+        if !import {
+            for p in &prefixes {
+                if let Some(a) = self
+                    .engine
+                    .policy()
+                    .allow_entries()
+                    .find(|a| a.prefix.contains(p) || p.contains(&a.prefix))
+                {
+                    notes.push(format!(
+                        "{p} overlaps allow-list entry {}: the allow list wins for its addresses",
+                        a.prefix
+                    ));
+                }
+            }
+        }
+        let entries: Vec<BlockEntry> = prefixes
+            .iter()
+            .map(|p| {
+                let mut e = BlockEntry::source(*p, RuleAction::Drop, Origin::Manual, now);
+                e.reason = reason.clone();
+                e.expires_ms = expires;
+                e
+            })
+            .collect();
+        let conflict = if import {
+            OnConfigConflict::Skip
+        } else {
+            OnConfigConflict::Refuse
+        };
+        let keys: Vec<RuleKey> = entries.iter().map(BlockEntry::key).collect();
+        let before: HashMap<RuleKey, BlockEntry> = keys
+            .iter()
+            .filter_map(|k| self.engine.policy().block(k).map(|e| (*k, e.clone())))
+            .collect();
+        let t = Instant::now();
+        let r = match self
+            .engine
+            .block(entries, conflict, &mut |done| progress(done, total))
+        {
+            Err(EngineError::Policy(PolicyError::Cancelled)) => {
+                tracing::info!(
+                    "a change of {total} block entries was cancelled by its client before it \
+                     was complete; nothing was changed"
+                );
+                return Err(ApiError::new(
+                    ErrorKind::Cancelled,
+                    "cancelled by the client; nothing was changed",
+                ));
+            }
+            r => r.map_err(engine_error)?,
+        };
+        let applied = t.elapsed();
+        self.save_or_undo(|engine| {
+            let fresh: Vec<RuleKey> = keys
+                .iter()
+                .filter(|k| !before.contains_key(k))
+                .copied()
+                .collect();
+            engine.unblock(&fresh)?;
+            let changed = before.into_values().filter(|e| e.origin != Origin::Config);
+            engine.block(changed.collect(), OnConfigConflict::Skip, &mut |_| true)?;
+            Ok(())
+        })?;
+        tracing::debug!(
+            "block_add: {total} entries applied in {applied:?}, state saved in {:?}",
+            t.elapsed() - applied
+        );
+        if import {
+            tracing::info!(
+                "imported {total} entries ({} new, {} updated, {} set by config) ({})",
+                r.added,
+                r.updated,
+                r.skipped_config,
+                printable(&reason)
+            );
+        } else {
+            tracing::info!(
+                "blocked {}{} ({})",
+                join(&prefixes),
+                ttl_secs.map_or(String::new(), |t| format!(" for {t} s")),
+                printable(&reason)
+            );
+        }
+        Ok(changed(r, notes))
+    }
+
+    /// Saves the state after a change already in the kernel; when saving
+    /// fails, `undo` takes the change back out, so that what the kernel
+    /// enforces is always what was acknowledged and saved.
+    fn save_or_undo(
+        &mut self,
+        undo: impl FnOnce(&mut EbpfEngine) -> Result<(), EngineError>,
+    ) -> Result<(), ApiError> {
+        let Err(e) = self.save() else {
+            return Ok(());
+        };
+        let saving = format!("{e:#}");
+        match undo(&mut self.engine) {
+            Ok(()) => Err(ApiError::new(
+                ErrorKind::NotSaved,
+                format!("nothing was changed: the state could not be saved: {saving}"),
+            )),
+            Err(u) => {
+                tracing::error!(
+                    "taking back a change that could not be saved failed: {u}; the kernel \
+                     holds it until the next restart"
+                );
+                Err(ApiError::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "the state could not be saved ({saving}), and taking the change back \
+                         out of the kernel failed too ({})",
+                        chain(&u)
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Removes source blocks.
+    pub(crate) fn block_del(&mut self, prefixes: Vec<Prefix>) -> Result<Changed, ApiError> {
+        let keys: Vec<RuleKey> = unique(prefixes)
+            .into_iter()
+            .map(|p| (Direction::Src, p))
+            .collect();
+        let gone = self.engine.unblock(&keys).map_err(engine_error)?;
+        let back = gone.clone();
+        self.save_or_undo(|engine| {
+            engine.block(back, OnConfigConflict::Skip, &mut |_| true)?;
+            Ok(())
+        })?;
+        for e in &gone {
+            tracing::info!(
+                "unblocked {} (was {}, {})",
+                e.prefix,
+                e.origin,
+                printable(&e.reason)
+            );
+        }
+        Ok(Changed {
+            removed: gone.len(),
+            ..Changed::default()
+        })
+    }
+
+    /// Adds allow-list entries.
+    pub(crate) fn allow_add(&mut self, req: AllowAdd) -> Result<Changed, ApiError> {
+        let prefixes = unique(req.prefixes);
+        let reason = if req.reason.is_empty() {
+            "manual".to_owned()
+        } else {
+            req.reason
+        };
+        let now = now_ms();
+        let before: HashMap<Prefix, AllowEntry> = self
+            .engine
+            .policy()
+            .allow_entries()
+            .filter(|a| prefixes.contains(&a.prefix))
+            .map(|a| (a.prefix, a.clone()))
+            .collect();
+        let entries = prefixes
+            .iter()
+            .map(|p| AllowEntry {
+                prefix: *p,
+                origin: Origin::Manual,
+                reason: reason.clone(),
+                added_ms: now,
+            })
+            .collect();
+        let r = self.engine.allow(entries).map_err(engine_error)?;
+        self.save_or_undo(|engine| {
+            let fresh: Vec<Prefix> = prefixes
+                .iter()
+                .filter(|p| !before.contains_key(p))
+                .copied()
+                .collect();
+            engine.disallow(&fresh)?;
+            let changed = before.into_values().filter(|a| a.origin != Origin::Config);
+            engine.allow(changed.collect())?;
+            Ok(())
+        })?;
+        tracing::info!("allowed {}", join(&prefixes));
+        Ok(changed(r, Vec::new()))
+    }
+
+    /// Removes allow-list entries.
+    pub(crate) fn allow_del(&mut self, prefixes: Vec<Prefix>) -> Result<Changed, ApiError> {
+        let prefixes = unique(prefixes);
+        let gone = self.engine.disallow(&prefixes).map_err(engine_error)?;
+        let back = gone.clone();
+        self.save_or_undo(|engine| {
+            engine.allow(back)?;
+            Ok(())
+        })?;
+        tracing::info!("removed {} from the allow list", join(&prefixes));
+        Ok(Changed {
+            removed: gone.len(),
+            ..Changed::default()
+        })
+    }
+
+    fn block_rows(&self, entries: &[&BlockEntry]) -> Result<Vec<BlockRow>, ApiError> {
+        let keys: Vec<RuleKey> = entries.iter().map(|e| e.key()).collect();
+        let hits = self.engine.hits_of(&keys, &[]).map_err(engine_error)?;
+        let now = now_ms();
+        Ok(entries
+            .iter()
+            .map(|e| {
+                let h = hits.blocks.get(&e.key()).copied().unwrap_or_default();
+                BlockRow {
+                    prefix: e.prefix,
+                    direction: e.direction,
+                    condition: e.condition.map(|c| c.to_string()),
+                    action: e.action,
+                    origin: e.origin,
+                    id: e.id.clone(),
+                    reason: e.reason.clone(),
+                    added: rfc3339(e.added_ms),
+                    expires: e.expires_ms.map(rfc3339),
+                    expires_in_secs: e.expires_ms.map(|t| t.saturating_sub(now) as f64 / 1000.0),
+                    packets: h.packets,
+                    bytes: h.bytes,
+                }
+            })
+            .collect())
+    }
+
+    /// One page of the block list: at most `n` entries after `after`, in
+    /// key order, with their hit counters.
+    pub(crate) fn block_page(
+        &self,
+        after: Option<RuleKey>,
+        n: usize,
+    ) -> Result<Vec<BlockRow>, ApiError> {
+        let page = self.engine.policy().blocks_page(after.as_ref(), n);
+        self.block_rows(&page)
+    }
+
+    /// Which entries decide traffic from and to `addr`.
+    pub(crate) fn block_show(&self, addr: IpAddr) -> Result<BlockShow, ApiError> {
+        let policy = self.engine.policy();
+        let source = self.block_rows(&policy.blocks_containing(Direction::Src, addr))?;
+        let destination = self.block_rows(&policy.blocks_containing(Direction::Dst, addr))?;
+        let allowed_by = match policy.allow_containing(addr) {
+            Some(a) => {
+                let hits = self
+                    .engine
+                    .hits_of(&[], &[a.prefix])
+                    .map_err(engine_error)?;
+                let h = hits.allow.get(&a.prefix).copied().unwrap_or_default();
+                Some(allow_row(a, h.packets, h.bytes))
+            }
+            None => None,
+        };
+        let verdict = match (&allowed_by, source.first()) {
+            (Some(a), _) => format!(
+                "passed: allow-list entry {} wins over every block entry",
+                a.prefix
+            ),
+            (None, None) => "not in the block list: passed unless a port rule or a \
+                             destination entry drops it"
+                .to_owned(),
+            (None, Some(first)) => {
+                let action = |r: &BlockRow| format!("{:?}", r.action).to_lowercase();
+                match &first.condition {
+                    None => format!("{} by {}", action(first), first.prefix),
+                    Some(c) => {
+                        let rest = source
+                            .iter()
+                            .skip(1)
+                            .find(|r| r.condition.is_none())
+                            .map_or("passed".to_owned(), |r| {
+                                format!("{} by {}", action(r), r.prefix)
+                            });
+                        format!(
+                            "{c}: {} by {}; other traffic: {rest}",
+                            action(first),
+                            first.prefix
+                        )
+                    }
+                }
+            }
+        };
+        Ok(BlockShow {
+            address: addr,
+            allowed_by,
+            source,
+            destination,
+            verdict,
+        })
+    }
+
+    /// The configured port rules with their hit counters.
+    pub(crate) fn port_rules(&mut self) -> Result<Vec<PortRuleRow>, ApiError> {
+        let hits = self.engine.port_rule_hits().map_err(engine_error)?;
+        Ok(self
+            .engine
+            .policy()
+            .port_rules()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let h = hits.get(&(i as u32 + 1)).copied().unwrap_or_default();
+                PortRuleRow {
+                    id: r.id.clone(),
+                    condition: r.condition.to_string(),
+                    action: r.action,
+                    reason: r.description.clone(),
+                    packets: h.packets,
+                    bytes: h.bytes,
+                }
+            })
+            .collect())
+    }
+
+    /// The allow list, in prefix order, with hit counters.
+    pub(crate) fn allow_list(&self) -> Result<Vec<AllowRow>, ApiError> {
+        let mut rows: Vec<&AllowEntry> = self.engine.policy().allow_entries().collect();
+        rows.sort_by_key(|a| a.prefix);
+        let prefixes: Vec<Prefix> = rows.iter().map(|a| a.prefix).collect();
+        let hits = self.engine.hits_of(&[], &prefixes).map_err(engine_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|a| {
+                let h = hits.allow.get(&a.prefix).copied().unwrap_or_default();
+                allow_row(a, h.packets, h.bytes)
+            })
+            .collect())
+    }
+
+    /// Counters and rates over the last second.
+    pub(crate) fn stats(&self) -> Value {
+        stats_line(self.engine.attachments(), &self.live, false)
+    }
+
+    /// The daemon's status.
+    pub(crate) fn status(&self) -> Value {
+        let events = self.live.events();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "interfaces": self.engine.attachments(),
+            "program_id": self.engine.attachment().map(|a| a.program_id),
+            "maps": self.engine.policy().fill_levels(),
+            "events": events,
+            "events_lost": events.lost(),
+            "output_lines_dropped": self.output_dropped,
+            "metrics": self.metrics_addr.map(|a| format!("http://{a}/metrics")),
+            "parse": self.live.parse(),
+            "detection": {
+                "enabled": self.detection.enabled,
+                "kernel": self.live.detect(),
+                "detectors": self.detector.counts(),
+                "response": self.responder.counts(),
+                "dry_run": self.responder.config().dry_run,
+                "auto_block": self.responder.config().auto_block,
+            },
+            "config": self.config_path,
+            "state_file": self.state_file,
+            "socket": self.socket,
+        })
+    }
+
+    /// Re-reads the configuration. A bad file, or one that needs a
+    /// restart, changes nothing.
+    pub(crate) fn reload(&mut self) -> Result<Changed, ApiError> {
+        let Some(path) = self.config_path.clone() else {
+            return Err(invalid(
+                "the daemon was started without --config: there is nothing to reload",
+            ));
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            invalid(format!(
+                "reading {}: {e}; the running configuration stays",
+                path.display()
+            ))
+        })?;
+        if text.trim().is_empty() {
+            // An editor that truncates before it writes, or a failed copy,
+            // must not remove every rule of a running filter.
+            return Err(invalid(format!(
+                "{} is empty: refusing to reload from it, the running configuration stays",
+                path.display()
+            )));
+        }
+        let cfg = IronpostConfig::parse(&text, &path.display().to_string())
+            .map_err(|e| invalid(e.to_string()))?;
+        let want: Vec<String> = if self.interfaces_from_cli {
+            self.engine
+                .attachments()
+                .iter()
+                .map(|a| a.interface.clone())
+                .collect()
+        } else {
+            cfg.ebpf.interfaces.clone()
+        };
+        if want.is_empty() {
+            return Err(invalid(format!(
+                "{}: ebpf.interfaces is empty; nothing was changed",
+                path.display()
+            )));
+        }
+        for iface in &want {
+            check_interface_exists(iface).map_err(|e| invalid(format!("{e:#}")))?;
+        }
+        let mut engine_cfg = EngineConfig::from_core(&cfg.ebpf).with_detection(&cfg.detection);
+        if let Some(mode) = self.xdp_mode_from_cli {
+            engine_cfg.xdp_mode = mode;
+        }
+        let alerts = AlertSink::open(&cfg.detection).map_err(|e| invalid(format!("{e:#}")))?;
+        let report = self
+            .engine
+            .reload_config(engine_cfg)
+            .map_err(engine_error)?;
+        self.alerts = alerts;
+        self.detector.reconfigure(&cfg.detection);
+        self.responder.reconfigure(
+            cfg.response.clone(),
+            cfg.detection.max_tracked_sources as usize,
+        );
+        self.detection = cfg.detection.clone();
+        let have: Vec<String> = self
+            .engine
+            .attachments()
+            .iter()
+            .map(|a| a.interface.clone())
+            .collect();
+        let mut notes = Vec::new();
+        for gone in have.iter().filter(|i| !want.contains(i)) {
+            self.engine.detach_interface(gone).map_err(engine_error)?;
+            notes.push(format!("detached from {gone}"));
+        }
+        for new in want.iter().filter(|i| !have.contains(i)) {
+            match self.engine.attach_interface(new) {
+                Ok(a) => notes.push(format!("attached to {new} in {} mode", a.mode.as_str())),
+                Err(e) => {
+                    return Err(ApiError::new(
+                        ErrorKind::Internal,
+                        format!(
+                            "the rules were reloaded, but attaching to {new} failed: {}",
+                            chain(&e)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(changed(report, notes))
+    }
+}
+
+fn allow_row(a: &AllowEntry, packets: u64, bytes: u64) -> AllowRow {
+    AllowRow {
+        prefix: a.prefix,
+        origin: a.origin,
+        reason: a.reason.clone(),
+        added: rfc3339(a.added_ms),
+        packets,
+        bytes,
+    }
+}
+
+/// `prefixes` without repeats, in their first order: `block add X X` is
+/// one entry.
+fn unique(prefixes: Vec<Prefix>) -> Vec<Prefix> {
+    let mut seen = std::collections::HashSet::with_capacity(prefixes.len());
+    prefixes.into_iter().filter(|p| seen.insert(*p)).collect()
+}
+
+fn join(prefixes: &[Prefix]) -> String {
+    let mut s: Vec<String> = prefixes.iter().take(5).map(ToString::to_string).collect();
+    if prefixes.len() > 5 {
+        s.push(format!("and {} more", prefixes.len() - 5));
+    }
+    s.join(", ")
+}
+
+/// `ms` since the epoch as an RFC 3339 time. Times past 9999-12-31 (which
+/// RFC 3339 cannot write) are written as that last second: no saved or
+/// requested value makes this fail.
+pub(crate) fn rfc3339(ms: u64) -> String {
+    const LAST_MS: u64 = 253_402_300_799_000;
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.min(LAST_MS));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
