@@ -186,7 +186,7 @@ fn a_change_that_cannot_be_saved_never_reaches_the_kernel() {
     // A full disk: the add is refused and not enforced.
     let filler = fs.fill();
     let o = d.ctl(&["block", "add", &a.to_string()]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(15), "not_saved's exit code");
     let err = stderr(&o);
     assert!(err.contains("nothing was changed"), "{err}");
     assert!(listed(&d, &a.to_string()).is_none(), "not listed");
@@ -204,7 +204,7 @@ fn a_change_that_cannot_be_saved_never_reaches_the_kernel() {
     // A read-only file system: the delete is refused, the block holds.
     fs.remount("ro");
     let o = d.ctl(&["block", "del", &b.to_string()]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(15), "not_saved's exit code");
     assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
     assert!(listed(&d, &b.to_string()).is_some());
     assert_eq!(lab.ping(b, 2).unwrap(), 0, "still dropped");
