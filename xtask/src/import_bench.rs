@@ -121,6 +121,13 @@ fn run(bin: &Path, dir: &Path, entries: u32) -> Result<()> {
     let started = Instant::now();
     let list = ctl(&["block", "list", "--json"])?;
     let list_secs = started.elapsed().as_secs_f64();
+    let streamed = list_streamed(bin, &socket, child.0.id())?;
+    ensure!(
+        streamed.lines == u64::from(2 * entries),
+        "block list --ndjson printed {} lines, expected {}",
+        streamed.lines,
+        2 * entries
+    );
     let state_mb = std::fs::metadata(dir.join("state.json"))?.len() as f64 / 1e6;
     // SAFETY: kill on our own child's pid.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
@@ -137,5 +144,70 @@ fn run(bin: &Path, dir: &Path, entries: u32) -> Result<()> {
         list.len() as f64 / 1e6
     );
     println!("  state file after both imports: {state_mb:.0} MB");
+    println!(
+        "  block list --ndjson of {} entries, read as it streams: {:.2} s; peak RSS of the \
+         command {:.0} MB; daemon RSS {:.0} MB before, {:.0} MB after",
+        streamed.lines,
+        streamed.secs,
+        streamed.cli_max_rss_kb as f64 / 1024.0,
+        streamed.daemon_rss_kb.0 as f64 / 1024.0,
+        streamed.daemon_rss_kb.1 as f64 / 1024.0,
+    );
     Ok(())
+}
+
+/// A streamed listing, measured.
+struct Streamed {
+    lines: u64,
+    secs: f64,
+    cli_max_rss_kb: u64,
+    daemon_rss_kb: (u64, u64),
+}
+
+/// A memory figure of `pid` from /proc (`VmRSS`, `VmHWM`), in KiB.
+fn proc_kb(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} for {pid}"))
+}
+
+fn rss_kb(pid: u32) -> Result<u64> {
+    proc_kb(pid, "VmRSS")
+}
+
+/// `ironpost block list --ndjson`, its lines counted as they arrive; the
+/// command's peak RSS (its VmHWM, read while it streams: wait4's
+/// ru_maxrss would include this process's memory, which the child shares
+/// until it execs), the daemon's RSS around it.
+fn list_streamed(bin: &Path, socket: &Path, daemon: u32) -> Result<Streamed> {
+    use std::io::BufRead as _;
+    let before = rss_kb(daemon)?;
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("--socket")
+        .arg(socket)
+        .args(["block", "list", "--ndjson"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let out = child.stdout.take().context("no stdout")?;
+    let mut lines = 0u64;
+    let mut peak = 0;
+    for line in std::io::BufReader::new(out).lines() {
+        line?;
+        lines += 1;
+        if lines.is_multiple_of(4096) {
+            peak = peak.max(proc_kb(child.id(), "VmHWM").unwrap_or(0));
+        }
+    }
+    let status = child.wait()?;
+    ensure!(status.success(), "block list --ndjson failed: {status}");
+    Ok(Streamed {
+        lines,
+        secs: started.elapsed().as_secs_f64(),
+        cli_max_rss_kb: peak,
+        daemon_rss_kb: (before, rss_kb(daemon)?),
+    })
 }
