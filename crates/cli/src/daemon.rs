@@ -670,14 +670,56 @@ impl Daemon {
             }]
             .1 += 1;
         }
+        let fill = policy.fill_levels();
+        let rule_hits = self.rule_hits();
         metrics::Readings {
             traffic,
-            fill: policy.fill_levels(),
+            fill,
             blocks_by_origin: by_origin.to_vec(),
             detection: self.detector.counts(),
             response: self.responder.counts(),
             output_dropped: self.output_dropped,
+            rule_hits,
         }
+    }
+
+    /// Hit counters of every configured rule, for the metrics.
+    fn rule_hits(&self) -> Vec<metrics::RuleHits> {
+        let configured: Vec<&BlockEntry> = self
+            .engine
+            .policy()
+            .blocks()
+            .filter(|e| e.origin == Origin::Config && e.id.is_some())
+            .collect();
+        let keys: Vec<_> = configured.iter().map(|e| e.key()).collect();
+        let mut out = Vec::with_capacity(keys.len());
+        match self.engine.hits_of(&keys, &[]) {
+            Ok(hits) => out.extend(configured.iter().map(|e| {
+                let h = hits.blocks.get(&e.key()).copied().unwrap_or_default();
+                metrics::RuleHits {
+                    id: e.id.clone().unwrap_or_default(),
+                    kind: "address",
+                    packets: h.packets,
+                    bytes: h.bytes,
+                }
+            })),
+            Err(e) => tracing::warn!("metrics: reading the rules' hits: {e}"),
+        }
+        match self.engine.port_rule_hits() {
+            Ok(hits) => out.extend(self.engine.policy().port_rules().iter().enumerate().map(
+                |(i, r)| {
+                    let h = hits.get(&(i as u32 + 1)).copied().unwrap_or_default();
+                    metrics::RuleHits {
+                        id: r.id.clone(),
+                        kind: "port",
+                        packets: h.packets,
+                        bytes: h.bytes,
+                    }
+                },
+            )),
+            Err(e) => tracing::warn!("metrics: reading the port rules' hits: {e}"),
+        }
+        out
     }
 
     fn save(&mut self) -> anyhow::Result<()> {

@@ -32,6 +32,21 @@ pub struct Readings {
     pub response: ResponseCounts,
     /// Stdout lines dropped because the reader was too slow.
     pub output_dropped: u64,
+    /// Hits of every configured rule: id, kind (`address`, `port`),
+    /// packets, bytes.
+    pub rule_hits: Vec<RuleHits>,
+}
+
+/// One configured rule's hit counters.
+pub struct RuleHits {
+    /// The rule's id in the configuration.
+    pub id: String,
+    /// `address` (a block-list entry) or `port` (a port rule).
+    pub kind: &'static str,
+    /// Packets it matched.
+    pub packets: u64,
+    /// Bytes of those packets.
+    pub bytes: u64,
 }
 
 /// A scrape's request to the main loop: the answer goes back on `reply`.
@@ -60,6 +75,12 @@ struct OriginLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DetectorLabel {
     detector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: String,
+    kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -262,6 +283,24 @@ pub fn encode_readings(r: &Readings) -> String {
             ("port_rules", r.fill.port_rules_capacity),
         ]
         .map(|(n, v)| (NameLabel { name: n.into() }, v as i64)),
+    );
+    let rule = |h: &RuleHits| RuleLabel {
+        rule: h.id.clone(),
+        kind: h.kind.into(),
+    };
+    counters(
+        &mut reg,
+        "rule_hits",
+        "Packets each configured rule matched, by rule id",
+        None,
+        r.rule_hits.iter().map(|h| (rule(h), h.packets)),
+    );
+    counters(
+        &mut reg,
+        "rule_matched",
+        "Bytes of the packets each configured rule matched, by rule id",
+        Some(Unit::Bytes),
+        r.rule_hits.iter().map(|h| (rule(h), h.bytes)),
     );
     counter(
         &mut reg,

@@ -564,7 +564,11 @@ fn metrics_pass_promtool_and_count_what_was_sent() {
     let (d, _cfg) = start_on_lab(
         &lab,
         "metrics.toml",
-        "[daemon]\nmetrics_listen = \"127.0.0.1:0\"\n",
+        &format!(
+            "[daemon]\nmetrics_listen = \"127.0.0.1:0\"\n\n[[ebpf.rules]]\nid = \"lab-good\"\n\
+             src = \"{good}\"\naction = \"monitor\"\n\n[[ebpf.rules]]\nid = \"no-telnet\"\n\
+             protocol = \"tcp\"\ndst_port = 23\naction = \"drop\"\n"
+        ),
     );
     let url = d.json(&["status"])["metrics"].as_str().unwrap().to_owned();
     let addr = url
@@ -595,11 +599,59 @@ fn metrics_pass_promtool_and_count_what_was_sent() {
     );
     assert!(sample(&body, "ironpost_packets_total{class=\"icmp\"}").unwrap() >= 5);
     assert!(sample(&body, "ironpost_drops_total{class=\"icmp\"}") == Some(0));
+    // The configured rules' hits: the monitored peer's 5 echo requests.
+    assert_eq!(
+        sample(
+            &body,
+            "ironpost_rule_hits_total{rule=\"lab-good\",kind=\"address\"}"
+        ),
+        Some(5),
+        "{body}"
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "ironpost_rule_hits_total{rule=\"no-telnet\",kind=\"port\"}"
+        ),
+        Some(0)
+    );
+    assert!(
+        sample(
+            &body,
+            "ironpost_rule_matched_bytes_total{rule=\"lab-good\",kind=\"address\"}"
+        )
+        .unwrap()
+            >= 5 * 84
+    );
     assert!(sample(&body, "process_resident_memory_bytes").unwrap() > 0);
     assert!(body.contains(&format!(
         "ironpost_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     )));
+    // Every series the Grafana dashboard queries is in the scrape.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/grafana/ironpost.json"
+    ))
+    .unwrap();
+    let dashboard: Value = serde_json::from_str(&dashboard).unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("ironpost_") || w.starts_with("process_"))
+            {
+                queried += 1;
+                assert!(
+                    body.contains(&format!("# TYPE {name} ")),
+                    "the dashboard's {name} is not scraped"
+                );
+            }
+        }
+    }
+    assert!(queried > 15, "{queried}");
     // promtool, Prometheus's own checker, reads the live scrape.
     let promtool = Command::new("promtool")
         .args(["check", "metrics"])
