@@ -4,37 +4,11 @@
 
 mod common;
 
-use std::{
-    io::{Read, Write},
-    os::unix::net::UnixStream,
-    path::Path,
-};
+use std::path::Path;
 
-use common::{Daemon, TempFile, ironpost, start_on_lab};
+use common::{Daemon, TempFile, http, ironpost, start_on_lab};
 use ironpost_lab::{Lab, kernel_tests_enabled};
 use serde_json::Value;
-
-/// One raw HTTP/1.1 request; the status and the body.
-fn http(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = UnixStream::connect(socket).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: ironpost\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut bytes = Vec::new();
-    let _ = s.read_to_end(&mut bytes);
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status: {text}"));
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
-}
 
 /// The error kind of a refused raw request.
 fn kind(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {

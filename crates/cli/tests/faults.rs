@@ -13,37 +13,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Daemon, TempFile, ironpost, run_on, start_on_lab, start_on_lab_with, stderr};
+use common::{
+    Daemon, TempFile, http, http_head, ironpost, run_on, start_on_lab, start_on_lab_with, stderr,
+};
 use ironpost_lab::{Lab, kernel_tests_enabled};
 use serde_json::Value;
 
-/// The head of a raw HTTP/1.1 request to the control API.
-fn http_head(method: &str, path: &str, len: usize) -> String {
-    format!(
-        "{method} {path} HTTP/1.1\r\nHost: ironpost\r\nContent-Type: application/json\r\n\
-         Content-Length: {len}\r\nConnection: close\r\n\r\n"
-    )
-}
-
-/// Sends one raw HTTP request, past every check of the CLI, and returns
-/// the status and the JSON body of the answer.
+/// A raw request's status and JSON body (null when it is not JSON).
 fn raw_request(socket: &Path, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let mut s = UnixStream::connect(socket).unwrap();
-    s.write_all(http_head(method, path, body.len()).as_bytes())
-        .unwrap();
-    s.write_all(body.as_bytes()).unwrap();
-    // The daemon may close before reading a body it refuses (a reset
-    // then follows its answer): what was read is the answer.
-    let mut bytes = Vec::new();
-    let _ = s.read_to_end(&mut bytes);
-    let text = String::from_utf8_lossy(&bytes);
-    let status: u16 = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status: {text}"));
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, body) = http(socket, method, path, body);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 fn listed(d: &Daemon, prefix: &str) -> Option<Value> {

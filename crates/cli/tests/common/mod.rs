@@ -3,8 +3,9 @@
 #![allow(dead_code)]
 
 use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
+    io::{BufRead, BufReader, Read, Write},
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::mpsc,
     time::Duration,
@@ -21,6 +22,35 @@ pub fn ironpost(args: &[&str]) -> Output {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The head of a raw HTTP/1.1 request to the control API.
+pub fn http_head(method: &str, path: &str, len: usize) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: ironpost\r\nContent-Type: application/json\r\n\
+         Content-Length: {len}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+/// Sends one raw HTTP request to the control socket, past every check of
+/// the CLI; returns the answer's status and body.
+pub fn http(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.write_all(http_head(method, path, body.len()).as_bytes())
+        .unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    // The daemon may close before reading a body it refuses (a reset
+    // then follows its answer): what was read is the answer.
+    let mut bytes = Vec::new();
+    let _ = s.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {text}"));
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
 }
 
 /// A file in a fresh temporary folder, removed on drop.
