@@ -26,10 +26,11 @@ use tokio::{
     sync::mpsc,
 };
 
+mod interfaces;
 mod requests;
 
 use crate::{
-    RunArgs, api, hostinfo, metrics,
+    RunArgs, api, hostinfo, links, metrics,
     output::Output,
     privileges,
     socket::{self, SocketGuard},
@@ -42,6 +43,9 @@ const EXPIRY_TICK: Duration = Duration::from_millis(200);
 /// How often port scans held for the decoy check are looked at: a port
 /// scan's alert comes at most this long after its hold.
 const HOLD_TICK: Duration = Duration::from_millis(20);
+/// How often every configured interface is compared with the device of
+/// that name, in case a link event was lost.
+const LINK_CHECK_TICK: Duration = Duration::from_secs(1);
 /// Expiries are saved to the state file at most this often (changes made
 /// through the control socket are saved before they are answered).
 const EXPIRY_SAVE_DELAY: Duration = Duration::from_secs(2);
@@ -128,6 +132,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         detection: cfg.detection.clone(),
         alerts,
         signals_lost_reported: 0,
+        absent: interfaces::AbsentInterfaces::new(),
+        interface_losses: std::collections::BTreeMap::new(),
     };
     rt.block_on(daemon.serve(state, args.stats_interval))
 }
@@ -171,6 +177,10 @@ pub(crate) struct Daemon {
     alerts: AlertSink,
     /// Signal losses already warned about.
     signals_lost_reported: u64,
+    /// Configured interfaces the program is not attached to now.
+    absent: interfaces::AbsentInterfaces,
+    /// Times each interface's device went away while attached.
+    interface_losses: std::collections::BTreeMap<String, u64>,
 }
 
 /// A prefix for alert ids that differs between runs: the start time in
@@ -299,6 +309,24 @@ impl Daemon {
         self.engine
             .spawn_stats_poller(Duration::from_secs(1), st_tx)?;
 
+        // Link events: an interface deleted and created again is attached
+        // again. Without them (no netlink here), the once-a-second check
+        // below still does it.
+        // (Without them, a channel whose sender stays here: it never yields.)
+        let (link_tx, idle_rx) = mpsc::channel::<links::LinkChange>(1);
+        let (mut link_rx, link_tasks) = match links::watch() {
+            Ok((rx, tasks)) => (rx, Vec::from(tasks)),
+            Err(e) => {
+                tracing::warn!(
+                    "link events: cannot follow them ({e}); interfaces that come back are \
+                     attached within a second, by polling"
+                );
+                (idle_rx, Vec::new())
+            }
+        };
+        let mut link_check = tokio::time::interval(LINK_CHECK_TICK);
+        link_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
         let listener = socket::bind(&self.socket)?;
         let _socket_guard = SocketGuard::new(&self.socket);
         let (jobs_tx, mut jobs_rx) = mpsc::channel::<api::Job>(64);
@@ -399,8 +427,14 @@ impl Daemon {
                     }
                 }
                 _ = cleanup.tick() => self.cleanup_detection(),
+                Some(change) = link_rx.recv() => self.on_link(change),
+                _ = link_check.tick() => self.check_interfaces(),
             }
         };
+        drop(link_tx);
+        for t in link_tasks {
+            t.abort();
+        }
         tracing::info!("{reason}: stopping");
         accept.abort();
         if let Some(t) = metrics_task {
@@ -680,6 +714,12 @@ impl Daemon {
             response: self.responder.counts(),
             output_dropped: self.output_dropped,
             rule_hits,
+            interfaces: self.interface_states(),
+            interface_losses: self
+                .interface_losses
+                .iter()
+                .map(|(n, c)| (n.clone(), *c))
+                .collect(),
         }
     }
 

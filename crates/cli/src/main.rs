@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod daemon;
 mod hostinfo;
+mod links;
 mod metrics;
 mod netset;
 mod output;

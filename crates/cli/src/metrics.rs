@@ -35,6 +35,11 @@ pub struct Readings {
     /// Hits of every configured rule: id, kind (`address`, `port`),
     /// packets, bytes.
     pub rule_hits: Vec<RuleHits>,
+    /// Every configured interface and whether the program is attached to
+    /// it now.
+    pub interfaces: Vec<(String, bool)>,
+    /// Times each interface's device went away while attached.
+    pub interface_losses: Vec<(String, u64)>,
 }
 
 /// One configured rule's hit counters.
@@ -75,6 +80,11 @@ struct OriginLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DetectorLabel {
     detector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InterfaceLabel {
+    interface: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -302,6 +312,33 @@ pub fn encode_readings(r: &Readings) -> String {
         Some(Unit::Bytes),
         r.rule_hits.iter().map(|h| (rule(h), h.bytes)),
     );
+    let interface = |n: &String| InterfaceLabel {
+        interface: n.clone(),
+    };
+    gauges(
+        &mut reg,
+        "interface_attached",
+        "Whether the XDP program is attached to a configured interface (0: its device is \
+         gone, the interface is not filtered)",
+        r.interfaces
+            .iter()
+            .map(|(n, up)| (interface(n), i64::from(*up))),
+    );
+    counters(
+        &mut reg,
+        "interface_losses",
+        "Times the device of a configured interface went away while the program was \
+         attached to it",
+        None,
+        r.interfaces.iter().map(|(n, _)| {
+            let lost = r
+                .interface_losses
+                .iter()
+                .find(|(m, _)| m == n)
+                .map_or(0, |(_, c)| *c);
+            (interface(n), lost)
+        }),
+    );
     counter(
         &mut reg,
         "output_lines_dropped",
@@ -438,15 +475,34 @@ pub async fn serve(listener: tokio::net::TcpListener, scrapes: mpsc::Sender<Scra
         }
     };
     let healthz = move || async move {
-        // Healthy when the main loop answers: a scrape round trip.
+        // Healthy when the main loop answers (a scrape round trip) and
+        // every configured interface is filtered.
         let (tx, rx) = oneshot::channel();
-        if scrapes.send(tx).await.is_ok() && rx.await.is_ok() {
-            (
-                StatusCode::OK,
-                format!("ok, up {} s\n", started.elapsed().as_secs()),
-            )
-        } else {
-            (StatusCode::SERVICE_UNAVAILABLE, "stopping\n".to_owned())
+        let readings = match scrapes.send(tx).await {
+            Ok(()) => rx.await.ok(),
+            Err(_) => None,
+        };
+        match readings {
+            None => (StatusCode::SERVICE_UNAVAILABLE, "stopping\n".to_owned()),
+            Some(r) => {
+                let absent: Vec<&str> = r
+                    .interfaces
+                    .iter()
+                    .filter(|(_, up)| !up)
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                if absent.is_empty() {
+                    (
+                        StatusCode::OK,
+                        format!("ok, up {} s\n", started.elapsed().as_secs()),
+                    )
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not filtering {}: interface absent\n", absent.join(", ")),
+                    )
+                }
+            }
         }
     };
     let app = Router::new()

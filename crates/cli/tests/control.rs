@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Daemon, TempFile, ironpost, start_on_lab_with, stderr};
+use common::{Daemon, TempFile, http_get, ironpost, sample, start_on_lab_with, stderr};
 use ironpost_lab::{Lab, kernel_tests_enabled, xdp_attached};
 use serde_json::Value;
 
@@ -459,4 +459,115 @@ fn bad_input_gives_clear_errors() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Polls `status` until `done` holds (at most `limit`); the last status.
+fn status_until(d: &Daemon, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let s = d.json(&["status"]);
+        if done(&s) || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn attached_to(status: &Value, iface: &str) -> Option<u64> {
+    status["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["interface"] == iface)
+        .map(|i| i["ifindex"].as_u64().unwrap())
+}
+
+#[test]
+fn an_interface_that_goes_away_is_reported_and_attached_again_when_it_returns() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let (a, b) = (lab.peer_addr(0), lab.peer_addr(1));
+    let iface = lab.host_if().to_owned();
+    let cfg = TempFile::new(
+        "links.toml",
+        &format!(
+            "[daemon]\nmetrics_listen = \"127.0.0.1:0\"\n\n[[ebpf.rules]]\nid = \"a\"\n\
+             src = \"{a}\"\n"
+        ),
+    );
+    let d = start_on_lab_with(&lab, &["--config", cfg.path()]);
+    let metrics = d.metrics_addr();
+    let first = attached_to(&d.json(&["status"]), &iface).expect("attached at start");
+    assert_eq!(lab.ping(a, 1).unwrap(), 0);
+    assert_eq!(lab.ping(b, 1).unwrap(), 1);
+
+    // The device goes away: status stops showing the program on it and
+    // says it is absent, the metrics and /healthz say so too.
+    lab.delete_link().unwrap();
+    let s = status_until(&d, Duration::from_secs(3), |s| {
+        s["absent_interfaces"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    assert_eq!(attached_to(&s, &iface), None, "{s}");
+    assert_eq!(
+        s["absent_interfaces"][0]["interface"],
+        iface.as_str(),
+        "{s}"
+    );
+    assert_eq!(s["absent_interfaces"][0]["last_ifindex"], first, "{s}");
+    let text = d.ok(&["status"]);
+    assert!(
+        text.contains(&format!("interface {iface}: ABSENT")),
+        "{text}"
+    );
+    let (status, body) = http_get(&metrics, "/healthz");
+    assert!(
+        status.contains("503") && body.contains(&iface),
+        "{status} {body}"
+    );
+    let (_, body) = http_get(&metrics, "/metrics");
+    let attached = format!("ironpost_interface_attached{{interface=\"{iface}\"}}");
+    let losses = format!("ironpost_interface_losses_total{{interface=\"{iface}\"}}");
+    assert_eq!(sample(&body, &attached), Some(0), "{body}");
+    assert_eq!(sample(&body, &losses), Some(1), "{body}");
+    d.wait_for_stderr("NOT filtered");
+
+    // Reload works while it is absent (now b is the blocked one).
+    std::fs::write(
+        cfg.path(),
+        format!(
+            "[daemon]\nmetrics_listen = \"127.0.0.1:0\"\n\n[[ebpf.rules]]\nid = \"b\"\n\
+             src = \"{b}\"\n"
+        ),
+    )
+    .unwrap();
+    let out = d.ok(&["reload"]);
+    assert!(out.contains("still absent"), "{out}");
+
+    // It comes back (a new device, a new index): attached within a second,
+    // with the policy reloaded meanwhile.
+    lab.restore_link().unwrap();
+    let back = Instant::now();
+    let s = status_until(&d, Duration::from_secs(5), |s| {
+        attached_to(s, &iface).is_some()
+    });
+    let took = back.elapsed();
+    let second = attached_to(&s, &iface).expect("attached again");
+    assert!(
+        took < Duration::from_secs(1),
+        "attached again after {took:?}"
+    );
+    assert_ne!(second, first, "a new device");
+    assert_eq!(s["absent_interfaces"], Value::Array(vec![]), "{s}");
+    assert!(xdp_attached(&iface));
+    assert_eq!(lab.ping(a, 1).unwrap(), 1);
+    assert_eq!(lab.ping(b, 1).unwrap(), 0);
+    let (status, _) = http_get(&metrics, "/healthz");
+    assert!(status.contains("200"), "{status}");
+    let (_, body) = http_get(&metrics, "/metrics");
+    assert_eq!(sample(&body, &attached), Some(1), "{body}");
+    d.wait_for_stderr("is back");
 }

@@ -14,7 +14,8 @@ use std::{
 };
 
 use common::{
-    Daemon, TempFile, http, http_head, ironpost, run_on, start_on_lab, start_on_lab_with, stderr,
+    Daemon, TempFile, http, http_get, http_head, ironpost, run_on, sample, start_on_lab,
+    start_on_lab_with, stderr,
 };
 use ironpost_lab::{Lab, kernel_tests_enabled};
 use serde_json::Value;
@@ -511,28 +512,6 @@ fn check_config_names_line_column_and_missing_interfaces() {
 }
 
 /// `GET path` over HTTP/1.1 on `addr`; returns the status line and body.
-fn http_get(addr: &str, path: &str) -> (String, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        head.lines().next().unwrap_or("").to_owned(),
-        body.to_owned(),
-    )
-}
-
-fn sample(body: &str, series: &str) -> Option<u64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse::<f64>().unwrap() as u64)
-}
-
 #[test]
 fn metrics_pass_promtool_and_count_what_was_sent() {
     if !kernel_tests_enabled() {
@@ -549,12 +528,7 @@ fn metrics_pass_promtool_and_count_what_was_sent() {
              protocol = \"tcp\"\ndst_port = 23\naction = \"drop\"\n"
         ),
     );
-    let url = d.json(&["status"])["metrics"].as_str().unwrap().to_owned();
-    let addr = url
-        .strip_prefix("http://")
-        .and_then(|u| u.strip_suffix("/metrics"))
-        .unwrap()
-        .to_owned();
+    let addr = d.metrics_addr();
     let (status, body) = http_get(&addr, "/healthz");
     assert!(status.contains("200"), "{status} {body}");
 

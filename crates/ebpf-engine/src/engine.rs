@@ -355,6 +355,21 @@ impl EbpfEngine {
         }
     }
 
+    /// The interfaces the engine is configured for, attached or not.
+    pub fn interfaces(&self) -> &[String] {
+        &self.interfaces
+    }
+
+    /// Forgets the attachment to `name`, whose device went away (the kernel
+    /// removed the program with it, or the name now belongs to another
+    /// device). The interface stays configured: [`Self::attach_interface`]
+    /// attaches to it again when it returns.
+    pub fn forget_interface(&mut self, name: &str) {
+        if let Some(l) = self.inner.as_mut() {
+            l.forget(name);
+        }
+    }
+
     /// Detaches the program from every interface (it stays loaded).
     pub fn detach(&mut self) -> Result<(), EngineError> {
         match self.inner.as_mut() {
@@ -845,6 +860,28 @@ mod imp {
                 })?;
             tracing::info!("detached {PROGRAM_NAME} from {}", att.interface);
             Ok(())
+        }
+
+        /// Drops the links of an interface whose device is gone. Closing
+        /// them is all that is left to do: a link of a deleted device is
+        /// already detached, so a failure here is expected and only logged.
+        pub(super) fn forget(&mut self, interface: &str) {
+            let Some(i) = self
+                .links
+                .iter()
+                .position(|(_, a)| a.interface == interface)
+            else {
+                return;
+            };
+            let (link, _) = self.links.remove(i);
+            self.attachments.retain(|a| a.interface != interface);
+            self.detach_egress(interface);
+            if let Err(e) = self
+                .program()
+                .and_then(|p| p.detach(link).map_err(|e| program_err(PROGRAM_NAME, e)))
+            {
+                tracing::debug!("closing the link to the departed {interface}: {e}");
+            }
         }
 
         fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, EngineError> {

@@ -106,12 +106,28 @@ impl Lab {
     }
 
     fn build(&self) -> Result<(), LabError> {
+        ip(&["netns", "add", &self.ns])?;
+        self.build_link()
+    }
+
+    /// Deletes the veth pair (both ends), as an operator or a network
+    /// manager might; the namespace stays.
+    pub fn delete_link(&self) -> Result<(), LabError> {
+        ip(&["link", "del", &self.host_if]).map(drop)
+    }
+
+    /// Creates the veth pair again, with the same names, addresses and
+    /// neighbours (the devices get new indexes).
+    pub fn restore_link(&self) -> Result<(), LabError> {
+        self.build_link()
+    }
+
+    fn build_link(&self) -> Result<(), LabError> {
         let (ns, host, peer) = (
             self.ns.as_str(),
             self.host_if.as_str(),
             self.peer_if.as_str(),
         );
-        ip(&["netns", "add", ns])?;
         ip(&["link", "add", host, "type", "veth", "peer", "name", peer])?;
         ip(&["link", "set", peer, "netns", ns])?;
         disable_ipv6(host)?;

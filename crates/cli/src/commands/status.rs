@@ -44,6 +44,15 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             str_of(&i["mode"])
         )?;
     }
+    for i in v["absent_interfaces"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "interface {}: ABSENT since {}, NOT filtered ({}); attached again when it returns",
+            str_of(&i["interface"]),
+            str_of(&i["since"]),
+            str_of(&i["reason"])
+        )?;
+    }
     let m = &v["maps"];
     writeln!(
         out,

@@ -448,6 +448,7 @@ impl Daemon {
             "pid": std::process::id(),
             "uptime_secs": self.started.elapsed().as_secs(),
             "interfaces": self.engine.attachments(),
+            "absent_interfaces": self.absent.values().collect::<Vec<_>>(),
             "program_id": self.engine.attachment().map(|a| a.program_id),
             "maps": self.engine.policy().fill_levels(),
             "events": events,
@@ -493,12 +494,12 @@ impl Daemon {
         }
         let cfg = IronpostConfig::parse(&text, &path.display().to_string())
             .map_err(|e| invalid(e.to_string()))?;
+        // Interfaces configured before (attached, or absent for now) are
+        // kept whether their device exists or not; only a new name must
+        // exist (a misspelt one would otherwise wait for ever, unfiltered).
+        let have: Vec<String> = self.engine.interfaces().to_vec();
         let want: Vec<String> = if self.interfaces_from_cli {
-            self.engine
-                .attachments()
-                .iter()
-                .map(|a| a.interface.clone())
-                .collect()
+            have.clone()
         } else {
             cfg.ebpf.interfaces.clone()
         };
@@ -508,7 +509,7 @@ impl Daemon {
                 path.display()
             )));
         }
-        for iface in &want {
+        for iface in want.iter().filter(|i| !have.contains(i)) {
             check_interface_exists(iface).map_err(|e| invalid(format!("{e:#}")))?;
         }
         let mut engine_cfg = EngineConfig::from_core(&cfg.ebpf).with_detection(&cfg.detection);
@@ -527,16 +528,19 @@ impl Daemon {
             cfg.detection.max_tracked_sources as usize,
         );
         self.detection = cfg.detection.clone();
-        let have: Vec<String> = self
-            .engine
-            .attachments()
-            .iter()
-            .map(|a| a.interface.clone())
-            .collect();
         let mut notes = Vec::new();
         for gone in have.iter().filter(|i| !want.contains(i)) {
             self.engine.detach_interface(gone).map_err(engine_error)?;
-            notes.push(format!("detached from {gone}"));
+            if self.absent.remove(gone).is_some() {
+                notes.push(format!("{gone} (absent) is no longer configured"));
+            } else {
+                notes.push(format!("detached from {gone}"));
+            }
+        }
+        for absent in want.iter().filter(|i| self.absent.contains_key(*i)) {
+            notes.push(format!(
+                "{absent} is still absent: attached when its device returns"
+            ));
         }
         for new in want.iter().filter(|i| !have.contains(i)) {
             match self.engine.attach_interface(new) {

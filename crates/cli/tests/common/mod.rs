@@ -54,6 +54,31 @@ pub fn http(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String
     (status, body)
 }
 
+/// `GET path` on the metrics listener at `addr`: the status line and the
+/// body.
+pub fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// The value of one series (name and labels, exactly) in a scrape.
+pub fn sample(body: &str, series: &str) -> Option<u64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
 /// A file in a fresh temporary folder, removed on drop.
 pub struct TempFile {
     dir: PathBuf,
@@ -187,6 +212,18 @@ impl Daemon {
                 return Some(v);
             }
         }
+    }
+
+    /// Where the daemon serves its metrics (`host:port`), from `status`.
+    pub fn metrics_addr(&self) -> String {
+        let url = self.json(&["status"])["metrics"]
+            .as_str()
+            .expect("metrics are on")
+            .to_owned();
+        url.strip_prefix("http://")
+            .and_then(|u| u.strip_suffix("/metrics"))
+            .expect("a metrics URL")
+            .to_owned()
     }
 
     pub fn socket(&self) -> PathBuf {
