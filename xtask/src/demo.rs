@@ -144,6 +144,12 @@ fn run_lab(
                 lab.host_if(),
                 "--stats-interval",
                 "1",
+                // The demo checks that stopping leaves nothing attached:
+                // it asks for that (the default keeps the filter pinned).
+                "--on-exit",
+                "detach",
+                "--pin-dir",
+                "off",
                 "--config",
             ])
             .arg(cfg)
@@ -234,6 +240,7 @@ fn run_attack(bin: &Path, lab: &Lab, dir: &Path) -> Result<()> {
     let (mut child, _) = start_daemon(
         Command::new(bin)
             .args(["run", "--interface", lab.host_if(), "--stats-interval", "0"])
+            .args(["--on-exit", "detach", "--pin-dir", "off"])
             .arg("--socket")
             .arg(&socket)
             .arg("--state-file")

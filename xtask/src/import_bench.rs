@@ -74,6 +74,10 @@ fn run(bin: &Path, dir: &Path, entries: u32) -> Result<()> {
                 lab.host_if(),
                 "--stats-interval",
                 "0",
+                "--on-exit",
+                "detach",
+                "--pin-dir",
+                "off",
                 "--config",
             ])
             .arg(&cfg)

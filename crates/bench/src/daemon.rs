@@ -30,6 +30,8 @@ impl Daemon {
         let _ = std::fs::remove_file(&state);
         let mut child = Command::new(bin)
             .args(["run", "--interface", iface, "--stats-interval", "0"])
+            // Each receiver leaves the veth bare for the next one.
+            .args(["--on-exit", "detach", "--pin-dir", "off"])
             .arg("--config")
             .arg(&cfg)
             .arg("--socket")

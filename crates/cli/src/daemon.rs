@@ -15,10 +15,12 @@ use anyhow::{Context as _, bail};
 use ironpost_core::{
     Alert, AlertAction, Direction, IronpostConfig, PacketEvent, Pipeline, Prefix, RuleAction,
     Signal,
-    config::{AlertFormat, DetectionConfig, check_interface_name},
+    config::{AlertFormat, DetectionConfig, OnExit, check_interface_name},
 };
 use ironpost_detection::{Decision, Outcome, PacketDetector, Responder, Shield, response};
-use ironpost_ebpf_engine::{Attachment, EbpfEngine, EngineConfig, TrafficStats, engine::now_ms};
+use ironpost_ebpf_engine::{
+    Attachment, EbpfEngine, EngineConfig, TrafficStats, engine::now_ms, pin,
+};
 use ironpost_policy::{BlockEntry, OnConfigConflict, Origin};
 use serde_json::{Value, json};
 use tokio::{
@@ -99,6 +101,39 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(mode) = args.xdp_mode {
         engine_cfg.xdp_mode = mode;
     }
+    let pin_dir = match &args.pin_dir {
+        Some(p) if p.as_os_str() == "off" => None,
+        Some(p) => Some(p.clone()),
+        None => cfg.daemon.pin_dir.clone(),
+    };
+    let on_exit = args.on_exit.unwrap_or(cfg.daemon.on_exit);
+    if let Some(dir) = &pin_dir {
+        pin::prepare(dir)?;
+        // Pins of interfaces not configured now: one whose device is gone
+        // filters nothing and is removed; one still filtering is left (it
+        // may be another daemon's, given the same pin directory) and said.
+        for (iface, path) in pin::pinned(dir) {
+            if interfaces.contains(&iface) {
+                continue;
+            }
+            if pin::is_live(dir, &iface)? {
+                tracing::warn!(
+                    "{} still filters {iface}, which is not configured: `ironpost unload -i \
+                     {iface}` removes it",
+                    path.display()
+                );
+            } else {
+                pin::remove(dir, &iface)?;
+                tracing::info!("removed {}: its device is gone", path.display());
+            }
+        }
+    } else if on_exit == OnExit::Keep {
+        tracing::info!(
+            "pinning is off (daemon.pin_dir = \"off\"): the filter is detached when the daemon \
+             exits"
+        );
+    }
+    engine_cfg.pin_dir = pin_dir;
     let alerts = AlertSink::open(&cfg.detection)?;
     let mut builder = EbpfEngine::builder().config(engine_cfg);
     for iface in &interfaces {
@@ -131,6 +166,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
         detection: cfg.detection.clone(),
         alerts,
+        on_exit,
         signals_lost_reported: 0,
         absent: interfaces::AbsentInterfaces::new(),
         interface_losses: std::collections::BTreeMap::new(),
@@ -175,6 +211,8 @@ pub(crate) struct Daemon {
     responder: Responder,
     detection: DetectionConfig,
     alerts: AlertSink,
+    /// What stopping does with the filter.
+    on_exit: OnExit,
     /// Signal losses already warned about.
     signals_lost_reported: u64,
     /// Configured interfaces the program is not attached to now.
@@ -462,7 +500,10 @@ impl Daemon {
         {
             tracing::error!("{e:#}");
         }
-        self.engine.stop().await?;
+        match self.on_exit {
+            OnExit::Keep => self.engine.keep_filtering(),
+            OnExit::Detach => self.engine.stop().await?,
+        }
         Ok(())
     }
 

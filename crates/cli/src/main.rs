@@ -16,7 +16,10 @@ mod state;
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use ironpost_core::{IronpostConfig, Prefix, XdpMode, config::DEFAULT_SOCKET};
+use ironpost_core::{
+    IronpostConfig, Prefix, XdpMode,
+    config::{DEFAULT_SOCKET, OnExit},
+};
 
 /// Ironpost: filters and counts every packet in the driver with XDP,
 /// reports what it drops and watches, detects SYN floods, port scans and
@@ -45,9 +48,10 @@ enum Command {
     /// docs/alerts.md), and one stats line every --stats-interval seconds,
     /// on stdout; logs go to stderr. Alerts block their source for a while
     /// unless [response] says otherwise. SIGHUP re-reads the configuration. On
-    /// SIGINT or SIGTERM it prints a final stats line, saves its state,
-    /// detaches and exits 0. Needs root (or CAP_BPF, CAP_NET_ADMIN and
-    /// CAP_PERFMON).
+    /// SIGINT or SIGTERM it prints a final stats line, saves its state and
+    /// exits 0, leaving the filter attached (pinned) for the next start to
+    /// take over without a gap, unless --on-exit detach. Needs root (or
+    /// CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON).
     Run(RunArgs),
     /// Check a configuration file and print what it sets up.
     CheckConfig {
@@ -77,6 +81,25 @@ enum Command {
     /// Make the daemon re-read its configuration (as SIGHUP does). A bad
     /// configuration is refused with its error and the running policy stays.
     Reload,
+    /// Remove the XDP filter that a stopped daemon left attached.
+    ///
+    /// A daemon that stops (or dies) leaves its program attached through
+    /// links pinned in bpffs, still dropping what the policy of that moment
+    /// drops, so a restart or an upgrade never leaves a gap. This removes
+    /// those pins: the interfaces are unfiltered until the next start.
+    /// Refused while the daemon runs.
+    Unload {
+        /// Only these interfaces (repeat); default: every pinned one.
+        #[arg(short, long, value_name = "IFACE")]
+        interface: Vec<String>,
+        /// The pin directory [default: daemon.pin_dir from --config, else
+        /// /sys/fs/bpf/ironpost]
+        #[arg(long, value_name = "DIR")]
+        pin_dir: Option<PathBuf>,
+        /// Read daemon.pin_dir from this configuration.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -201,9 +224,23 @@ pub struct RunArgs {
     /// daemon.state_file) [default: /var/lib/ironpost/state.json]
     #[arg(long, value_name = "PATH")]
     pub state_file: Option<PathBuf>,
+    /// Directory in bpffs where the XDP links are pinned, so the filter
+    /// outlives the daemon, or "off" (overrides daemon.pin_dir)
+    /// [default: /sys/fs/bpf/ironpost]
+    #[arg(long, value_name = "DIR")]
+    pub pin_dir: Option<PathBuf>,
+    /// On exit, keep the filter attached with the policy in force (the next
+    /// start takes it over with no gap) or detach it (overrides
+    /// daemon.on_exit) [default: keep]
+    #[arg(long, value_name = "keep|detach", value_parser = parse_on_exit)]
+    pub on_exit: Option<OnExit>,
     /// Set from the global --socket.
     #[arg(skip)]
     pub socket: Option<PathBuf>,
+}
+
+fn parse_on_exit(s: &str) -> Result<OnExit, String> {
+    s.parse()
 }
 
 fn parse_mode(s: &str) -> Result<XdpMode, String> {
@@ -314,6 +351,21 @@ fn on(b: bool) -> &'static str {
     if b { "on" } else { "off" }
 }
 
+/// The pin directory `unload` works on.
+fn unload_dir(dir: Option<PathBuf>, config: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = dir {
+        return Ok(d);
+    }
+    let cfg = match config {
+        Some(path) => IronpostConfig::load(path)?,
+        None => IronpostConfig::default(),
+    };
+    match cfg.daemon.pin_dir {
+        Some(d) => Ok(d),
+        None => anyhow::bail!("daemon.pin_dir is \"off\" in the configuration: nothing is pinned"),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Run(_)) {
@@ -376,6 +428,12 @@ fn main() -> ExitCode {
         Command::Stats { json } => commands::stats::stats(&socket, json),
         Command::Status { json } => commands::status::status(&socket, json),
         Command::Reload => commands::reload::reload(&socket),
+        Command::Unload {
+            interface,
+            pin_dir,
+            config,
+        } => unload_dir(pin_dir, config.as_deref())
+            .and_then(|dir| commands::unload::unload(&socket, &dir, &interface)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ use std::{
 };
 
 use common::{Daemon, TempFile, http_get, ironpost, sample, start_on_lab_with, stderr};
+use ironpost_lab::parse_ping_received;
 use ironpost_lab::{Lab, kernel_tests_enabled, xdp_attached};
 use serde_json::Value;
 
@@ -340,10 +341,11 @@ fn blocks_survive_kill_9_and_the_restart_takes_over() {
     assert_eq!(lab.ping(a, 1).unwrap(), 0);
     let socket = d.socket();
     let dir = d.crash();
-    // The kernel released the program with the process: nothing filters
-    // that no one owns.
-    assert!(!xdp_attached(lab.host_if()));
-    assert_eq!(lab.ping(a, 1).unwrap(), 1);
+    // The link is pinned: the filter outlives the process, with the policy
+    // it had (fail closed), until the next start takes it over.
+    assert!(xdp_attached(lab.host_if()));
+    assert_eq!(lab.ping(a, 1).unwrap(), 0, "still dropped with no daemon");
+    assert_eq!(lab.ping(b, 1).unwrap(), 1);
     let o = ironpost(&["--socket", socket.to_str().unwrap(), "status"]);
     assert!(
         stderr(&o).contains("no ironpost daemon is running"),
@@ -369,6 +371,8 @@ fn blocks_survive_kill_9_and_the_restart_takes_over() {
         restored.contains("restored 2 blocks") && restored.contains("1 allow"),
         "{restored}"
     );
+    let adopted = d.wait_for_stderr("attached ironpost_xdp");
+    assert!(adopted.contains("replaced in the pinned link"), "{adopted}");
     d.wait_for_stderr("ready:");
     assert_eq!(lab.ping(a, 1).unwrap(), 0, "the block is back");
     let rows = entries(&d);
@@ -570,4 +574,113 @@ fn an_interface_that_goes_away_is_reported_and_attached_again_when_it_returns() 
     let (_, body) = http_get(&metrics, "/metrics");
     assert_eq!(sample(&body, &attached), Some(1), "{body}");
     d.wait_for_stderr("is back");
+}
+
+/// Pings the host from `from` every 10 ms for `secs` seconds, in the
+/// background; the handle gives the replies received.
+fn ping_for(lab: &Lab, from: std::net::Ipv4Addr, secs: u32) -> std::thread::JoinHandle<u32> {
+    let (ns, host) = (lab.ns().to_owned(), lab.host_addr().to_string());
+    std::thread::spawn(move || {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &ns, "ping", "-q", "-n", "-i", "0.01", "-W", "1",
+            ])
+            .args(["-w", &secs.to_string(), "-I", &from.to_string(), &host])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        parse_ping_received(&text).unwrap_or_else(|| panic!("no ping summary: {text}"))
+    })
+}
+
+#[test]
+fn restarts_and_upgrades_never_open_the_filter() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let (a, b) = (lab.peer_addr(0), lab.peer_addr(1));
+    let run = [
+        "run",
+        "-i",
+        lab.host_if(),
+        "--xdp-mode",
+        "skb",
+        "--stats-interval",
+        "0",
+        "--on-exit",
+        "keep",
+    ];
+    let d = Daemon::start(&run);
+    d.wait_for_stderr("ready:");
+    d.ok(&["block", "add", &a.to_string()]);
+    assert_eq!(lab.ping(a, 1).unwrap(), 0);
+    // Another build of the binary, as an upgrade brings (a different file
+    // that runs the same).
+    let upgrade = d.socket().parent().unwrap().join("ironpost-upgraded");
+    let mut bytes = std::fs::read(common::BIN).unwrap();
+    bytes.extend_from_slice(b"upgrade");
+    std::fs::write(&upgrade, bytes).unwrap();
+    std::fs::set_permissions(&upgrade, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (blocked, open) = (ping_for(&lab, a, 8), ping_for(&lab, b, 8));
+    std::thread::sleep(Duration::from_millis(300));
+
+    // A stop and a start of the same binary, then of the upgraded one.
+    d.signal(libc::SIGTERM);
+    let (status, dir) = d.wait_keeping_dir();
+    assert!(status.success());
+    assert!(xdp_attached(lab.host_if()), "kept attached after the stop");
+    let d = Daemon::start_in(dir, &run);
+    let line = d.wait_for_stderr("attached ironpost_xdp");
+    assert!(line.contains("replaced in the pinned link"), "{line}");
+    d.wait_for_stderr("ready:");
+    d.signal(libc::SIGTERM);
+    let (status, dir) = d.wait_keeping_dir();
+    assert!(status.success());
+    let d = Daemon::start_bin(&upgrade, dir, &run);
+    let line = d.wait_for_stderr("attached ironpost_xdp");
+    assert!(line.contains("replaced in the pinned link"), "{line}");
+    d.wait_for_stderr("ready:");
+
+    let (blocked, open) = (blocked.join().unwrap(), open.join().unwrap());
+    assert_eq!(
+        blocked, 0,
+        "the blocked source got replies during the restarts"
+    );
+    assert!(open > 300, "the other source got {open} replies in 8 s");
+    assert_eq!(lab.ping(a, 1).unwrap(), 0);
+
+    // `unload` is refused while a daemon runs; after a stop it removes the
+    // filter for good.
+    let pins = Daemon::pin_dir_of(d.socket().parent().unwrap());
+    let unload = |socket: &std::path::Path| {
+        ironpost(&[
+            "--socket",
+            socket.to_str().unwrap(),
+            "unload",
+            "--pin-dir",
+            pins.to_str().unwrap(),
+        ])
+    };
+    let o = unload(&d.socket());
+    assert!(
+        !o.status.success() && stderr(&o).contains("daemon is running"),
+        "{}",
+        stderr(&o)
+    );
+    let socket = d.socket();
+    d.signal(libc::SIGTERM);
+    let (status, dir) = d.wait_keeping_dir();
+    assert!(status.success());
+    assert!(xdp_attached(lab.host_if()));
+    let o = unload(&socket);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("filter removed"),
+        "{o:?}"
+    );
+    assert!(!xdp_attached(lab.host_if()));
+    assert_eq!(lab.ping(a, 1).unwrap(), 1);
+    let _ = std::fs::remove_dir_all(&pins);
+    let _ = std::fs::remove_dir_all(dir);
 }

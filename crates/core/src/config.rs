@@ -166,7 +166,37 @@ pub struct DaemonConfig {
     /// Where `/metrics` and `/healthz` are served over HTTP; `None` when
     /// turned off (`metrics_listen = "off"`).
     pub metrics_listen: Option<SocketAddr>,
+    /// Where the XDP links are pinned in bpffs so the filter outlives the
+    /// daemon; `None` when turned off (`pin_dir = "off"`).
+    pub pin_dir: Option<PathBuf>,
+    /// What a stopping daemon does with the filter.
+    pub on_exit: OnExit,
 }
+
+/// What a stopping daemon does with its XDP program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnExit {
+    /// Leave it attached (pinned) with the policy in force, for the next
+    /// start to take over without a gap.
+    #[default]
+    Keep,
+    /// Detach it: the interfaces are unfiltered until the next start.
+    Detach,
+}
+
+impl std::str::FromStr for OnExit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "keep" => Ok(Self::Keep),
+            "detach" => Ok(Self::Detach),
+            other => Err(format!("\"{other}\" is not keep or detach")),
+        }
+    }
+}
+
+/// Default pin directory (bpffs).
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ironpost";
 
 /// Default address of the metrics listener: loopback only.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9477";
@@ -177,6 +207,8 @@ impl Default for DaemonConfig {
             socket: PathBuf::from(DEFAULT_SOCKET),
             state_file: PathBuf::from(DEFAULT_STATE_FILE),
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
+            pin_dir: Some(PathBuf::from(DEFAULT_PIN_DIR)),
+            on_exit: OnExit::Keep,
         }
     }
 }
@@ -336,6 +368,8 @@ struct RawDaemon {
     socket: Option<Spanned<String>>,
     state_file: Option<Spanned<String>>,
     metrics_listen: Option<Spanned<String>>,
+    pin_dir: Option<Spanned<String>>,
+    on_exit: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -638,6 +672,19 @@ impl Source<'_> {
         }
         if let Some(v) = raw.state_file {
             cfg.state_file = path(v, "daemon.state_file")?;
+        }
+        if let Some(v) = raw.pin_dir {
+            cfg.pin_dir = if v.get_ref().trim() == "off" {
+                None
+            } else {
+                Some(path(v, "daemon.pin_dir")?)
+            };
+        }
+        if let Some(v) = raw.on_exit {
+            cfg.on_exit = v
+                .get_ref()
+                .parse()
+                .map_err(|e| self.error(v.span(), "daemon.on_exit", e))?;
         }
         if let Some(v) = raw.metrics_listen {
             let text = v.get_ref().trim();

@@ -26,6 +26,9 @@ pub struct EngineConfig {
     /// Detection: what the datapath tracks, and the SIGNALS and SOURCES
     /// sizes.
     pub detection: DetectionConfig,
+    /// Where XDP links are pinned so the filter outlives the process (see
+    /// [`crate::pin`]); `None`: links die with it.
+    pub pin_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -47,6 +50,7 @@ impl EngineConfig {
             rules: cfg.rules.clone(),
             allow: cfg.allow.clone(),
             detection: DetectionConfig::default(),
+            pin_dir: None,
         }
     }
 

@@ -449,6 +449,20 @@ impl EbpfEngine {
         self.started.map(|t| t.elapsed())
     }
 
+    /// Stops the engine but leaves every pinned link attached, with the
+    /// policy in force, for the next run to take over (links that are not
+    /// pinned are detached).
+    pub fn keep_filtering(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        if let Some(l) = self.inner.as_mut() {
+            l.keep_pinned();
+        }
+        self.inner = None;
+        self.started = None;
+    }
+
     fn shutdown(&mut self) -> Result<(), EngineError> {
         for t in self.tasks.drain(..) {
             t.abort();
@@ -461,10 +475,11 @@ impl EbpfEngine {
 }
 
 impl Drop for EbpfEngine {
+    /// An engine dropped without [`Pipeline::stop`] (an error, a panic)
+    /// leaves its pinned links attached: the filter fails closed for what
+    /// it blocks.
     fn drop(&mut self) {
-        if let Err(e) = self.shutdown() {
-            tracing::warn!("detaching on drop: {e}");
-        }
+        self.keep_filtering();
     }
 }
 
@@ -501,7 +516,12 @@ impl Pipeline for EbpfEngine {
 }
 
 mod imp {
-    use std::{collections::HashMap as StdHashMap, ffi::CString, io};
+    use std::{
+        collections::HashMap as StdHashMap,
+        ffi::CString,
+        io,
+        path::{Path, PathBuf},
+    };
 
     use aya::{
         Ebpf, EbpfLoader,
@@ -511,7 +531,10 @@ mod imp {
         },
         programs::{
             ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp,
-            XdpMode as AyaXdpMode, tc::SchedClassifierLinkId,
+            XdpMode as AyaXdpMode,
+            links::FdLink,
+            tc::SchedClassifierLinkId,
+            xdp::{XdpLink, XdpLinkId},
         },
     };
     use ironpost_core::{Direction, PacketEvent, Prefix, Signal};
@@ -526,7 +549,20 @@ mod imp {
     use super::{AttachedMode, Attachment, Hits, PolicyHits, TestRunOutcome};
     use ironpost_policy::{PolicyError, PolicyMaps, RuleKey};
 
-    use crate::{EngineConfig, EngineError, TrafficSnapshot, XdpMode, event};
+    use crate::{EngineConfig, EngineError, TrafficSnapshot, XdpMode, event, pin};
+
+    /// How the engine holds one interface's XDP link.
+    pub(super) enum Held {
+        /// In the program's own links: detached when the process exits.
+        Owned(XdpLinkId),
+        /// Pinned in bpffs: attached until the pin is removed.
+        Pinned {
+            /// The link.
+            link: FdLink,
+            /// Its pin.
+            path: PathBuf,
+        },
+    }
 
     /// The XDP object built by build.rs.
     static XDP_OBJECT: &[u8] =
@@ -535,7 +571,9 @@ mod imp {
     pub(super) struct Loaded {
         ebpf: Ebpf,
         program_id: u32,
-        links: Vec<(aya::programs::xdp::XdpLinkId, Attachment)>,
+        links: Vec<(Held, Attachment)>,
+        /// Where XDP links are pinned (none: links die with the process).
+        pin_dir: Option<PathBuf>,
         /// The egress watcher's links, by interface.
         egress_links: Vec<(SchedClassifierLinkId, String)>,
         attachments: Vec<Attachment>,
@@ -699,6 +737,7 @@ mod imp {
                 ebpf,
                 program_id,
                 links: Vec::new(),
+                pin_dir: cfg.pin_dir.clone(),
                 egress_links: Vec::new(),
                 attachments: Vec::new(),
             };
@@ -736,6 +775,52 @@ mod imp {
             }
             let ifindex = if_index(interface)?;
             let program_id = self.program_id;
+            let adopted = match self.pin_dir.clone() {
+                Some(dir) => self.adopt(&dir, interface, ifindex, mode)?,
+                None => None,
+            };
+            let (held, used, how) = match adopted {
+                Some((held, used, old)) => (
+                    held,
+                    used,
+                    format!(" (program {old} replaced in the pinned link: no unfiltered instant)"),
+                ),
+                None => {
+                    let (id, used) = self.attach_fresh(interface, ifindex, mode)?;
+                    let held = self.hold(id, interface, used)?;
+                    let how = match &held {
+                        Held::Pinned { path, .. } => {
+                            format!(" (link pinned at {})", path.display())
+                        }
+                        Held::Owned(_) => String::new(),
+                    };
+                    (held, used, how)
+                }
+            };
+            let att = Attachment {
+                interface: interface.to_owned(),
+                ifindex,
+                mode: used,
+                program_id,
+            };
+            tracing::info!(
+                "attached {PROGRAM_NAME} (program id {program_id}) to {interface} in {} mode{how}",
+                used.as_str()
+            );
+            self.links.push((held, att.clone()));
+            self.attachments.push(att);
+            self.attach_egress(interface);
+            Ok(self.attachments.last().expect("just pushed"))
+        }
+
+        /// A new link of the program to `interface`, in `mode` (auto: native,
+        /// else skb).
+        fn attach_fresh(
+            &mut self,
+            interface: &str,
+            ifindex: u32,
+            mode: XdpMode,
+        ) -> Result<(XdpLinkId, AttachedMode), EngineError> {
             let prog = self.program()?;
             let try_mode = |prog: &mut Xdp, m: AttachedMode| {
                 let aya_mode = match m {
@@ -745,7 +830,7 @@ mod imp {
                 prog.attach_to_if_index(ifindex, aya_mode)
                     .map_err(|e| attach_error(interface, m, e))
             };
-            let (link, used) = match mode {
+            Ok(match mode {
                 XdpMode::Native => (try_mode(prog, AttachedMode::Native)?, AttachedMode::Native),
                 XdpMode::Skb => (try_mode(prog, AttachedMode::Skb)?, AttachedMode::Skb),
                 XdpMode::Auto => match try_mode(prog, AttachedMode::Native) {
@@ -760,21 +845,148 @@ mod imp {
                         (try_mode(prog, AttachedMode::Skb)?, AttachedMode::Skb)
                     }
                 },
+            })
+        }
+
+        /// Keeps a new link: pinned when there is a pin directory (taken
+        /// out of the program's own links, which die with the process).
+        fn hold(
+            &mut self,
+            id: XdpLinkId,
+            interface: &str,
+            mode: AttachedMode,
+        ) -> Result<Held, EngineError> {
+            let Some(dir) = self.pin_dir.clone() else {
+                return Ok(Held::Owned(id));
             };
-            let att = Attachment {
-                interface: interface.to_owned(),
-                ifindex,
-                mode: used,
-                program_id,
+            let path = pin::link_path(&dir, interface);
+            let link = self
+                .program()?
+                .take_link(id)
+                .map_err(|e| EngineError::Attach {
+                    interface: interface.to_owned(),
+                    mode: mode.as_str(),
+                    message: "taking the link to pin it failed".into(),
+                    source: Box::new(e),
+                })?;
+            // A netlink attachment (kernels before 5.9) cannot be pinned;
+            // dropping it here leaves it attached with no owner, so the
+            // error says to restart without a pin directory.
+            let link = FdLink::try_from(link).map_err(|e| EngineError::Pin {
+                path: path.clone(),
+                message: "this kernel attached XDP without a BPF link, which cannot be \
+                          pinned; run with daemon.pin_dir = \"off\""
+                    .into(),
+                source: Some(Box::new(e)),
+            })?;
+            let pinned = link.pin(&path).map_err(|e| EngineError::Pin {
+                path: path.clone(),
+                message: "pinning the link failed".into(),
+                source: Some(Box::new(e)),
+            })?;
+            Ok(Held::Pinned {
+                link: pinned.into(),
+                path,
+            })
+        }
+
+        /// Takes over the link pinned for `interface` by an earlier run:
+        /// swaps this program into it in one step. `None` when there is
+        /// none, or when it is stale (its device is gone, or the mode asked
+        /// for differs), in which case its pin is removed. A pin that holds
+        /// something other than Ironpost's program is refused.
+        fn adopt(
+            &mut self,
+            dir: &Path,
+            interface: &str,
+            ifindex: u32,
+            mode: XdpMode,
+        ) -> Result<Option<(Held, AttachedMode, u32)>, EngineError> {
+            let path = pin::link_path(dir, interface);
+            if !path.exists() {
+                return Ok(None);
+            }
+            let pin_error =
+                |message: String, source: Option<Box<dyn std::error::Error + Send + Sync>>| {
+                    EngineError::Pin {
+                        path: path.clone(),
+                        message,
+                        source,
+                    }
+                };
+            let stale = |why: &str| -> Result<Option<(Held, AttachedMode, u32)>, EngineError> {
+                tracing::warn!("{}: {why}; attaching afresh", path.display());
+                std::fs::remove_file(&path).map_err(|e| EngineError::Pin {
+                    path: path.clone(),
+                    message: "removing the stale pinned link failed".into(),
+                    source: Some(Box::new(e)),
+                })?;
+                Ok(None)
             };
-            tracing::info!(
-                "attached {PROGRAM_NAME} (program id {program_id}) to {interface} in {} mode",
-                used.as_str()
-            );
-            self.links.push((link, att.clone()));
-            self.attachments.push(att);
-            self.attach_egress(interface);
-            Ok(self.attachments.last().expect("just pushed"))
+            let (link, old) = pin::open(&path)?;
+            let name = aya::programs::loaded_programs()
+                .filter_map(Result::ok)
+                .find(|p| p.id() == old)
+                .and_then(|p| p.name_as_str().map(str::to_owned));
+            if name.as_deref() != Some(PROGRAM_NAME) {
+                return Err(pin_error(
+                    format!(
+                        "it runs program {old} ({}), not Ironpost's {PROGRAM_NAME}: remove the \
+                         pin if nothing needs it (`ironpost unload -i {interface}`)",
+                        name.as_deref().unwrap_or("no name")
+                    ),
+                    None,
+                ));
+            }
+            let current = match pin::xdp_on(ifindex) {
+                Ok(Some((id, m))) if id == old => m,
+                Ok(_) => {
+                    drop(link);
+                    return stale(&format!(
+                        "its program is not on the device now named {interface} (the device \
+                         was deleted, or replaced)"
+                    ));
+                }
+                Err(e) => {
+                    return Err(pin_error(
+                        format!("asking the kernel what {interface} runs failed"),
+                        Some(Box::new(e)),
+                    ));
+                }
+            };
+            let wanted = match mode {
+                XdpMode::Native => Some(AttachedMode::Native),
+                XdpMode::Skb => Some(AttachedMode::Skb),
+                XdpMode::Auto => None,
+            };
+            if wanted.is_some_and(|w| w != current) {
+                drop(link);
+                return stale(&format!(
+                    "attached in {} mode, {} mode asked for: the link is made again (a mode \
+                     change cannot be swapped in one step)",
+                    current.as_str(),
+                    wanted.map_or("", AttachedMode::as_str)
+                ));
+            }
+            let link = XdpLink::try_from(link)
+                .map_err(|e| pin_error("it is not an XDP link".into(), Some(Box::new(e))))?;
+            let id = self.program()?.attach_to_link(link).map_err(|e| {
+                pin_error("swapping the program in failed".into(), Some(Box::new(e)))
+            })?;
+            let taken = self
+                .program()?
+                .take_link(id)
+                .map_err(|e| pin_error("taking the link failed".into(), Some(Box::new(e))))?;
+            let link = FdLink::try_from(taken)
+                .map_err(|e| pin_error("it is not a BPF link".into(), Some(Box::new(e))))?;
+            Ok(Some((
+                Held::Pinned {
+                    link,
+                    path: path.clone(),
+                },
+                current,
+                old,
+            )))
         }
 
         /// Attaches the egress watcher (TC, TCX where the kernel has it).
@@ -847,24 +1059,62 @@ mod imp {
             else {
                 return Ok(());
             };
-            let (link, att) = self.links.remove(i);
+            let (held, att) = self.links.remove(i);
             self.attachments.retain(|a| a.interface != interface);
             self.detach_egress(interface);
-            self.program()?
-                .detach(link)
-                .map_err(|e| EngineError::Attach {
-                    interface: att.interface.clone(),
-                    mode: att.mode.as_str(),
-                    message: "detaching failed".into(),
-                    source: Box::new(e),
-                })?;
+            self.release(held, true).map_err(|e| EngineError::Attach {
+                interface: att.interface.clone(),
+                mode: att.mode.as_str(),
+                message: "detaching failed".into(),
+                source: Box::new(e),
+            })?;
             tracing::info!("detached {PROGRAM_NAME} from {}", att.interface);
             Ok(())
         }
 
-        /// Drops the links of an interface whose device is gone. Closing
-        /// them is all that is left to do: a link of a deleted device is
-        /// already detached, so a failure here is expected and only logged.
+        /// Lets go of a link: detached, or (`for_good` false) a pinned one
+        /// left attached for the next run.
+        fn release(&mut self, held: Held, for_good: bool) -> Result<(), ProgramError> {
+            match held {
+                Held::Owned(id) => self
+                    .program()
+                    .map_err(|_| ProgramError::NotLoaded)?
+                    .detach(id),
+                Held::Pinned { link, path } => {
+                    if for_good && let Err(e) = std::fs::remove_file(&path) {
+                        tracing::warn!("removing the pin {}: {e}", path.display());
+                    }
+                    // Closing the last descriptor of an unpinned link
+                    // detaches it.
+                    drop(link);
+                    Ok(())
+                }
+            }
+        }
+
+        /// Leaves every pinned link attached (with this program and its
+        /// maps) for the next run; detaches the rest.
+        pub(super) fn keep_pinned(&mut self) {
+            for (held, att) in std::mem::take(&mut self.links) {
+                let pinned = matches!(held, Held::Pinned { .. });
+                if let Err(e) = self.release(held, false) {
+                    tracing::warn!("detaching from {}: {e}", att.interface);
+                }
+                if pinned {
+                    tracing::info!(
+                        "{}: the filter stays attached (pinned) with the policy in force now; \
+                         the next start takes it over without a gap (`ironpost unload` removes it)",
+                        att.interface
+                    );
+                }
+            }
+            self.attachments.clear();
+        }
+
+        /// Drops the links of an interface whose device is gone (their
+        /// pins too: a new device gets a new link). Closing them is all
+        /// that is left to do: a link of a deleted device is already
+        /// detached, so a failure here is expected and only logged.
         pub(super) fn forget(&mut self, interface: &str) {
             let Some(i) = self
                 .links
@@ -873,13 +1123,10 @@ mod imp {
             else {
                 return;
             };
-            let (link, _) = self.links.remove(i);
+            let (held, _) = self.links.remove(i);
             self.attachments.retain(|a| a.interface != interface);
             self.detach_egress(interface);
-            if let Err(e) = self
-                .program()
-                .and_then(|p| p.detach(link).map_err(|e| program_err(PROGRAM_NAME, e)))
-            {
+            if let Err(e) = self.release(held, true) {
                 tracing::debug!("closing the link to the departed {interface}: {e}");
             }
         }

@@ -36,6 +36,18 @@ pub enum EngineError {
         /// Its name.
         name: &'static str,
     },
+    /// The pin directory cannot be used, or holds something that is not
+    /// Ironpost's.
+    #[error("pinned filter at {path}: {message}")]
+    Pin {
+        /// The pin directory or pinned link.
+        path: std::path::PathBuf,
+        /// What is wrong, in the operator's terms.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// Attaching to an interface failed.
     #[error("attaching to {interface} in {mode} mode failed: {message}")]
     Attach {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod pin;
 pub mod stats;
 
 pub use config::{EngineConfig, RuleAction, XdpMode};

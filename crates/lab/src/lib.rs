@@ -10,7 +10,7 @@ pub mod model;
 pub mod netns;
 pub mod packet;
 
-pub use netns::{Lab, LabError, xdp_attached};
+pub use netns::{Lab, LabError, parse_ping_received, xdp_attached};
 
 /// Environment variable that skips tests needing root and a kernel with XDP.
 pub const SKIP_KERNEL_ENV: &str = "IRONPOST_SKIP_KERNEL_TESTS";

@@ -7,6 +7,7 @@ pub mod block;
 pub mod reload;
 pub mod stats;
 pub mod status;
+pub mod unload;
 
 use std::io::Write;
 

@@ -150,9 +150,39 @@ impl Daemon {
         Self::spawn(dir, args, true)
     }
 
+    /// Starts `bin` (another build of ironpost) as [`Self::start_in`] does.
+    pub fn start_bin(bin: &Path, dir: PathBuf, args: &[&str]) -> Self {
+        Self::spawn_bin(bin, dir, args, true)
+    }
+
+    /// The pin directory of the daemons whose files are in `dir`: one per
+    /// test, so that no test takes over or removes another's filter.
+    pub fn pin_dir_of(dir: &Path) -> PathBuf {
+        Path::new("/sys/fs/bpf/ironpost-tests").join(dir.file_name().expect("a named dir"))
+    }
+
     fn spawn(dir: PathBuf, args: &[&str], read_stdout: bool) -> Self {
-        let mut child = Command::new(BIN)
+        Self::spawn_bin(Path::new(BIN), dir, args, read_stdout)
+    }
+
+    fn spawn_bin(bin: &Path, dir: PathBuf, args: &[&str], read_stdout: bool) -> Self {
+        // `run` gets this test's own pin directory, and detaches on exit
+        // unless the test says otherwise (the default, keep, is tested
+        // where it is asked for).
+        let mut extra: Vec<std::ffi::OsString> = Vec::new();
+        if args.first() == Some(&"run") {
+            if !args.contains(&"--pin-dir") {
+                extra.push("--pin-dir".into());
+                extra.push(Self::pin_dir_of(&dir).into());
+            }
+            if !args.contains(&"--on-exit") {
+                extra.push("--on-exit".into());
+                extra.push("detach".into());
+            }
+        }
+        let mut child = Command::new(bin)
             .args(args)
+            .args(extra)
             .arg("--socket")
             .arg(dir.join("ctl.sock"))
             .arg("--state-file")
@@ -272,6 +302,13 @@ impl Daemon {
         std::mem::take(&mut self.dir)
     }
 
+    /// Waits for the daemon to exit (after a signal) and hands its
+    /// directory, socket, state file and pins to the next daemon.
+    pub fn wait_keeping_dir(mut self) -> (std::process::ExitStatus, PathBuf) {
+        let status = self.child.wait().unwrap();
+        (status, std::mem::take(&mut self.dir))
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill on our own child's pid.
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
@@ -296,6 +333,11 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The filter a killed daemon leaves pinned goes with its test (not
+        // after `crash`, which hands the directory to the next daemon).
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(Self::pin_dir_of(&self.dir));
+        }
         if !std::thread::panicking() && !self.dir.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
