@@ -15,7 +15,10 @@ use anyhow::{Context as _, bail};
 use ironpost_core::{
     Alert, AlertAction, Direction, IronpostConfig, PacketEvent, Pipeline, Prefix, RuleAction,
     Signal,
-    config::{AlertFormat, DetectionConfig, OnExit, check_interface_name},
+    config::{
+        AlertFormat, DEFAULT_STATE_FILE, DetectionConfig, LEGACY_STATE_FILE, OnExit,
+        check_interface_name,
+    },
 };
 use ironpost_detection::{Decision, Outcome, PacketDetector, Responder, Shield, response};
 use ironpost_ebpf_engine::{
@@ -37,6 +40,7 @@ use crate::{
     privileges,
     socket::{self, SocketGuard},
     state::State,
+    store::Store,
 };
 
 /// How often expiries are checked: entries leave the maps within this much
@@ -96,7 +100,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             socket.display()
         );
     }
-    let state = State::load(&state_file)?;
+    // Earlier versions kept a JSON file at the old default path.
+    let legacy = (args.state_file.is_none()
+        && cfg.daemon.state_file == Path::new(DEFAULT_STATE_FILE))
+    .then_some(Path::new(LEGACY_STATE_FILE));
+    let (store, state) = Store::open(&state_file, legacy)?;
     let mut engine_cfg = EngineConfig::from_core(&cfg.ebpf).with_detection(&cfg.detection);
     if let Some(mode) = args.xdp_mode {
         engine_cfg.xdp_mode = mode;
@@ -151,6 +159,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         interfaces_from_cli: !args.interface.is_empty(),
         xdp_mode_from_cli: args.xdp_mode,
         state_file,
+        store,
         socket,
         started: Instant::now(),
         live: TrafficStats::new(),
@@ -194,6 +203,8 @@ pub(crate) struct Daemon {
     interfaces_from_cli: bool,
     xdp_mode_from_cli: Option<ironpost_core::XdpMode>,
     state_file: PathBuf,
+    /// Where manual and automatic entries are kept across restarts.
+    store: Store,
     socket: PathBuf,
     started: Instant,
     /// Counters and rates over the last second, for `ironpost stats`.
@@ -298,7 +309,7 @@ impl AlertSink {
 }
 
 impl Daemon {
-    async fn serve(mut self, state: Option<State>, stats_interval: u64) -> anyhow::Result<()> {
+    async fn serve(mut self, state: State, stats_interval: u64) -> anyhow::Result<()> {
         // Signals first, so a signal during start-up is not lost.
         let mut sigint =
             signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -309,14 +320,16 @@ impl Daemon {
         // Policy before attaching: config, then what the last run saved.
         self.engine.load()?;
         self.engine.apply_config()?;
-        if let Some(mut state) = state {
+        {
+            let mut state = state;
             let expired = state.drop_expired(now_ms());
             let clamped = state.clamp_expiry(now_ms());
-            if clamped > 0 {
+            if !clamped.is_empty() {
                 tracing::warn!(
-                    "{}: {clamped} saved blocks expired more than 10 years from now; they now \
+                    "{}: {} saved blocks expired more than 10 years from now; they now \
                      expire in 10 years, the longest TTL",
-                    self.state_file.display()
+                    self.state_file.display(),
+                    clamped.len()
                 );
             }
             let blocks = state.blocks.len();
@@ -329,12 +342,24 @@ impl Daemon {
                 .allow(state.allow)
                 .context("restoring the saved allow list")?;
             tracing::info!(
-                "restored {blocks} blocks ({} now set by the config instead, {expired} expired \
+                "restored {blocks} blocks ({} now set by the config instead, {} expired \
                  while stopped) and {} allow entries from {}",
                 r.skipped_config,
+                expired.len(),
                 a.added + a.updated,
                 self.state_file.display()
             );
+            // What was restored is stored already; only the entries that
+            // expired while stopped, or were clamped, are written.
+            let _ = self.engine.take_policy_changes();
+            let mut fix = ironpost_policy::Changes::default();
+            fix.blocks.extend(expired);
+            fix.blocks.extend(clamped);
+            if !fix.is_empty() {
+                self.store
+                    .write(self.engine.policy(), &fix)
+                    .context("updating the store")?;
+            }
         }
         self.engine.start().await?;
         let attachments: Vec<Attachment> = self.engine.attachments().to_vec();
@@ -803,10 +828,17 @@ impl Daemon {
         out
     }
 
+    /// Writes what changed in the policy since the last save to the store
+    /// (one transaction of the changed rows). On failure the changes are
+    /// kept for the next save.
     fn save(&mut self) -> anyhow::Result<()> {
-        let policy = self.engine.policy();
-        let state = State::collect(policy.blocks(), policy.allow_entries(), now_ms());
-        state.save(&self.state_file)?;
+        let changes = self.engine.take_policy_changes();
+        if !changes.is_empty()
+            && let Err(e) = self.store.write(self.engine.policy(), &changes)
+        {
+            self.engine.restore_policy_changes(changes);
+            return Err(e.into());
+        }
         self.expired_unsaved = false;
         self.last_save = Instant::now();
         Ok(())

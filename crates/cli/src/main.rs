@@ -12,6 +12,7 @@ mod output;
 mod privileges;
 mod socket;
 mod state;
+mod store;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -221,7 +222,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub stats_interval: u64,
     /// State file for manual and automatic blocks (overrides
-    /// daemon.state_file) [default: /var/lib/ironpost/state.json]
+    /// daemon.state_file) [default: /var/lib/ironpost/state.redb]
     #[arg(long, value_name = "PATH")]
     pub state_file: Option<PathBuf>,
     /// Directory in bpffs where the XDP links are pinned, so the filter

@@ -36,7 +36,10 @@ pub const MAX_PORT_RULES: usize = 255;
 /// Default control socket of the daemon.
 pub const DEFAULT_SOCKET: &str = "/run/ironpost/ironpost.sock";
 /// Default state file of the daemon (manual and automatic blocks).
-pub const DEFAULT_STATE_FILE: &str = "/var/lib/ironpost/state.json";
+pub const DEFAULT_STATE_FILE: &str = "/var/lib/ironpost/state.redb";
+/// Where earlier versions kept their JSON state file by default: converted
+/// into the store when the store does not exist yet.
+pub const LEGACY_STATE_FILE: &str = "/var/lib/ironpost/state.json";
 /// Largest per-CPU event budget (events per second per CPU).
 pub const MAX_EVENT_BUDGET: u32 = 1_000_000;
 

@@ -168,6 +168,17 @@ impl EbpfEngine {
         &self.policy
     }
 
+    /// The policy's keys changed since the last call, for the store (see
+    /// [`Policy::take_changes`]).
+    pub fn take_policy_changes(&mut self) -> ironpost_policy::Changes {
+        self.policy.take_changes()
+    }
+
+    /// Puts back changes the store could not write.
+    pub fn restore_policy_changes(&mut self, c: ironpost_policy::Changes) {
+        self.policy.restore_changes(c);
+    }
+
     /// Loads the program and its maps into the kernel (without attaching)
     /// and writes the policy held so far to the maps.
     pub fn load(&mut self) -> Result<(), EngineError> {

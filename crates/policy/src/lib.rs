@@ -384,6 +384,27 @@ pub struct Policy {
     counts: HashMap<u32, usize>,
     /// IPv4 source and allow entries per /16, and SRC16_V4 as written.
     summary: SourceSummary,
+    /// What changed since the last [`Policy::take_changes`]: what a store
+    /// of the policy has to write, and nothing else.
+    changes: Changes,
+}
+
+/// The keys of block and allow entries that changed (added, updated or
+/// removed) since they were last taken: the store writes each one as it is
+/// in the policy now, or deletes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Block keys.
+    pub blocks: HashSet<RuleKey>,
+    /// Allow-list prefixes.
+    pub allow: HashSet<Prefix>,
+}
+
+impl Changes {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty() && self.allow.is_empty()
+    }
 }
 
 impl Policy {
@@ -402,7 +423,25 @@ impl Policy {
             applied_else: HashMap::new(),
             counts: HashMap::new(),
             summary: SourceSummary::default(),
+            changes: Changes::default(),
         }
+    }
+
+    /// The allow-list entry of exactly `prefix`.
+    pub fn allow_entry(&self, prefix: &Prefix) -> Option<&AllowEntry> {
+        self.allow.get(prefix)
+    }
+
+    /// Takes the keys changed since the last call (see [`Changes`]).
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Puts back changes that could not be stored, to be tried again with
+    /// the next ones.
+    pub fn restore_changes(&mut self, c: Changes) {
+        self.changes.blocks.extend(c.blocks);
+        self.changes.allow.extend(c.allow);
     }
 
     /// At most `n` block entries in key order (direction, then prefix),
@@ -784,6 +823,7 @@ impl Policy {
                 self.summary.add(Listed::Allow, p);
             }
         }
+        self.changes.allow.extend(batch.keys().copied());
         self.allow.extend(batch);
         self.write_flags(maps)?;
         Ok(report)
@@ -827,6 +867,7 @@ impl Policy {
             .iter()
             .filter_map(|p| {
                 let e = self.allow.remove(p)?;
+                self.changes.allow.insert(*p);
                 if let Some(n) = self.counts.get_mut(&allow_bit(p)) {
                     *n -= 1;
                 }
@@ -1026,12 +1067,14 @@ impl Policy {
             self.summary.add(Listed::Source, &key.1);
         }
         self.order.insert(key);
+        self.changes.blocks.insert(key);
         self.blocks.insert(key, e);
     }
 
     fn remove_entry(&mut self, key: &RuleKey) -> Option<BlockEntry> {
         let e = self.blocks.remove(key)?;
         self.order.remove(key);
+        self.changes.blocks.insert(*key);
         if let Some(t) = e.expires_ms {
             self.expiries.remove(&(t, *key));
         }

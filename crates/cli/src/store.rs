@@ -1,0 +1,458 @@
+//! The daemon's store: manual and automatic blocks with their expiry, and
+//! allow-list entries added at run time, in an embedded database (redb).
+//! Configured entries are not stored: they come from the configuration at
+//! every start.
+//!
+//! Why redb: one change costs one transaction that writes the rows it
+//! touches (a B-tree insert or delete each), not a rewrite of everything,
+//! so `block add` costs the same with ten entries stored or ten million.
+//! Each commit is durable when it returns (fsync of the data, then of the
+//! commit slot), and a crash at any point leaves the last committed state:
+//! what the daemon acknowledged. It is pure Rust, one file, no server, and
+//! its format is stable. SQLite would do the same through C and a SQL
+//! layer the daemon has no use for.
+//!
+//! A state file in the earlier JSON format (v1) is read once and converted;
+//! the JSON file is kept beside the store as `NAME.v1.json`.
+
+use std::{
+    fs,
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use ironpost_policy::{AllowEntry, BlockEntry, Changes, Origin, Policy, RuleKey};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::state::{State, StateError};
+
+/// Block entries by `direction prefix`, as JSON.
+const BLOCKS: TableDefinition<&str, &[u8]> = TableDefinition::new("blocks");
+/// Allow-list entries by prefix, as JSON.
+const ALLOW: TableDefinition<&str, &[u8]> = TableDefinition::new("allow");
+/// `format`: the layout of the tables.
+const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
+/// This layout.
+const FORMAT: u32 = 2;
+
+/// A store that cannot be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused an operation.
+    #[error("state file {path}: {what}")]
+    Db {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        what: String,
+        /// The database's error.
+        #[source]
+        source: Box<redb::Error>,
+    },
+    /// The file holds something this version does not read.
+    #[error(
+        "state file {path}: {message} (the file was left as it is; move it away to start without it)"
+    )]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A JSON state file (v1) that cannot be read or converted.
+    #[error(transparent)]
+    Legacy(#[from] StateError),
+}
+
+/// The daemon's store.
+pub struct Store {
+    path: PathBuf,
+    /// Closed after a failed write (a full or read-only disk), and opened
+    /// again for the next one: the database refuses further writes in the
+    /// process that saw an I/O error.
+    db: Option<Database>,
+}
+
+fn to_json(v: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(v).expect("an entry serializes")
+}
+
+fn block_key(k: &RuleKey) -> String {
+    format!("{} {}", k.0, k.1)
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` and reads what it holds. A
+    /// JSON state file of the earlier format is converted first: one at
+    /// `path` itself, or at `legacy` when there is no store yet.
+    pub fn open(path: &Path, legacy: Option<&Path>) -> Result<(Self, State), StoreError> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| StateError::Io {
+                    path: dir.to_owned(),
+                    message: format!("creating the directory: {e}"),
+                })?;
+        }
+        if is_json(path) {
+            migrate(path, path)?;
+        } else if !path.exists()
+            && let Some(old) = legacy.filter(|l| is_json(l))
+        {
+            migrate(old, path)?;
+        }
+        let mut store = Self {
+            path: path.to_owned(),
+            db: None,
+        };
+        store.db()?;
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+        let state = store.read()?;
+        Ok((store, state))
+    }
+
+    fn err(&self, what: &str, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            what: what.to_owned(),
+            source: Box::new(e.into()),
+        }
+    }
+
+    fn db(&mut self) -> Result<&Database, StoreError> {
+        if self.db.is_none() {
+            let db = Database::create(&self.path).map_err(|e| match e {
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(m)) => {
+                    StoreError::Format {
+                        path: self.path.clone(),
+                        message: format!("not a store this version reads: {m}"),
+                    }
+                }
+                e => self.err("opening", e),
+            })?;
+            self.db = Some(db);
+        }
+        Ok(self.db.as_ref().expect("just opened"))
+    }
+
+    /// Everything stored, checking the layout (and writing it into a new
+    /// store).
+    fn read(&mut self) -> Result<State, StoreError> {
+        let path = self.path.clone();
+        let db = self.db()?;
+        let txn = db.begin_write().map_err(|e| db_err(&path, "reading", e))?;
+        {
+            let mut meta = txn
+                .open_table(META)
+                .map_err(|e| db_err(&path, "reading", e))?;
+            let format = meta
+                .get("format")
+                .map_err(|e| db_err(&path, "reading", e))?
+                .map(|v| v.value());
+            match format {
+                Some(FORMAT) => {}
+                None => {
+                    meta.insert("format", FORMAT)
+                        .map_err(|e| db_err(&path, "writing", e))?;
+                }
+                Some(other) => {
+                    return Err(StoreError::Format {
+                        path,
+                        message: format!(
+                            "layout {other} is not the one this ironpost reads ({FORMAT})"
+                        ),
+                    });
+                }
+            }
+            txn.open_table(BLOCKS)
+                .map_err(|e| db_err(&path, "reading", e))?;
+            txn.open_table(ALLOW)
+                .map_err(|e| db_err(&path, "reading", e))?;
+        }
+        txn.commit().map_err(|e| db_err(&path, "writing", e))?;
+        let txn = db.begin_read().map_err(|e| db_err(&path, "reading", e))?;
+        let mut state = State::default();
+        let blocks = txn
+            .open_table(BLOCKS)
+            .map_err(|e| db_err(&path, "reading", e))?;
+        for row in blocks.iter().map_err(|e| db_err(&path, "reading", e))? {
+            let (k, v) = row.map_err(|e| db_err(&path, "reading", e))?;
+            let e: BlockEntry =
+                serde_json::from_slice(v.value()).map_err(|e| StoreError::Format {
+                    path: path.clone(),
+                    message: format!("block {:?}: {e}", k.value()),
+                })?;
+            state.blocks.push(e);
+        }
+        let allow = txn
+            .open_table(ALLOW)
+            .map_err(|e| db_err(&path, "reading", e))?;
+        for row in allow.iter().map_err(|e| db_err(&path, "reading", e))? {
+            let (k, v) = row.map_err(|e| db_err(&path, "reading", e))?;
+            let e: AllowEntry =
+                serde_json::from_slice(v.value()).map_err(|e| StoreError::Format {
+                    path: path.clone(),
+                    message: format!("allow entry {:?}: {e}", k.value()),
+                })?;
+            state.allow.push(e);
+        }
+        Ok(state)
+    }
+
+    /// Writes the changed keys as `policy` has them now (an entry that is
+    /// gone, or set by the configuration, is deleted), in one durable
+    /// transaction. On failure nothing is written, and the database is
+    /// opened again for the next write.
+    pub fn write(&mut self, policy: &Policy, changes: &Changes) -> Result<(), StoreError> {
+        let blocks = changes.blocks.iter().map(|key| {
+            let e = policy.block(key).filter(|e| e.origin != Origin::Config);
+            (block_key(key), e.map(to_json))
+        });
+        let allow = changes.allow.iter().map(|p| {
+            let e = policy.allow_entry(p).filter(|e| e.origin != Origin::Config);
+            (p.to_string(), e.map(to_json))
+        });
+        self.put(blocks, allow)
+    }
+
+    /// Inserts (`Some` value) or deletes (`None`) rows in one transaction.
+    fn put(
+        &mut self,
+        blocks: impl Iterator<Item = (String, Option<Vec<u8>>)>,
+        allow: impl Iterator<Item = (String, Option<Vec<u8>>)>,
+    ) -> Result<(), StoreError> {
+        let r = self.try_put(blocks, allow);
+        if r.is_err() {
+            self.db = None;
+        }
+        r
+    }
+
+    fn try_put(
+        &mut self,
+        blocks: impl Iterator<Item = (String, Option<Vec<u8>>)>,
+        allow: impl Iterator<Item = (String, Option<Vec<u8>>)>,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let db = self.db()?;
+        let txn = db.begin_write().map_err(|e| db_err(&path, "writing", e))?;
+        for (table, rows) in [
+            (BLOCKS, Box::new(blocks) as Box<dyn Iterator<Item = _>>),
+            (ALLOW, Box::new(allow)),
+        ] {
+            let mut t = txn
+                .open_table(table)
+                .map_err(|e| db_err(&path, "writing", e))?;
+            for (k, v) in rows {
+                match v {
+                    Some(v) => t.insert(k.as_str(), v.as_slice()).map(drop),
+                    None => t.remove(k.as_str()).map(drop),
+                }
+                .map_err(|e| db_err(&path, "writing", e))?;
+            }
+        }
+        txn.commit().map_err(|e| db_err(&path, "committing", e))
+    }
+}
+
+fn db_err(path: &Path, what: &str, e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Db {
+        path: path.to_owned(),
+        what: what.to_owned(),
+        source: Box::new(e.into()),
+    }
+}
+
+/// Whether `path` is a JSON state file (v1): its first byte is `{`.
+fn is_json(path: &Path) -> bool {
+    use std::io::Read;
+    let mut b = [0u8; 1];
+    fs::File::open(path)
+        .and_then(|mut f| f.read(&mut b))
+        .is_ok_and(|n| n == 1 && b[0] == b'{')
+}
+
+/// Converts the JSON state file at `json` into a store at `path` (which
+/// may be the same file); the JSON file is kept as `NAME.v1.json`. A JSON
+/// file that cannot be read stops here, untouched.
+fn migrate(json: &Path, path: &Path) -> Result<(), StoreError> {
+    let state = State::load_json(json)?.unwrap_or_default();
+    let name = path
+        .file_name()
+        .map_or("state".into(), |n| n.to_string_lossy());
+    let tmp = path.with_file_name(format!(".{name}.converting"));
+    let _ = fs::remove_file(&tmp);
+    {
+        let mut store = Store {
+            path: tmp.clone(),
+            db: None,
+        };
+        store.read()?;
+        store.put(
+            state
+                .blocks
+                .iter()
+                .filter(|e| e.origin != Origin::Config)
+                .map(|e| (block_key(&e.key()), Some(to_json(e)))),
+            state
+                .allow
+                .iter()
+                .filter(|e| e.origin != Origin::Config)
+                .map(|e| (e.prefix.to_string(), Some(to_json(e)))),
+        )?;
+    }
+    let json_name = json
+        .file_name()
+        .map_or("state".into(), |n| n.to_string_lossy());
+    let backup = json.with_file_name(format!("{json_name}.v1.json"));
+    fs::rename(json, &backup).map_err(|e| StateError::Io {
+        path: backup.clone(),
+        message: format!("keeping the JSON state file: {e}"),
+    })?;
+    fs::rename(&tmp, path).map_err(|e| StateError::Io {
+        path: path.to_owned(),
+        message: format!("putting the converted store in place: {e}"),
+    })?;
+    tracing::info!(
+        "{}: converted {} blocks and {} allow entries from the JSON state file to the store; \
+         the JSON file is kept as {}",
+        path.display(),
+        state.blocks.len(),
+        state.allow.len(),
+        backup.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ironpost_core::RuleAction;
+    use ironpost_policy::OnConfigConflict;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ironpost-store-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn entry(p: &str, origin: Origin, expires: Option<u64>) -> BlockEntry {
+        let mut e = BlockEntry::source(p.parse().unwrap(), RuleAction::Drop, origin, 1);
+        e.expires_ms = expires;
+        e.reason = "because".into();
+        e
+    }
+
+    fn prefixes(s: &State) -> Vec<String> {
+        let mut v: Vec<String> = s.blocks.iter().map(|e| e.prefix.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn only_changed_rows_are_written_and_config_entries_never() {
+        let dir = tmpdir("rows");
+        let path = dir.join("sub/state.redb");
+        let (mut store, state) = Store::open(&path, None).unwrap();
+        assert!(state.blocks.is_empty() && state.allow.is_empty());
+        assert_eq!(
+            fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        let mut policy = Policy::new(100, 10);
+        policy
+            .upsert_blocks(
+                vec![
+                    entry("10.0.0.1", Origin::Manual, Some(5_000)),
+                    entry("2001:db8::/32", Origin::Auto, None),
+                    entry("10.0.0.2", Origin::Config, None),
+                ],
+                OnConfigConflict::Skip,
+                None,
+                &mut |_| true,
+            )
+            .unwrap();
+        let changes = policy.take_changes();
+        assert_eq!(changes.blocks.len(), 3);
+        store.write(&policy, &changes).unwrap();
+        assert!(policy.take_changes().is_empty());
+        drop(store);
+        let (mut store, back) = Store::open(&path, None).unwrap();
+        assert_eq!(prefixes(&back), ["10.0.0.1", "2001:db8::/32"]);
+        assert_eq!(back.blocks[0].reason, "because");
+
+        // A removal is one deleted row; the rest stays.
+        let gone: RuleKey = (ironpost_core::Direction::Src, "10.0.0.1".parse().unwrap());
+        policy.remove_blocks(&[gone], false, None).unwrap();
+        let changes = policy.take_changes();
+        assert_eq!(changes.blocks.len(), 1);
+        store.write(&policy, &changes).unwrap();
+        drop(store);
+        let (_, back) = Store::open(&path, None).unwrap();
+        assert_eq!(prefixes(&back), ["2001:db8::/32"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_json_state_file_is_converted_once_and_kept() {
+        let dir = tmpdir("json");
+        fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("state.json");
+        let e = serde_json::to_string(&entry("192.0.2.7", Origin::Manual, None)).unwrap();
+        fs::write(
+            &json,
+            format!("{{\"version\":1,\"saved_ms\":1,\"blocks\":[{e}],\"allow\":[]}}"),
+        )
+        .unwrap();
+        // In place: the same path becomes the store.
+        let (_, state) = Store::open(&json, None).unwrap();
+        assert_eq!(prefixes(&state), ["192.0.2.7"]);
+        assert!(!is_json(&json), "the file is the store now");
+        assert!(dir.join("state.json.v1.json").exists());
+        let (_, again) = Store::open(&json, None).unwrap();
+        assert_eq!(prefixes(&again), ["192.0.2.7"]);
+
+        // From the old default path into a new store.
+        let old = dir.join("old.json");
+        fs::copy(dir.join("state.json.v1.json"), &old).unwrap();
+        let (_, state) = Store::open(&dir.join("new.redb"), Some(&old)).unwrap();
+        assert_eq!(prefixes(&state), ["192.0.2.7"]);
+        assert!(!old.exists() && dir.join("old.json.v1.json").exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unreadable_files_are_errors_and_left_untouched() {
+        let dir = tmpdir("bad");
+        fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("state.json");
+        let bad = "{\"version\":1,\"saved_ms\":0,\n\"blocks\":[{\"prefix\":\"10.0.0.300\"}]}";
+        fs::write(&json, bad).unwrap();
+        let err = Store::open(&json, None).err().unwrap().to_string();
+        assert!(err.contains("state.json:2:"), "{err}");
+        assert!(err.contains("left as it is"), "{err}");
+        assert_eq!(fs::read_to_string(&json).unwrap(), bad);
+
+        let junk = dir.join("junk.redb");
+        fs::write(&junk, vec![7u8; 8192]).unwrap();
+        let err = Store::open(&junk, None).err().unwrap().to_string();
+        assert!(err.contains("junk.redb"), "{err}");
+        assert_eq!(fs::read(&junk).unwrap(), vec![7u8; 8192]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
