@@ -67,7 +67,7 @@ pub(crate) fn start_daemon(cmd: &mut Command, echo: bool) -> Result<(Child, Stri
     let mut attached = String::new();
     loop {
         match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) if line.contains("attached") => attached = line,
+            Ok(line) if line.contains("attached ironpost_xdp") => attached = line,
             Ok(line) if line.contains("ready:") => return Ok((child, attached)),
             Ok(_) => {}
             Err(_) => bail!("ironpost was not ready within 30 s (see its output above)"),

@@ -57,7 +57,8 @@ fn run(bin: &Path, dir: &Path, entries: u32) -> Result<()> {
     let cfg = dir.join("ironpost.toml");
     std::fs::write(
         &cfg,
-        format!("[ebpf]\nblocklist_max_entries = {}\n", 2 * entries),
+        // Room for the single adds measured after the imports.
+        format!("[ebpf]\nblocklist_max_entries = {}\n", 2 * entries + 16),
     )?;
     let lab = Lab::new(1).context("creating the lab (needs iproute2 and root)")?;
     let socket = dir.join("ctl.sock");
@@ -66,28 +67,27 @@ fn run(bin: &Path, dir: &Path, entries: u32) -> Result<()> {
         lab.host_if(),
         2 * entries
     );
-    let (mut child, _) = demo::start_daemon(
-        Command::new(bin)
-            .args([
-                "run",
-                "--interface",
-                lab.host_if(),
-                "--stats-interval",
-                "0",
-                "--on-exit",
-                "detach",
-                "--pin-dir",
-                "off",
-                "--config",
-            ])
-            .arg(&cfg)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state-file")
-            .arg(dir.join("state.json"))
-            .stdout(Stdio::null()),
-        false,
-    )?;
+    // Pinned, in a directory of its own, so that the restart below is
+    // the hitless one an operator gets; removed at the end.
+    let pins = Path::new("/sys/fs/bpf").join(format!("ironpost-bench-{}", std::process::id()));
+    let state_file = dir.join("state.redb");
+    let start = |on_exit: &str| {
+        demo::start_daemon(
+            Command::new(bin)
+                .args(["run", "--interface", lab.host_if(), "--stats-interval", "0"])
+                .args(["--on-exit", on_exit, "--pin-dir"])
+                .arg(&pins)
+                .arg("--config")
+                .arg(&cfg)
+                .arg("--socket")
+                .arg(&socket)
+                .arg("--state-file")
+                .arg(&state_file)
+                .stdout(Stdio::null()),
+            false,
+        )
+    };
+    let (mut child, _) = start("keep")?;
     let ctl = |args: &[&str]| -> Result<String> {
         let o = Command::new(bin)
             .arg("--socket")
@@ -132,11 +132,49 @@ fn run(bin: &Path, dir: &Path, entries: u32) -> Result<()> {
         streamed.lines,
         2 * entries
     );
-    let state_mb = std::fs::metadata(dir.join("state.json"))?.len() as f64 / 1e6;
+    let state_mb = std::fs::metadata(&state_file)?.len() as f64 / 1e6;
+    // One change with everything loaded: add and remove one address,
+    // end to end through the CLI, 7 times each.
+    let mut add_ms = Vec::new();
+    let mut del_ms = Vec::new();
+    for i in 0..7 {
+        let addr = format!("198.51.100.{}", i + 1);
+        let t = Instant::now();
+        ctl(&["block", "add", &addr])?;
+        add_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        ctl(&["block", "del", &addr])?;
+        del_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let daemon_rss_mb = rss_kb(child.0.id())? as f64 / 1024.0;
+    // A restart with everything loaded: the stop, then the start until the
+    // daemon answers (the pinned filter drops all along).
+    let t = Instant::now();
     // SAFETY: kill on our own child's pid.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
     let status = child.0.wait()?;
     ensure!(status.success(), "ironpost exited with {status}");
+    let stop_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let (mut child, attached) = start("detach")?;
+    let start_secs = t.elapsed().as_secs_f64();
+    ensure!(
+        attached.contains("replaced in the pinned link"),
+        "the restarted daemon did not take the pinned link over: {attached}"
+    );
+    let status: Value = serde_json::from_str(&ctl(&["status", "--json"])?)?;
+    ensure!(
+        status["maps"]["blocks"] == u64::from(2 * entries),
+        "after the restart the daemon holds {} entries, expected {}",
+        status["maps"]["blocks"],
+        2 * entries
+    );
+    let restarted_rss_mb = rss_kb(child.0.id())? as f64 / 1024.0;
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
+    let status = child.0.wait()?;
+    ensure!(status.success(), "ironpost exited with {status}");
+    let _ = std::fs::remove_dir_all(&pins);
     drop(lab);
     println!("\nImport timings (ironpost block import, end to end, release build)\n");
     for line in &report {
@@ -147,7 +185,24 @@ fn run(bin: &Path, dir: &Path, entries: u32) -> Result<()> {
         2 * entries,
         list.len() as f64 / 1e6
     );
-    println!("  state file after both imports: {state_mb:.0} MB");
+    println!("  store (state file) after both imports: {state_mb:.0} MB");
+    println!(
+        "  one block add / block del with {} entries held, end to end: median {:.1} / {:.1} ms \
+         (7 each)",
+        2 * entries,
+        median(&mut add_ms),
+        median(&mut del_ms)
+    );
+    println!(
+        "  daemon RSS with {} entries: {daemon_rss_mb:.0} MB; after a restart: \
+         {restarted_rss_mb:.0} MB",
+        2 * entries
+    );
+    println!(
+        "  restart with {} entries: stop {stop_secs:.2} s, start until it answers \
+         {start_secs:.2} s (the pinned filter kept dropping throughout)",
+        2 * entries
+    );
     println!(
         "  block list --ndjson of {} entries, read as it streams: {:.2} s; peak RSS of the \
          command {:.0} MB; daemon RSS {:.0} MB before, {:.0} MB after",
@@ -158,6 +213,11 @@ fn run(bin: &Path, dir: &Path, entries: u32) -> Result<()> {
         streamed.daemon_rss_kb.1 as f64 / 1024.0,
     );
     Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// A streamed listing, measured.

@@ -21,19 +21,24 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use std::net::IpAddr;
+
+use ironpost_core::{Direction, Prefix};
 use ironpost_policy::{AllowEntry, BlockEntry, Changes, Origin, Policy, RuleKey};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::state::{State, StateError};
 
-/// Block entries by `direction prefix`, as JSON.
-const BLOCKS: TableDefinition<&str, &[u8]> = TableDefinition::new("blocks");
-/// Allow-list entries by prefix, as JSON.
-const ALLOW: TableDefinition<&str, &[u8]> = TableDefinition::new("allow");
+/// Block entries by [`block_key`], as JSON.
+const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
+/// Allow-list entries by [`prefix_key`], as JSON.
+const ALLOW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("allow");
 /// `format`: the layout of the tables.
 const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 /// This layout.
 const FORMAT: u32 = 2;
+/// redb's page cache.
+const CACHE_BYTES: usize = 16 << 20;
 
 /// A store that cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -77,8 +82,30 @@ fn to_json(v: &impl serde::Serialize) -> Vec<u8> {
     serde_json::to_vec(v).expect("an entry serializes")
 }
 
-fn block_key(k: &RuleKey) -> String {
-    format!("{} {}", k.0, k.1)
+/// A key's bytes: the family (4 or 6), the address (big-endian), the
+/// length. Rows are written in this order, which is the B-tree's: a large
+/// change appends pages instead of touching random ones.
+type Key = [u8; 19];
+
+fn prefix_key(p: &Prefix, direction: u8) -> Key {
+    let mut k = [0u8; 19];
+    k[0] = direction;
+    match p.addr() {
+        IpAddr::V4(a) => {
+            k[1] = 4;
+            k[2..6].copy_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            k[1] = 6;
+            k[2..18].copy_from_slice(&a.octets());
+        }
+    }
+    k[18] = p.len();
+    k
+}
+
+fn block_key(k: &RuleKey) -> Key {
+    prefix_key(&k.1, u8::from(k.0 == Direction::Dst))
 }
 
 impl Store {
@@ -127,15 +154,21 @@ impl Store {
 
     fn db(&mut self) -> Result<&Database, StoreError> {
         if self.db.is_none() {
-            let db = Database::create(&self.path).map_err(|e| match e {
-                redb::DatabaseError::Storage(redb::StorageError::Corrupted(m)) => {
-                    StoreError::Format {
-                        path: self.path.clone(),
-                        message: format!("not a store this version reads: {m}"),
+            // The daemon reads the store once, at start, and then only
+            // writes: a small page cache (redb's default is 1 GiB, which it
+            // fills as it writes) keeps the daemon's memory for the policy.
+            let db = redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create(&self.path)
+                .map_err(|e| match e {
+                    redb::DatabaseError::Storage(redb::StorageError::Corrupted(m)) => {
+                        StoreError::Format {
+                            path: self.path.clone(),
+                            message: format!("not a store this version reads: {m}"),
+                        }
                     }
-                }
-                e => self.err("opening", e),
-            })?;
+                    e => self.err("opening", e),
+                })?;
             self.db = Some(db);
         }
         Ok(self.db.as_ref().expect("just opened"))
@@ -186,7 +219,7 @@ impl Store {
             let e: BlockEntry =
                 serde_json::from_slice(v.value()).map_err(|e| StoreError::Format {
                     path: path.clone(),
-                    message: format!("block {:?}: {e}", k.value()),
+                    message: format!("block row {:x?}: {e}", k.value()),
                 })?;
             state.blocks.push(e);
         }
@@ -198,7 +231,7 @@ impl Store {
             let e: AllowEntry =
                 serde_json::from_slice(v.value()).map_err(|e| StoreError::Format {
                     path: path.clone(),
-                    message: format!("allow entry {:?}: {e}", k.value()),
+                    message: format!("allow row {:x?}: {e}", k.value()),
                 })?;
             state.allow.push(e);
         }
@@ -210,13 +243,22 @@ impl Store {
     /// transaction. On failure nothing is written, and the database is
     /// opened again for the next write.
     pub fn write(&mut self, policy: &Policy, changes: &Changes) -> Result<(), StoreError> {
-        let blocks = changes.blocks.iter().map(|key| {
+        let mut blocks: Vec<(Key, &RuleKey)> =
+            changes.blocks.iter().map(|k| (block_key(k), k)).collect();
+        blocks.sort_unstable_by_key(|(k, _)| *k);
+        let mut allow: Vec<(Key, &Prefix)> = changes
+            .allow
+            .iter()
+            .map(|p| (prefix_key(p, 0), p))
+            .collect();
+        allow.sort_unstable_by_key(|(k, _)| *k);
+        let blocks = blocks.into_iter().map(|(k, key)| {
             let e = policy.block(key).filter(|e| e.origin != Origin::Config);
-            (block_key(key), e.map(to_json))
+            (k, e.map(to_json))
         });
-        let allow = changes.allow.iter().map(|p| {
+        let allow = allow.into_iter().map(|(k, p)| {
             let e = policy.allow_entry(p).filter(|e| e.origin != Origin::Config);
-            (p.to_string(), e.map(to_json))
+            (k, e.map(to_json))
         });
         self.put(blocks, allow)
     }
@@ -224,8 +266,8 @@ impl Store {
     /// Inserts (`Some` value) or deletes (`None`) rows in one transaction.
     fn put(
         &mut self,
-        blocks: impl Iterator<Item = (String, Option<Vec<u8>>)>,
-        allow: impl Iterator<Item = (String, Option<Vec<u8>>)>,
+        blocks: impl Iterator<Item = (Key, Option<Vec<u8>>)>,
+        allow: impl Iterator<Item = (Key, Option<Vec<u8>>)>,
     ) -> Result<(), StoreError> {
         let r = self.try_put(blocks, allow);
         if r.is_err() {
@@ -236,8 +278,8 @@ impl Store {
 
     fn try_put(
         &mut self,
-        blocks: impl Iterator<Item = (String, Option<Vec<u8>>)>,
-        allow: impl Iterator<Item = (String, Option<Vec<u8>>)>,
+        blocks: impl Iterator<Item = (Key, Option<Vec<u8>>)>,
+        allow: impl Iterator<Item = (Key, Option<Vec<u8>>)>,
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let db = self.db()?;
@@ -251,8 +293,8 @@ impl Store {
                 .map_err(|e| db_err(&path, "writing", e))?;
             for (k, v) in rows {
                 match v {
-                    Some(v) => t.insert(k.as_str(), v.as_slice()).map(drop),
-                    None => t.remove(k.as_str()).map(drop),
+                    Some(v) => t.insert(k.as_slice(), v.as_slice()).map(drop),
+                    None => t.remove(k.as_slice()).map(drop),
                 }
                 .map_err(|e| db_err(&path, "writing", e))?;
             }
@@ -294,17 +336,23 @@ fn migrate(json: &Path, path: &Path) -> Result<(), StoreError> {
             db: None,
         };
         store.read()?;
+        let mut blocks: Vec<(Key, &BlockEntry)> = state
+            .blocks
+            .iter()
+            .filter(|e| e.origin != Origin::Config)
+            .map(|e| (block_key(&e.key()), e))
+            .collect();
+        blocks.sort_unstable_by_key(|(k, _)| *k);
+        let mut allow: Vec<(Key, &AllowEntry)> = state
+            .allow
+            .iter()
+            .filter(|e| e.origin != Origin::Config)
+            .map(|e| (prefix_key(&e.prefix, 0), e))
+            .collect();
+        allow.sort_unstable_by_key(|(k, _)| *k);
         store.put(
-            state
-                .blocks
-                .iter()
-                .filter(|e| e.origin != Origin::Config)
-                .map(|e| (block_key(&e.key()), Some(to_json(e)))),
-            state
-                .allow
-                .iter()
-                .filter(|e| e.origin != Origin::Config)
-                .map(|e| (e.prefix.to_string(), Some(to_json(e)))),
+            blocks.into_iter().map(|(k, e)| (k, Some(to_json(e)))),
+            allow.into_iter().map(|(k, e)| (k, Some(to_json(e)))),
         )?;
     }
     let json_name = json

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use ironpost_core::{Condition, Direction, L4Protocol, Prefix, RuleAction, RuleConfig};
 use ironpost_ebpf_common::{
@@ -395,9 +395,9 @@ pub struct Policy {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
     /// Block keys.
-    pub blocks: HashSet<RuleKey>,
+    pub blocks: FxHashSet<RuleKey>,
     /// Allow-list prefixes.
-    pub allow: HashSet<Prefix>,
+    pub allow: FxHashSet<Prefix>,
 }
 
 impl Changes {
