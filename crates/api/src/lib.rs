@@ -17,10 +17,16 @@ pub use types::*;
 /// The API's paths.
 pub mod path {
     /// `GET`: the block list, streamed as NDJSON ([`crate::BlockRow`] per
-    /// line, ordered by direction and prefix). `POST` ([`crate::BlockAdd`]):
+    /// line, ordered by direction and prefix); `?list=NAME`: the
+    /// memberships of one list. `POST` ([`crate::BlockAdd`]):
     /// add or update; with `?progress=true` the answer streams
     /// [`crate::ChangeLine`]s. `DELETE` ([`crate::Prefixes`]): remove.
     pub const BLOCKS: &str = "/v1/blocks";
+    /// `POST` ([`crate::BlockSync`]): replace one list's entries with
+    /// these, adding and removing only the difference ([`crate::Changed`]).
+    pub const BLOCK_SYNC: &str = "/v1/blocks/sync";
+    /// `POST` ([`crate::BlockFlush`]): remove every entry of one list.
+    pub const BLOCK_FLUSH: &str = "/v1/blocks/flush";
     /// `GET ?addr=ADDR`: which entries decide an address ([`crate::BlockShow`]).
     pub const BLOCK_SHOW: &str = "/v1/blocks/show";
     /// `GET`: the configured port rules ([`crate::PortRuleRow`] list).

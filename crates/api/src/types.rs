@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use ironpost_core::{Direction, Prefix, RuleAction};
-use ironpost_policy::Origin;
+use ironpost_policy::{ListName, Origin};
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
@@ -26,6 +26,9 @@ pub struct BlockAdd {
     /// Allow `0.0.0.0/0` and `::/0` (every address of a family).
     #[serde(default)]
     pub force: bool,
+    /// The list the entries go into (default `manual`).
+    #[serde(default)]
+    pub list: Option<ListName>,
 }
 
 /// `DELETE /v1/blocks`, `DELETE /v1/allow`: entries to remove.
@@ -33,6 +36,35 @@ pub struct BlockAdd {
 pub struct Prefixes {
     /// Addresses and prefixes.
     pub prefixes: Vec<Prefix>,
+    /// Blocks only: the list they leave (default `manual`); an address in
+    /// other lists stays blocked.
+    #[serde(default)]
+    pub list: Option<ListName>,
+}
+
+/// `POST /v1/blocks/sync`: make a list hold exactly these entries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockSync {
+    /// The list.
+    pub list: ListName,
+    /// Every address and prefix it should hold.
+    pub prefixes: Vec<Prefix>,
+    /// Seconds until the entries expire; none for never.
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    /// Why.
+    #[serde(default)]
+    pub reason: String,
+    /// Allow `0.0.0.0/0` and `::/0`.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST /v1/blocks/flush`: empty a list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockFlush {
+    /// The list.
+    pub list: ListName,
 }
 
 /// `POST /v1/allow`: sources never dropped.
@@ -110,6 +142,12 @@ pub struct BlockRow {
     pub packets: u64,
     /// Bytes of those packets.
     pub bytes: u64,
+    /// The list of the membership in force (the strictest).
+    #[serde(default)]
+    pub list: ListName,
+    /// Other lists the address is in, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_in: Vec<ListName>,
 }
 
 /// One configured port rule, as listed.

@@ -18,7 +18,7 @@ use ironpost_api::{
     AllowAdd, ApiError, BlockAdd, ChangeLine, Changed, ErrorKind, MAX_REQUEST_BYTES, NDJSON,
     Prefixes, SMALL_REQUEST_BYTES, path,
 };
-use ironpost_policy::RuleKey;
+use ironpost_policy::{ListName, RuleKey};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -92,6 +92,8 @@ pub fn router(jobs: mpsc::Sender<Job>) -> Router {
             get(list_blocks).post(add_blocks).delete(del_blocks),
         )
         .route(path::BLOCK_SHOW, get(show_block))
+        .route(path::BLOCK_SYNC, axum::routing::post(sync_blocks))
+        .route(path::BLOCK_FLUSH, axum::routing::post(flush_blocks))
         .route(path::PORT_RULES, get(port_rules))
         .route(
             path::ALLOW,
@@ -169,31 +171,56 @@ fn declared_length(h: &HeaderMap) -> Option<usize> {
 /// `GET /v1/blocks`: NDJSON, one page of entries asked of the main task at
 /// a time, each written before the next is asked for. A failure after the
 /// first page ends the stream early (the client sees a truncated body).
-async fn list_blocks(State(api): State<Api>) -> Result<Response, Failure> {
-    let first = api.ask(|d| d.block_page(None, PAGE)).await??;
-    let stream = futures_util::stream::unfold((api, Some(first)), |(api, page)| async move {
-        let rows = page?;
-        if rows.is_empty() {
-            return None;
-        }
-        let last: Option<RuleKey> = rows.last().map(|r| (r.direction, r.prefix));
-        let chunk = ndjson(&rows);
-        let next = if rows.len() < PAGE {
-            Some(Vec::new())
-        } else {
-            match api.ask(move |d| d.block_page(last, PAGE)).await {
-                Ok(Ok(rows)) => Some(rows),
-                Ok(Err(e)) | Err(e) => {
-                    tracing::warn!("listing the block list stopped: {e}");
-                    None
-                }
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    list: Option<String>,
+}
+
+async fn list_blocks(
+    State(api): State<Api>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, Failure> {
+    let list = q
+        .list
+        .map(|l| ListName::parse(&l))
+        .transpose()
+        .map_err(|e| ApiError::new(ErrorKind::Invalid, e))?;
+    let page = move |d: &mut Daemon, after: Option<RuleKey>| match &list {
+        Some(l) => d.list_page(l, after, PAGE),
+        None => d.block_page(after, PAGE),
+    };
+    let page = Arc::new(page);
+    let first = {
+        let page = page.clone();
+        api.ask(move |d| page(d, None)).await??
+    };
+    let stream = futures_util::stream::unfold((api, Some(first)), move |(api, rows)| {
+        let page = page.clone();
+        async move {
+            let rows = rows?;
+            if rows.is_empty() {
+                return None;
             }
-        };
-        let chunk = match next {
-            Some(_) => Ok(chunk),
-            None => Err(std::io::Error::other("listing stopped")),
-        };
-        Some((chunk, (api, next)))
+            let last: Option<RuleKey> = rows.last().map(|r| (r.direction, r.prefix));
+            let chunk = ndjson(&rows);
+            let next = if rows.len() < PAGE {
+                Some(Vec::new())
+            } else {
+                match api.ask(move |d| page(d, last)).await {
+                    Ok(Ok(rows)) => Some(rows),
+                    Ok(Err(e)) | Err(e) => {
+                        tracing::warn!("listing the block list stopped: {e}");
+                        None
+                    }
+                }
+            };
+            let chunk = match next {
+                Some(_) => Ok(chunk),
+                None => Err(std::io::Error::other("listing stopped")),
+            };
+            Some((chunk, (api, next)))
+        }
     });
     Ok(([(header::CONTENT_TYPE, NDJSON)], Body::from_stream(stream)).into_response())
 }
@@ -271,9 +298,22 @@ async fn add_blocks(
     Ok(([(header::CONTENT_TYPE, NDJSON)], Body::from_stream(stream)).into_response())
 }
 
+async fn sync_blocks(State(api): State<Api>, req: Request) -> Answer<Changed> {
+    let sync: ironpost_api::BlockSync = read_json(&api, req).await?;
+    answer(api.ask(move |d| timed(|| d.block_sync(sync))).await)
+}
+
+async fn flush_blocks(State(api): State<Api>, req: Request) -> Answer<Changed> {
+    let flush: ironpost_api::BlockFlush = read_json(&api, req).await?;
+    answer(api.ask(move |d| timed(|| d.block_flush(flush))).await)
+}
+
 async fn del_blocks(State(api): State<Api>, req: Request) -> Answer<Changed> {
     let p: Prefixes = read_json(&api, req).await?;
-    answer(api.ask(move |d| timed(|| d.block_del(p.prefixes))).await)
+    answer(
+        api.ask(move |d| timed(|| d.block_del(p.prefixes, p.list)))
+            .await,
+    )
 }
 
 #[derive(Deserialize)]

@@ -21,6 +21,7 @@ use ironpost_core::{
     IronpostConfig, Prefix, XdpMode,
     config::{DEFAULT_SOCKET, OnExit},
 };
+use ironpost_policy::ListName;
 
 /// Ironpost: filters and counts every packet in the driver with XDP,
 /// reports what it drops and watches, detects SYN floods, port scans and
@@ -120,13 +121,51 @@ enum BlockCmd {
         /// Allow 0.0.0.0/0 or ::/0, which block every address of a family.
         #[arg(long)]
         force: bool,
+        /// The list they go into (one per feeder: a fail2ban jail, a feed).
+        /// An address in two lists is blocked until it leaves both.
+        #[arg(long, value_name = "NAME", default_value = "manual", value_parser = parse_list)]
+        list: ListName,
     },
-    /// Remove manual or automatic blocks (configured rules are changed in
-    /// the configuration).
+    /// Remove blocks from a list (configured rules are changed in the
+    /// configuration). An address also in other lists stays blocked.
     Del {
         /// Addresses or prefixes exactly as blocked.
         #[arg(required = true, value_name = "IP|CIDR", value_parser = parse_prefix)]
         prefixes: Vec<Prefix>,
+        /// The list they leave.
+        #[arg(long, value_name = "NAME", default_value = "manual", value_parser = parse_list)]
+        list: ListName,
+    },
+    /// Make a list hold exactly the addresses in FILE: the new ones are
+    /// added, the others leave the list, in one change.
+    ///
+    /// FILE is read as `block import` reads it (`-` is standard input).
+    /// Addresses in other lists stay as they are.
+    Sync {
+        /// The list.
+        #[arg(long, value_name = "NAME", value_parser = parse_list)]
+        list: ListName,
+        /// The file; `-` reads standard input.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Expire the list's entries after this long.
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+        /// Why (default: "sync FILE").
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Report bad lines and use the good ones.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Allow 0.0.0.0/0 or ::/0 in the file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove every entry of a list.
+    Flush {
+        /// The list.
+        #[arg(long, value_name = "NAME", value_parser = parse_list)]
+        list: ListName,
     },
     /// List every block with its hits, expiry, reason and origin.
     ///
@@ -140,6 +179,9 @@ enum BlockCmd {
         /// Print the API's stream: one JSON entry per line.
         #[arg(long)]
         ndjson: bool,
+        /// Only this list's entries.
+        #[arg(long, value_name = "NAME", value_parser = parse_list)]
+        list: Option<ListName>,
     },
     /// Say what decides traffic from (and to) one address: the allow-list
     /// entry that wins, or the block entries that contain it, longest
@@ -176,6 +218,9 @@ enum BlockCmd {
         /// Allow 0.0.0.0/0 or ::/0 in the file.
         #[arg(long)]
         force: bool,
+        /// The list they go into.
+        #[arg(long, value_name = "NAME", default_value = "manual", value_parser = parse_list)]
+        list: ListName,
     },
 }
 
@@ -238,6 +283,10 @@ pub struct RunArgs {
     /// Set from the global --socket.
     #[arg(skip)]
     pub socket: Option<PathBuf>,
+}
+
+fn parse_list(s: &str) -> Result<ListName, String> {
+    ListName::parse(s)
 }
 
 fn parse_on_exit(s: &str) -> Result<OnExit, String> {
@@ -401,9 +450,21 @@ fn main() -> ExitCode {
             ttl,
             reason,
             force,
-        }) => commands::block::add(&socket, prefixes, ttl, reason, force),
-        Command::Block(BlockCmd::Del { prefixes }) => commands::block::del(&socket, prefixes),
-        Command::Block(BlockCmd::List { json, ndjson }) => {
+            list,
+        }) => commands::block::add(&socket, prefixes, ttl, reason, force, Some(list)),
+        Command::Block(BlockCmd::Del { prefixes, list }) => {
+            commands::block::del(&socket, prefixes, Some(list))
+        }
+        Command::Block(BlockCmd::Sync {
+            list,
+            file,
+            ttl,
+            reason,
+            skip_invalid,
+            force,
+        }) => commands::block::sync(&socket, list, &file, ttl, reason, skip_invalid, force),
+        Command::Block(BlockCmd::Flush { list }) => commands::block::flush(&socket, list),
+        Command::Block(BlockCmd::List { json, ndjson, list }) => {
             let format = if ndjson {
                 commands::block::ListFormat::Ndjson
             } else if json {
@@ -411,7 +472,7 @@ fn main() -> ExitCode {
             } else {
                 commands::block::ListFormat::Table
             };
-            commands::block::list(&socket, format)
+            commands::block::list(&socket, format, list)
         }
         Command::Block(BlockCmd::Show { addr, json }) => commands::block::show(&socket, addr, json),
         Command::Block(BlockCmd::Import {
@@ -420,7 +481,8 @@ fn main() -> ExitCode {
             reason,
             skip_invalid,
             force,
-        }) => commands::block::import(&socket, &file, ttl, reason, skip_invalid, force),
+            list,
+        }) => commands::block::import(&socket, &file, ttl, reason, skip_invalid, force, Some(list)),
         Command::Allow(AllowCmd::Add { prefixes, reason }) => {
             commands::allow::add(&socket, prefixes, reason)
         }

@@ -216,12 +216,12 @@ impl Store {
             .map_err(|e| db_err(&path, "reading", e))?;
         for row in blocks.iter().map_err(|e| db_err(&path, "reading", e))? {
             let (k, v) = row.map_err(|e| db_err(&path, "reading", e))?;
-            let e: BlockEntry =
+            let members: Vec<BlockEntry> =
                 serde_json::from_slice(v.value()).map_err(|e| StoreError::Format {
                     path: path.clone(),
                     message: format!("block row {:x?}: {e}", k.value()),
                 })?;
-            state.blocks.push(e);
+            state.blocks.extend(members);
         }
         let allow = txn
             .open_table(ALLOW)
@@ -253,8 +253,8 @@ impl Store {
             .collect();
         allow.sort_unstable_by_key(|(k, _)| *k);
         let blocks = blocks.into_iter().map(|(k, key)| {
-            let e = policy.block(key).filter(|e| e.origin != Origin::Config);
-            (k, e.map(to_json))
+            let members = policy.members(key);
+            (k, (!members.is_empty()).then(|| to_json(&members)))
         });
         let allow = allow.into_iter().map(|(k, p)| {
             let e = policy.allow_entry(p).filter(|e| e.origin != Origin::Config);
@@ -351,7 +351,7 @@ fn migrate(json: &Path, path: &Path) -> Result<(), StoreError> {
             .collect();
         allow.sort_unstable_by_key(|(k, _)| *k);
         store.put(
-            blocks.into_iter().map(|(k, e)| (k, Some(to_json(e)))),
+            blocks.into_iter().map(|(k, e)| (k, Some(to_json(&[e])))),
             allow.into_iter().map(|(k, e)| (k, Some(to_json(e)))),
         )?;
     }

@@ -684,3 +684,115 @@ fn restarts_and_upgrades_never_open_the_filter() {
     let _ = std::fs::remove_dir_all(&pins);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn list_prefixes(d: &Daemon, list: &str) -> Vec<String> {
+    let v = d.json(&["block", "list", "--list", list]);
+    let mut p: Vec<String> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["prefix"].as_str().unwrap().to_owned())
+        .collect();
+    p.sort();
+    p
+}
+
+#[test]
+fn named_lists_keep_each_feeders_entries_apart() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(3).unwrap();
+    let (a, b, c) = (lab.peer_addr(0), lab.peer_addr(1), lab.peer_addr(2));
+    let d = start_on_lab_with(&lab, &[]);
+    // The same address from two feeders is two memberships; the longest
+    // one is in force.
+    d.ok(&[
+        "block",
+        "add",
+        &a.to_string(),
+        "--list",
+        "f2b-sshd",
+        "--ttl",
+        "10m",
+    ]);
+    d.ok(&["block", "add", &a.to_string(), "--list", "crowdsec"]);
+    let rows = entries(&d);
+    let row = find(&rows, &a.to_string());
+    assert_eq!(row["list"], "crowdsec", "the one that never expires: {row}");
+    assert_eq!(row["also_in"], serde_json::json!(["f2b-sshd"]), "{row}");
+    assert_eq!(row["expires"], Value::Null);
+    assert_eq!(lab.ping(a, 1).unwrap(), 0);
+    // One feeder's unban leaves the other's block.
+    let out = d.ok(&["block", "del", &a.to_string(), "--list", "crowdsec"]);
+    assert!(out.contains("removed 1 from the list crowdsec"), "{out}");
+    assert_eq!(lab.ping(a, 1).unwrap(), 0, "still blocked by f2b-sshd");
+    let row = find(&entries(&d), &a.to_string()).clone();
+    assert_eq!(row["list"], "f2b-sshd");
+    assert!(row["expires_in_secs"].as_f64().unwrap() > 500.0, "{row}");
+    // Not in a list: an error naming the lists it is in.
+    let o = d.ctl(&["block", "del", &a.to_string()]);
+    assert_eq!(o.status.code(), Some(12), "not_found");
+    assert!(stderr(&o).contains("it is in: f2b-sshd"), "{}", stderr(&o));
+    d.ok(&["block", "del", &a.to_string(), "--list", "f2b-sshd"]);
+    assert_eq!(lab.ping(a, 1).unwrap(), 1);
+
+    // sync replaces one list: only the difference changes, other lists
+    // are untouched.
+    d.ok(&["block", "add", &c.to_string(), "--list", "manual"]);
+    let feed = TempFile::new("feed.netset", &format!("{a}\n{b}\n192.0.2.0/24\n"));
+    let out = d.ok(&["block", "sync", "--list", "feed", feed.path()]);
+    assert!(
+        out.contains("3 added") && out.contains("0 removed"),
+        "{out}"
+    );
+    std::fs::write(feed.path(), format!("{b}\n192.0.2.0/24\n198.51.100.0/24\n")).unwrap();
+    let out = d.ok(&["block", "sync", "--list", "feed", feed.path()]);
+    assert!(
+        out.contains("1 added") && out.contains("2 updated") && out.contains("1 removed"),
+        "{out}"
+    );
+    assert_eq!(
+        list_prefixes(&d, "feed"),
+        [
+            b.to_string(),
+            "192.0.2.0/24".into(),
+            "198.51.100.0/24".into()
+        ]
+    );
+    assert_eq!(list_prefixes(&d, "manual"), [c.to_string()]);
+    assert_eq!(lab.ping(a, 1).unwrap(), 1, "left the feed");
+    assert_eq!(lab.ping(b, 1).unwrap(), 0);
+    // flush empties one list.
+    let out = d.ok(&["block", "flush", "--list", "feed"]);
+    assert!(out.contains("removed 3 from the list feed"), "{out}");
+    assert!(list_prefixes(&d, "feed").is_empty());
+    assert_eq!(lab.ping(b, 1).unwrap(), 1);
+    assert_eq!(lab.ping(c, 1).unwrap(), 0, "manual untouched");
+    // The daemon's own lists take no manual entries; bad names are refused.
+    let o = d.ctl(&["block", "add", "192.0.2.9", "--list", "auto"]);
+    assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
+    let o = d.ctl(&["block", "add", "192.0.2.9", "--list", "no such"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a list name"), "{}", stderr(&o));
+
+    // Memberships survive a restart.
+    d.ok(&["block", "add", &a.to_string(), "--list", "one"]);
+    d.ok(&[
+        "block",
+        "add",
+        &a.to_string(),
+        "--list",
+        "two",
+        "--ttl",
+        "1h",
+    ]);
+    let socket_dir = d.crash();
+    let d = Daemon::start_in(socket_dir, &common::run_on(&lab));
+    d.wait_for_stderr("ready:");
+    let row = find(&entries(&d), &a.to_string()).clone();
+    assert_eq!(row["list"], "one", "{row}");
+    assert_eq!(row["also_in"], serde_json::json!(["two"]), "{row}");
+    d.ok(&["block", "del", &a.to_string(), "--list", "one"]);
+    assert_eq!(lab.ping(a, 1).unwrap(), 0, "still in two");
+}

@@ -12,7 +12,8 @@ use serde::Serialize;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use ironpost_policy::{
-    AllowEntry, BlockEntry, ChangeReport, OnConfigConflict, Policy, PolicyMaps, RuleKey,
+    AllowEntry, BlockEntry, ChangeReport, ListName, Members, OnConfigConflict, Policy, PolicyMaps,
+    RuleKey,
 };
 
 use crate::{EngineConfig, EngineError, TrafficSnapshot, TrafficStats, XdpMode};
@@ -286,13 +287,35 @@ impl EbpfEngine {
         let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
         Ok(self
             .policy
-            .upsert_blocks(entries, on_conflict, maps, progress)?)
+            .upsert_members(entries, on_conflict, maps, progress)?)
     }
 
-    /// Removes manual or automatic block entries (all or nothing).
+    /// Removes manual or automatic block entries from every list (all or
+    /// nothing).
     pub fn unblock(&mut self, keys: &[RuleKey]) -> Result<Vec<BlockEntry>, EngineError> {
         let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
         Ok(self.policy.remove_blocks(keys, false, maps)?)
+    }
+
+    /// Removes keys from one list; those in other lists stay blocked (see
+    /// [`Policy::remove_members`]).
+    pub fn unblock_from(
+        &mut self,
+        list: &ListName,
+        keys: &[RuleKey],
+    ) -> Result<Vec<BlockEntry>, EngineError> {
+        let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
+        Ok(self.policy.remove_members(list, keys, maps)?)
+    }
+
+    /// Puts memberships back as a snapshot holds them (see
+    /// [`Policy::restore_members`]).
+    pub fn restore_members(
+        &mut self,
+        snapshot: Vec<(RuleKey, Members)>,
+    ) -> Result<(), EngineError> {
+        let maps = self.inner.as_mut().map(|l| l as &mut dyn PolicyMaps);
+        Ok(self.policy.restore_members(snapshot, maps)?)
     }
 
     /// Adds allow-list entries (all or nothing).

@@ -22,9 +22,11 @@ use ironpost_ebpf_common::{
 use serde::{Deserialize, Serialize};
 
 mod error;
+mod lists;
 mod summary;
 
 pub use error::PolicyError;
+pub use lists::{ListName, Members};
 use summary::{Listed, SourceSummary};
 
 /// The datapath's action code for a rule action.
@@ -88,6 +90,9 @@ pub struct BlockEntry {
     /// When it expires (Unix time, milliseconds); `None` for never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_ms: Option<u64>,
+    /// The list it belongs to (see [`ListName`]).
+    #[serde(default)]
+    pub list: ListName,
 }
 
 fn src() -> Direction {
@@ -115,6 +120,7 @@ impl BlockEntry {
             reason: String::new(),
             added_ms: now_ms,
             expires_ms: None,
+            list: ListName::of(origin),
         }
     }
 
@@ -136,6 +142,7 @@ impl BlockEntry {
             reason: rule.description.clone(),
             added_ms: now_ms,
             expires_ms: None,
+            list: ListName::of(Origin::Config),
         })
     }
 
@@ -387,6 +394,9 @@ pub struct Policy {
     /// What changed since the last [`Policy::take_changes`]: what a store
     /// of the policy has to write, and nothing else.
     changes: Changes,
+    /// Memberships of other lists for keys in more than one list: the
+    /// entry in `blocks` is the strictest of them (see `lists.rs`).
+    others: FxHashMap<RuleKey, Vec<BlockEntry>>,
 }
 
 /// The keys of block and allow entries that changed (added, updated or
@@ -424,6 +434,7 @@ impl Policy {
             counts: HashMap::new(),
             summary: SourceSummary::default(),
             changes: Changes::default(),
+            others: FxHashMap::default(),
         }
     }
 
@@ -749,6 +760,9 @@ impl Policy {
         }
         let mut maps = journal.maps.take();
         let removed: Vec<BlockEntry> = seen.iter().filter_map(|k| self.remove_entry(k)).collect();
+        for k in &seen {
+            self.others.remove(k);
+        }
         self.refresh_else(maps.as_deref_mut());
         self.write_flags(maps)?;
         Ok(removed)
@@ -1052,6 +1066,11 @@ impl Policy {
     }
 
     fn insert_entry(&mut self, e: BlockEntry) {
+        // A configured rule owns its key: memberships of lists under it
+        // are gone, as a listed entry it replaces is.
+        if e.origin == Origin::Config && self.others.remove(&e.key()).is_some() {
+            self.changes.blocks.insert(e.key());
+        }
         let key = e.key();
         if self.blocks.contains_key(&key) {
             self.remove_entry(&key);

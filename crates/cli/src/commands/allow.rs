@@ -37,6 +37,7 @@ pub fn del(socket: &Path, prefixes: Vec<Prefix>) -> anyhow::Result<()> {
         Method::DELETE,
         path::ALLOW,
         Some(&Prefixes {
+            list: None,
             prefixes: unique(prefixes),
         }),
     )?;

@@ -1,4 +1,4 @@
-//! `ironpost block add | del | list | show | import`.
+//! `ironpost block add | del | list | show | import | sync | flush`.
 
 use std::{
     io::{IsTerminal, Write},
@@ -10,9 +10,11 @@ use std::{
 use anyhow::{Context as _, bail};
 use hyper::Method;
 use ironpost_api::{
-    BlockAdd, BlockRow, BlockShow, ChangeLine, Changed, PortRuleRow, Prefixes, path,
+    BlockAdd, BlockFlush, BlockRow, BlockShow, BlockSync, ChangeLine, Changed, PortRuleRow,
+    Prefixes, path,
 };
 use ironpost_core::{Prefix, printable};
+use ironpost_policy::ListName;
 
 use super::{cell, entries, notes, print_json, unique};
 use crate::{client::Client, netset};
@@ -35,6 +37,7 @@ pub fn add(
     ttl: Option<Duration>,
     reason: Option<String>,
     force: bool,
+    list: Option<ListName>,
 ) -> anyhow::Result<()> {
     let prefixes = unique(prefixes);
     let n = prefixes.len();
@@ -44,6 +47,7 @@ pub fn add(
         reason: reason.unwrap_or_default(),
         import: false,
         force,
+        list,
     };
     let c: Changed = Client::new(socket).call(Method::POST, path::BLOCKS, Some(&req))?;
     notes(&c.notes);
@@ -60,15 +64,93 @@ pub fn add(
 }
 
 /// `ironpost block del`.
-pub fn del(socket: &Path, prefixes: Vec<Prefix>) -> anyhow::Result<()> {
+pub fn del(socket: &Path, prefixes: Vec<Prefix>, list: Option<ListName>) -> anyhow::Result<()> {
+    let name = list.clone().unwrap_or_default();
     let c: Changed = Client::new(socket).call(
         Method::DELETE,
         path::BLOCKS,
         Some(&Prefixes {
             prefixes: unique(prefixes),
+            list,
         }),
     )?;
-    println!("removed {} from the block list", c.removed);
+    notes(&c.notes);
+    println!("removed {} from the list {name}", c.removed);
+    Ok(())
+}
+
+/// `ironpost block flush --list NAME`.
+pub fn flush(socket: &Path, list: ListName) -> anyhow::Result<()> {
+    let name = list.clone();
+    let c: Changed =
+        Client::new(socket).call(Method::POST, path::BLOCK_FLUSH, Some(&BlockFlush { list }))?;
+    println!("removed {} from the list {name}", c.removed);
+    Ok(())
+}
+
+/// The addresses of a netset file (or `-`), its bad lines reported; a bad
+/// line stops here unless `skip_invalid`.
+fn read_netset(
+    file: &Path,
+    skip_invalid: bool,
+    verb: &str,
+) -> anyhow::Result<(String, netset::Netset)> {
+    let stdin = file == Path::new("-");
+    let text = if stdin {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let name = if stdin {
+        "(standard input)".to_owned()
+    } else {
+        file.display().to_string()
+    };
+    let set = netset::parse(&text);
+    for b in set.bad.iter().take(50) {
+        eprintln!("{name}:{}: {} ({})", b.line, b.message, b.text);
+    }
+    if set.bad.len() > 50 {
+        eprintln!("{name}: ... and {} more bad lines", set.bad.len() - 50);
+    }
+    if !set.bad.is_empty() && !skip_invalid {
+        bail!(
+            "{} bad {} in {name}; nothing was {verb}ed (fix {}, or pass --skip-invalid to \
+             {verb} the rest)",
+            set.bad.len(),
+            if set.bad.len() == 1 { "line" } else { "lines" },
+            if set.bad.len() == 1 { "it" } else { "them" }
+        );
+    }
+    Ok((name, set))
+}
+
+/// `ironpost block sync --list NAME FILE`.
+pub fn sync(
+    socket: &Path,
+    list: ListName,
+    file: &Path,
+    ttl: Option<Duration>,
+    reason: Option<String>,
+    skip_invalid: bool,
+    force: bool,
+) -> anyhow::Result<()> {
+    let (name, set) = read_netset(file, skip_invalid, "sync")?;
+    let reason = reason.unwrap_or_else(|| format!("sync {name}"));
+    let req = BlockSync {
+        list: list.clone(),
+        prefixes: set.prefixes,
+        ttl_secs: ttl.map(|t| t.as_secs()),
+        reason,
+        force,
+    };
+    let c: Changed = Client::new(socket).call(Method::POST, path::BLOCK_SYNC, Some(&req))?;
+    notes(&c.notes);
+    println!(
+        "list {list} synced with {name}: {} added, {} updated, {} removed, {} left as the config \
+         sets them",
+        c.added, c.updated, c.removed, c.skipped_config
+    );
     Ok(())
 }
 
@@ -80,40 +162,11 @@ pub fn import(
     reason: Option<String>,
     skip_invalid: bool,
     force: bool,
+    list: Option<ListName>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let stdin = file == Path::new("-");
-    let text = if stdin {
-        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
-    } else {
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
-    };
-    let file = if stdin {
-        Path::new("(standard input)")
-    } else {
-        file
-    };
-    let set = netset::parse(&text);
-    for b in set.bad.iter().take(50) {
-        eprintln!("{}:{}: {} ({})", file.display(), b.line, b.message, b.text);
-    }
-    if set.bad.len() > 50 {
-        eprintln!(
-            "{}: ... and {} more bad lines",
-            file.display(),
-            set.bad.len() - 50
-        );
-    }
-    if !set.bad.is_empty() && !skip_invalid {
-        bail!(
-            "{} bad {} in {}; nothing was imported (fix {}, or pass --skip-invalid to import \
-             the rest)",
-            set.bad.len(),
-            if set.bad.len() == 1 { "line" } else { "lines" },
-            file.display(),
-            if set.bad.len() == 1 { "it" } else { "them" }
-        );
-    }
+    let (name, set) = read_netset(file, skip_invalid, "import")?;
+    let file = Path::new(&name);
     if set.prefixes.is_empty() {
         println!("{} holds no addresses: nothing to import", file.display());
         return Ok(());
@@ -131,6 +184,7 @@ pub fn import(
         reason,
         import: true,
         force,
+        list,
     };
     let client = Client::new(socket);
     let mut lines = client.stream(
@@ -204,12 +258,17 @@ fn row_line(r: &BlockRow) -> String {
         (Some(id), _) => id.to_owned(),
         (None, re) => re.to_owned(),
     };
+    let lists = if r.also_in.is_empty() {
+        r.list.to_string()
+    } else {
+        format!("{}+{}", r.list, r.also_in.len())
+    };
     format!(
-        "{:<3} {:<30} {:<8} {:<7} {:>10} {:>12}  {:<14} {}",
+        "{:<3} {:<30} {:<8} {:<12} {:>10} {:>12}  {:<14} {}",
         r.direction.to_string(),
         printable(&m),
         action(r.action),
-        r.origin.to_string(),
+        printable(&lists),
         r.packets,
         r.bytes,
         expiry_text(r),
@@ -218,17 +277,21 @@ fn row_line(r: &BlockRow) -> String {
 }
 
 /// `ironpost block list`: the entries are printed as they stream in.
-pub fn list(socket: &Path, format: ListFormat) -> anyhow::Result<()> {
+/// With `list`, only that list's memberships (and no port rules).
+pub fn list(socket: &Path, format: ListFormat, list: Option<ListName>) -> anyhow::Result<()> {
     let client = Client::new(socket);
-    let ports: Vec<PortRuleRow> = client.get(path::PORT_RULES)?;
-    let mut lines = client.stream(Method::GET, path::BLOCKS, None::<&()>)?;
+    let (ports, url): (Vec<PortRuleRow>, String) = match &list {
+        Some(l) => (Vec::new(), format!("{}?list={l}", path::BLOCKS)),
+        None => (client.get(path::PORT_RULES)?, path::BLOCKS.to_owned()),
+    };
+    let mut lines = client.stream(Method::GET, &url, None::<&()>)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut n = 0usize;
     match format {
         ListFormat::Table => writeln!(
             out,
-            "{:<3} {:<30} {:<8} {:<7} {:>10} {:>12}  {:<14} ID / REASON",
-            "DIR", "MATCH", "ACTION", "ORIGIN", "PACKETS", "BYTES", "EXPIRES"
+            "{:<3} {:<30} {:<8} {:<12} {:>10} {:>12}  {:<14} ID / REASON",
+            "DIR", "MATCH", "ACTION", "LIST", "PACKETS", "BYTES", "EXPIRES"
         )?,
         ListFormat::Json => write!(out, "{{\"entries\":[")?,
         ListFormat::Ndjson => {}
@@ -257,7 +320,7 @@ pub fn list(socket: &Path, format: ListFormat) -> anyhow::Result<()> {
                 for r in &ports {
                     writeln!(
                         out,
-                        "    {:<30} {:<8} {:<7} {:>10} {:>12}  {:<14} {}",
+                        "    {:<30} {:<8} {:<12} {:>10} {:>12}  {:<14} {}",
                         printable(&r.condition),
                         action(r.action),
                         "config",

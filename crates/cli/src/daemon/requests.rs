@@ -5,12 +5,14 @@
 use std::{collections::HashMap, net::IpAddr, time::Instant};
 
 use ironpost_api::{
-    AllowAdd, AllowRow, ApiError, BlockAdd, BlockRow, BlockShow, Changed, ErrorKind, PortRuleRow,
+    AllowAdd, AllowRow, ApiError, BlockAdd, BlockFlush, BlockRow, BlockShow, BlockSync, Changed,
+    ErrorKind, PortRuleRow,
 };
 use ironpost_core::{Direction, IronpostConfig, MAX_TTL_SECS, Prefix, RuleAction, printable};
 use ironpost_ebpf_engine::{EbpfEngine, EngineConfig, EngineError, engine::now_ms};
 use ironpost_policy::{
-    AllowEntry, BlockEntry, ChangeReport, OnConfigConflict, Origin, PolicyError, RuleKey,
+    AllowEntry, BlockEntry, ChangeReport, ListName, Members, OnConfigConflict, Origin, PolicyError,
+    RuleKey,
 };
 use serde_json::{Value, json};
 
@@ -72,13 +74,37 @@ impl Daemon {
         req: BlockAdd,
         progress: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<Changed, ApiError> {
+        let keys: Vec<RuleKey> = req.prefixes.iter().map(|p| (Direction::Src, *p)).collect();
+        let before = self.snapshot(&keys);
+        let t = Instant::now();
+        let (changed, done) = self.block_apply(req, progress)?;
+        let applied = t.elapsed();
+        self.save_or_undo(|engine| engine.restore_members(before))?;
+        tracing::debug!(
+            "block_add: {} entries applied in {applied:?}, state saved in {:?}",
+            keys.len(),
+            t.elapsed() - applied
+        );
+        tracing::info!("{done}");
+        Ok(changed)
+    }
+
+    /// Checks and applies a block change to the policy and the kernel,
+    /// without saving it; also returns the log line that says what it did.
+    fn block_apply(
+        &mut self,
+        req: BlockAdd,
+        progress: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<(Changed, String), ApiError> {
         let BlockAdd {
             prefixes,
             ttl_secs,
             reason,
             import,
             force,
+            list,
         } = req;
+        let list = list_for_add(list)?;
         let prefixes = unique(prefixes);
         if !force && let Some(all) = prefixes.iter().find(|p| p.is_empty()) {
             return Err(invalid(format!(
@@ -125,6 +151,7 @@ impl Daemon {
                 let mut e = BlockEntry::source(*p, RuleAction::Drop, Origin::Manual, now);
                 e.reason = reason.clone();
                 e.expires_ms = expires;
+                e.list = list.clone();
                 e
             })
             .collect();
@@ -133,12 +160,6 @@ impl Daemon {
         } else {
             OnConfigConflict::Refuse
         };
-        let keys: Vec<RuleKey> = entries.iter().map(BlockEntry::key).collect();
-        let before: HashMap<RuleKey, BlockEntry> = keys
-            .iter()
-            .filter_map(|k| self.engine.policy().block(k).map(|e| (*k, e.clone())))
-            .collect();
-        let t = Instant::now();
         let r = match self
             .engine
             .block(entries, conflict, &mut |done| progress(done, total))
@@ -155,39 +176,24 @@ impl Daemon {
             }
             r => r.map_err(engine_error)?,
         };
-        let applied = t.elapsed();
-        self.save_or_undo(|engine| {
-            let fresh: Vec<RuleKey> = keys
-                .iter()
-                .filter(|k| !before.contains_key(k))
-                .copied()
-                .collect();
-            engine.unblock(&fresh)?;
-            let changed = before.into_values().filter(|e| e.origin != Origin::Config);
-            engine.block(changed.collect(), OnConfigConflict::Skip, &mut |_| true)?;
-            Ok(())
-        })?;
-        tracing::debug!(
-            "block_add: {total} entries applied in {applied:?}, state saved in {:?}",
-            t.elapsed() - applied
-        );
-        if import {
-            tracing::info!(
-                "imported {total} entries ({} new, {} updated, {} set by config) ({})",
+        let done = if import {
+            format!(
+                "imported {total} entries into list {list} ({} new, {} updated, {} set by \
+                 config) ({})",
                 r.added,
                 r.updated,
                 r.skipped_config,
                 printable(&reason)
-            );
+            )
         } else {
-            tracing::info!(
-                "blocked {}{} ({})",
+            format!(
+                "blocked {} in list {list}{} ({})",
                 join(&prefixes),
                 ttl_secs.map_or(String::new(), |t| format!(" for {t} s")),
                 printable(&reason)
-            );
-        }
-        Ok(changed(r, notes))
+            )
+        };
+        Ok((changed(r, notes), done))
     }
 
     /// Saves the state after a change already in the kernel; when saving
@@ -223,26 +229,144 @@ impl Daemon {
         }
     }
 
-    /// Removes source blocks.
-    pub(crate) fn block_del(&mut self, prefixes: Vec<Prefix>) -> Result<Changed, ApiError> {
+    /// The memberships of `keys` now, to put back if a change cannot be
+    /// saved.
+    fn snapshot(&self, keys: &[RuleKey]) -> Vec<(RuleKey, Members)> {
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        keys.iter()
+            .filter(|k| seen.insert(**k))
+            .map(|k| (*k, self.engine.policy().members(k)))
+            .collect()
+    }
+
+    /// Removes source blocks from one list; an address in other lists
+    /// stays blocked by them.
+    pub(crate) fn block_del(
+        &mut self,
+        prefixes: Vec<Prefix>,
+        list: Option<ListName>,
+    ) -> Result<Changed, ApiError> {
+        let list = list_for(list, false)?;
         let keys: Vec<RuleKey> = unique(prefixes)
             .into_iter()
             .map(|p| (Direction::Src, p))
             .collect();
-        let gone = self.engine.unblock(&keys).map_err(engine_error)?;
-        let back = gone.clone();
-        self.save_or_undo(|engine| {
-            engine.block(back, OnConfigConflict::Skip, &mut |_| true)?;
-            Ok(())
-        })?;
+        let before = self.snapshot(&keys);
+        let gone = self
+            .engine
+            .unblock_from(&list, &keys)
+            .map_err(engine_error)?;
+        self.save_or_undo(|engine| engine.restore_members(before))?;
+        let mut still = 0;
         for e in &gone {
-            tracing::info!(
-                "unblocked {} (was {}, {})",
-                e.prefix,
-                e.origin,
-                printable(&e.reason)
-            );
+            let left = self.engine.policy().lists_of(&e.key());
+            if left.is_empty() {
+                tracing::info!(
+                    "unblocked {} (list {list}, {})",
+                    e.prefix,
+                    printable(&e.reason)
+                );
+            } else {
+                still += 1;
+                tracing::info!(
+                    "removed {} from list {list}; still blocked by list {}",
+                    e.prefix,
+                    left[0]
+                );
+            }
         }
+        let mut notes = Vec::new();
+        if still > 0 {
+            notes.push(format!(
+                "{still} of them are still blocked: they are in other lists too"
+            ));
+        }
+        Ok(Changed {
+            removed: gone.len(),
+            notes,
+            ..Changed::default()
+        })
+    }
+
+    /// Makes `list` hold exactly `req.prefixes`: new ones are added, the
+    /// ones it holds are updated (TTL, reason), the others leave it. The
+    /// additions and removals are one change, saved (or taken back) whole.
+    pub(crate) fn block_sync(&mut self, req: BlockSync) -> Result<Changed, ApiError> {
+        let list = list_for_add(Some(req.list))?;
+        let now = now_ms();
+        let want: std::collections::HashSet<Prefix> = req.prefixes.iter().copied().collect();
+        let leaving: Vec<RuleKey> = self
+            .engine
+            .policy()
+            .list_members(&list, now)
+            .filter(|e| e.direction == Direction::Src && !want.contains(&e.prefix))
+            .map(BlockEntry::key)
+            .collect();
+        let mut keys: Vec<RuleKey> = want.iter().map(|p| (Direction::Src, *p)).collect();
+        keys.extend(leaving.iter().copied());
+        let before = self.snapshot(&keys);
+        let mut added = Changed::default();
+        if !req.prefixes.is_empty() {
+            let add = BlockAdd {
+                prefixes: req.prefixes,
+                ttl_secs: req.ttl_secs,
+                reason: req.reason,
+                import: true,
+                force: req.force,
+                list: Some(list.clone()),
+            };
+            // Saved below, with the removals.
+            match self.block_apply(add, &mut |_, _| true) {
+                Ok((c, _)) => added = c,
+                Err(e) => return Err(e),
+            }
+        }
+        let gone = if leaving.is_empty() {
+            Vec::new()
+        } else {
+            match self.engine.unblock_from(&list, &leaving) {
+                Ok(g) => g,
+                Err(e) => {
+                    let undo = self.engine.restore_members(before);
+                    if let Err(u) = undo {
+                        tracing::error!("taking back a failed sync: {u}");
+                    }
+                    return Err(engine_error(e));
+                }
+            }
+        };
+        self.save_or_undo(|engine| engine.restore_members(before))?;
+        tracing::info!(
+            "list {list} synced: {} added, {} updated, {} removed",
+            added.added,
+            added.updated,
+            gone.len()
+        );
+        Ok(Changed {
+            removed: gone.len(),
+            ..added
+        })
+    }
+
+    /// Removes every entry of `list`.
+    pub(crate) fn block_flush(&mut self, req: BlockFlush) -> Result<Changed, ApiError> {
+        let list = list_for(Some(req.list), false)?;
+        let keys: Vec<RuleKey> = self
+            .engine
+            .policy()
+            .list_members(&list, now_ms())
+            .map(BlockEntry::key)
+            .collect();
+        if keys.is_empty() {
+            return Ok(Changed::default());
+        }
+        let before = self.snapshot(&keys);
+        let gone = self
+            .engine
+            .unblock_from(&list, &keys)
+            .map_err(engine_error)?;
+        self.save_or_undo(|engine| engine.restore_members(before))?;
+        tracing::info!("list {list} flushed: {} entries removed", gone.len());
         Ok(Changed {
             removed: gone.len(),
             ..Changed::default()
@@ -307,6 +431,7 @@ impl Daemon {
     }
 
     fn block_rows(&self, entries: &[&BlockEntry]) -> Result<Vec<BlockRow>, ApiError> {
+        // (`entries` are memberships: of a list, or the ones in force.)
         let keys: Vec<RuleKey> = entries.iter().map(|e| e.key()).collect();
         let hits = self.engine.hits_of(&keys, &[]).map_err(engine_error)?;
         let now = now_ms();
@@ -327,6 +452,14 @@ impl Daemon {
                     expires_in_secs: e.expires_ms.map(|t| t.saturating_sub(now) as f64 / 1000.0),
                     packets: h.packets,
                     bytes: h.bytes,
+                    list: e.list.clone(),
+                    also_in: self
+                        .engine
+                        .policy()
+                        .lists_of(&e.key())
+                        .into_iter()
+                        .filter(|l| l != &e.list)
+                        .collect(),
                 }
             })
             .collect())
@@ -341,6 +474,22 @@ impl Daemon {
     ) -> Result<Vec<BlockRow>, ApiError> {
         let page = self.engine.policy().blocks_page(after.as_ref(), n);
         self.block_rows(&page)
+    }
+
+    /// One page of one list's memberships, as [`Self::block_page`] pages
+    /// through everything.
+    pub(crate) fn list_page(
+        &self,
+        list: &ListName,
+        after: Option<RuleKey>,
+        n: usize,
+    ) -> Result<Vec<BlockRow>, ApiError> {
+        let page = self
+            .engine
+            .policy()
+            .list_page(list, after.as_ref(), n, now_ms());
+        let refs: Vec<&BlockEntry> = page.iter().collect();
+        self.block_rows(&refs)
     }
 
     /// Which entries decide traffic from and to `addr`.
@@ -558,6 +707,30 @@ impl Daemon {
         }
         Ok(changed(report, notes))
     }
+}
+
+/// The list a change names (default `manual`). Nothing can be added to
+/// the daemon's own lists (`auto`, `config`); entries can leave `auto` (an
+/// operator lifting an automatic block), never `config` (the configuration
+/// says what is there).
+fn list_for_add(list: Option<ListName>) -> Result<ListName, ApiError> {
+    list_for(list, true)
+}
+
+fn list_for(list: Option<ListName>, adding: bool) -> Result<ListName, ApiError> {
+    let list = list.unwrap_or_default();
+    let refused = list.as_str() == ListName::CONFIG || (adding && list.is_reserved());
+    if refused {
+        return Err(invalid(format!(
+            "the list {list} is the daemon's own ({}); nothing was changed",
+            if list.as_str() == ListName::AUTO {
+                "the detectors' blocks: entries can be removed from it, not added"
+            } else {
+                "configured rules: change the configuration and reload"
+            }
+        )));
+    }
+    Ok(list)
 }
 
 fn allow_row(a: &AllowEntry, packets: u64, bytes: u64) -> AllowRow {
