@@ -648,3 +648,87 @@ fn metrics_can_be_turned_off() {
     );
     assert_eq!(d.json(&["status"])["metrics"], Value::Null);
 }
+
+/// A JSON request body blocking `n` addresses from `base` on.
+fn import_body(n: u32, base: u32) -> String {
+    let mut prefixes = String::with_capacity(n as usize * 16);
+    for i in 0..n {
+        if i > 0 {
+            prefixes.push(',');
+        }
+        prefixes.push_str(&format!("\"{}\"", std::net::Ipv4Addr::from(base + i)));
+    }
+    format!("{{\"prefixes\":[{prefixes}],\"reason\":\"import\",\"import\":true,\"list\":\"feed\"}}")
+}
+
+#[test]
+fn kill_9_during_an_import_leaves_all_of_it_or_none() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    const N: u32 = 100_000;
+    let lab = Lab::new(1).unwrap();
+    let cfg = TempFile::new(
+        "kill-import.toml",
+        "[ebpf]\nblocklist_max_entries = 200000\n",
+    );
+    let run = {
+        let mut r = run_on(&lab).to_vec();
+        r.extend_from_slice(&["-c", cfg.path()]);
+        r
+    };
+    let body = import_body(N, u32::from(std::net::Ipv4Addr::new(20, 0, 0, 0)));
+    // Kill points spread over the import, from a seed the failure names.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let mut x = seed | 1;
+    let mut d = Daemon::start(&run);
+    d.wait_for_stderr("ready:");
+    d.ok(&["block", "add", "192.0.2.1"]);
+    let mut outcomes = Vec::new();
+    for round in 0..4 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        // The last round waits for the answer: the import is all there.
+        let progress_lines = if round == 3 { u32::MAX } else { x % 14 };
+        let mut s = UnixStream::connect(d.socket()).unwrap();
+        s.write_all(http_head("POST", "/v1/blocks?progress=true", body.len()).as_bytes())
+            .unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        // Past `progress_lines` lines of progress (or the answer), the
+        // daemon dies.
+        let mut seen = String::new();
+        let mut byte = [0u8; 1];
+        while seen.matches("{\"progress\":").count() < progress_lines as usize
+            && !seen.contains("\n{\"done\":")
+            && s.read_exact(&mut byte).is_ok()
+        {
+            seen.push(byte[0] as char);
+        }
+        let dir = d.crash();
+        d = Daemon::start_in(dir, &run);
+        d.wait_for_stderr("ready:");
+        let blocks = d.json(&["status"])["maps"]["blocks"].as_u64().unwrap();
+        let listed = d.json(&["block", "list", "--list", "feed"])["entries"]
+            .as_array()
+            .unwrap()
+            .len() as u64;
+        assert!(
+            blocks == 1 || blocks == u64::from(N) + 1,
+            "round {round} (seed {seed}, killed after {progress_lines} progress lines): \
+             {blocks} blocks after the restart"
+        );
+        assert_eq!(listed + 1, blocks, "the store and the kernel agree");
+        if round == 3 {
+            assert_eq!(blocks, u64::from(N) + 1, "acknowledged, so restored: {seen}");
+        }
+        outcomes.push(blocks);
+        if blocks > 1 {
+            d.ok(&["block", "flush", "--list", "feed"]);
+        }
+    }
+    eprintln!("seed {seed}: blocks after each restart {outcomes:?}");
+}
