@@ -333,10 +333,27 @@ impl Daemon {
                 );
             }
             let blocks = state.blocks.len();
+            // The store gives each key's memberships together: the first of
+            // each goes in as one batch of single memberships (the fast
+            // way), the few others after it.
+            let mut firsts = Vec::with_capacity(blocks);
+            let mut more = Vec::new();
+            for e in state.blocks {
+                if firsts.last().is_some_and(|f: &BlockEntry| f.key() == e.key()) {
+                    more.push(e);
+                } else {
+                    firsts.push(e);
+                }
+            }
             let r = self
                 .engine
-                .block(state.blocks, OnConfigConflict::Skip, &mut |_| true)
+                .block(firsts, OnConfigConflict::Skip, &mut |_| true)
                 .context("restoring the saved blocks")?;
+            if !more.is_empty() {
+                self.engine
+                    .block(more, OnConfigConflict::Skip, &mut |_| true)
+                    .context("restoring the saved memberships of several lists")?;
+            }
             let a = self
                 .engine
                 .allow(state.allow)

@@ -600,17 +600,8 @@ fn restarts_and_upgrades_never_open_the_filter() {
     }
     let lab = Lab::new(2).unwrap();
     let (a, b) = (lab.peer_addr(0), lab.peer_addr(1));
-    let run = [
-        "run",
-        "-i",
-        lab.host_if(),
-        "--xdp-mode",
-        "skb",
-        "--stats-interval",
-        "0",
-        "--on-exit",
-        "keep",
-    ];
+    let mut run = common::run_on(&lab).to_vec();
+    run.extend_from_slice(&["--on-exit", "keep"]);
     let d = Daemon::start(&run);
     d.wait_for_stderr("ready:");
     d.ok(&["block", "add", &a.to_string()]);

@@ -723,7 +723,11 @@ fn kill_9_during_an_import_leaves_all_of_it_or_none() {
         );
         assert_eq!(listed + 1, blocks, "the store and the kernel agree");
         if round == 3 {
-            assert_eq!(blocks, u64::from(N) + 1, "acknowledged, so restored: {seen}");
+            assert_eq!(
+                blocks,
+                u64::from(N) + 1,
+                "acknowledged, so restored: {seen}"
+            );
         }
         outcomes.push(blocks);
         if blocks > 1 {

@@ -194,6 +194,24 @@ impl Policy {
         maps: Option<&mut (dyn PolicyMaps + '_)>,
         progress: &mut dyn FnMut(usize) -> bool,
     ) -> Result<ChangeReport, PolicyError> {
+        // Most changes (an import into one list) give keys that are in no
+        // list yet, once each: each entry is its key's only membership,
+        // written as it is, without gathering memberships.
+        let mut seen = rustc_hash::FxHashSet::default();
+        seen.reserve(entries.len());
+        let fresh = entries.iter().all(|e| {
+            let key = e.key();
+            seen.insert(key)
+                && match self.blocks.get(&key) {
+                    None => true,
+                    Some(cur) => cur.origin == Origin::Config || cur.list == e.list,
+                }
+                && !self.others.contains_key(&key)
+        });
+        drop(seen);
+        if fresh {
+            return self.upsert_blocks(entries, on_conflict, maps, progress);
+        }
         // The memberships of each key after the change; the keys in order.
         let mut after: rustc_hash::FxHashMap<RuleKey, Members> = rustc_hash::FxHashMap::default();
         let mut order = Vec::new();
@@ -253,7 +271,7 @@ impl Policy {
         &mut self,
         list: &ListName,
         keys: &[RuleKey],
-        mut maps: Option<&mut (dyn PolicyMaps + '_)>,
+        maps: Option<&mut (dyn PolicyMaps + '_)>,
     ) -> Result<Vec<BlockEntry>, PolicyError> {
         let mut seen = std::collections::HashSet::new();
         let mut promote = Vec::new();
@@ -301,17 +319,26 @@ impl Policy {
             }
             removed.push(gone);
         }
-        self.upsert_blocks(
-            promote,
-            OnConfigConflict::Refuse,
-            maps.as_deref_mut(),
-            &mut |_| true,
-        )?;
-        self.remove_blocks(&delete, false, maps)?;
+        self.apply_members(promote, &delete, rest, OnConfigConflict::Refuse, maps)?;
+        Ok(removed)
+    }
+
+    /// Writes the new entries in force, removes the keys left in no list,
+    /// then records the other memberships.
+    fn apply_members(
+        &mut self,
+        write: Vec<BlockEntry>,
+        delete: &[RuleKey],
+        rest: Vec<(RuleKey, Members)>,
+        on_conflict: OnConfigConflict,
+        mut maps: Option<&mut (dyn PolicyMaps + '_)>,
+    ) -> Result<(), PolicyError> {
+        self.upsert_blocks(write, on_conflict, maps.as_deref_mut(), &mut |_| true)?;
+        self.remove_blocks(delete, false, maps)?;
         for (key, others) in rest {
             self.set_others(key, others);
         }
-        Ok(removed)
+        Ok(())
     }
 
     /// Puts the memberships of each key back as `snapshot` holds them
@@ -321,7 +348,7 @@ impl Policy {
     pub fn restore_members(
         &mut self,
         snapshot: Vec<(RuleKey, Members)>,
-        mut maps: Option<&mut (dyn PolicyMaps + '_)>,
+        maps: Option<&mut (dyn PolicyMaps + '_)>,
     ) -> Result<(), PolicyError> {
         let mut write = Vec::new();
         let mut delete = Vec::new();
@@ -343,17 +370,7 @@ impl Policy {
             }
             rest.push((key, others));
         }
-        self.upsert_blocks(
-            write,
-            OnConfigConflict::Skip,
-            maps.as_deref_mut(),
-            &mut |_| true,
-        )?;
-        self.remove_blocks(&delete, false, maps)?;
-        for (key, others) in rest {
-            self.set_others(key, others);
-        }
-        Ok(())
+        self.apply_members(write, &delete, rest, OnConfigConflict::Skip, maps)
     }
 
     fn set_others(&mut self, key: RuleKey, others: Members) {

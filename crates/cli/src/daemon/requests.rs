@@ -231,12 +231,20 @@ impl Daemon {
 
     /// The memberships of `keys` now, to put back if a change cannot be
     /// saved.
+    /// (A key given twice is there twice: putting it back twice is the
+    /// same.)
     fn snapshot(&self, keys: &[RuleKey]) -> Vec<(RuleKey, Members)> {
-        let mut seen = std::collections::HashSet::with_capacity(keys.len());
         keys.iter()
-            .filter(|k| seen.insert(**k))
             .map(|k| (*k, self.engine.policy().members(k)))
             .collect()
+    }
+
+    /// Takes `keys` out of `list` and saves the change (or takes it back).
+    fn leave(&mut self, list: &ListName, keys: &[RuleKey]) -> Result<Vec<BlockEntry>, ApiError> {
+        let before = self.snapshot(keys);
+        let gone = self.engine.unblock_from(list, keys).map_err(engine_error)?;
+        self.save_or_undo(|engine| engine.restore_members(before))?;
+        Ok(gone)
     }
 
     /// Removes source blocks from one list; an address in other lists
@@ -251,12 +259,7 @@ impl Daemon {
             .into_iter()
             .map(|p| (Direction::Src, p))
             .collect();
-        let before = self.snapshot(&keys);
-        let gone = self
-            .engine
-            .unblock_from(&list, &keys)
-            .map_err(engine_error)?;
-        self.save_or_undo(|engine| engine.restore_members(before))?;
+        let gone = self.leave(&list, &keys)?;
         let mut still = 0;
         for e in &gone {
             let left = self.engine.policy().lists_of(&e.key());
@@ -360,12 +363,7 @@ impl Daemon {
         if keys.is_empty() {
             return Ok(Changed::default());
         }
-        let before = self.snapshot(&keys);
-        let gone = self
-            .engine
-            .unblock_from(&list, &keys)
-            .map_err(engine_error)?;
-        self.save_or_undo(|engine| engine.restore_members(before))?;
+        let gone = self.leave(&list, &keys)?;
         tracing::info!("list {list} flushed: {} entries removed", gone.len());
         Ok(Changed {
             removed: gone.len(),
