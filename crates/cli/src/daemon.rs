@@ -339,7 +339,10 @@ impl Daemon {
             let mut firsts = Vec::with_capacity(blocks);
             let mut more = Vec::new();
             for e in state.blocks {
-                if firsts.last().is_some_and(|f: &BlockEntry| f.key() == e.key()) {
+                if firsts
+                    .last()
+                    .is_some_and(|f: &BlockEntry| f.key() == e.key())
+                {
                     more.push(e);
                 } else {
                     firsts.push(e);
