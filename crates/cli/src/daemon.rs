@@ -179,6 +179,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         signals_lost_reported: 0,
         absent: interfaces::AbsentInterfaces::new(),
         interface_losses: std::collections::BTreeMap::new(),
+        alerts_by_severity: [0; 4],
     };
     rt.block_on(daemon.serve(state, args.stats_interval))
 }
@@ -230,6 +231,8 @@ pub(crate) struct Daemon {
     absent: interfaces::AbsentInterfaces,
     /// Times each interface's device went away while attached.
     interface_losses: std::collections::BTreeMap<String, u64>,
+    /// Alerts raised, by severity (low, medium, high, critical).
+    alerts_by_severity: [u64; 4],
 }
 
 /// A prefix for alert ids that differs between runs: the start time in
@@ -591,6 +594,7 @@ impl Daemon {
 
     /// Gives a new alert its response and writes it.
     fn raise(&mut self, mut alert: Box<Alert>, out: &mut impl Write) -> io::Result<()> {
+        self.alerts_by_severity[alert.severity as usize] += 1;
         alert.action = self.respond(&alert);
         match &alert.action {
             AlertAction::Blocked {
@@ -800,6 +804,7 @@ impl Daemon {
             response: self.responder.counts(),
             output_dropped: self.output_dropped,
             rule_hits,
+            alerts_by_severity: self.alerts_by_severity,
             interfaces: self.interface_states(),
             interface_losses: self
                 .interface_losses

@@ -35,6 +35,8 @@ pub struct Readings {
     /// Hits of every configured rule: id, kind (`address`, `port`),
     /// packets, bytes.
     pub rule_hits: Vec<RuleHits>,
+    /// Alerts raised, by severity: low, medium, high, critical.
+    pub alerts_by_severity: [u64; 4],
     /// Every configured interface and whether the program is attached to
     /// it now.
     pub interfaces: Vec<(String, bool)>,
@@ -80,6 +82,11 @@ struct OriginLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DetectorLabel {
     detector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeverityLabel {
+    severity: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -244,6 +251,16 @@ pub fn encode_readings(r: &Readings) -> String {
                 c.alerts,
             )
         }),
+    );
+    counters(
+        &mut reg,
+        "alerts_by_severity",
+        "Alerts raised, by severity",
+        None,
+        ["low", "medium", "high", "critical"]
+            .into_iter()
+            .zip(r.alerts_by_severity)
+            .map(|(s, n)| (SeverityLabel { severity: s.into() }, n)),
     );
     counter(
         &mut reg,

@@ -276,7 +276,10 @@ fn nmap_udp_scan_is_blocked_and_written_to_the_alerts_file() {
     let _ = std::fs::remove_dir_all(&dir);
     let at = attack_is_blocked(
         "udp.toml",
-        &format!("[detection]\nalerts_file = \"{}\"\n", file.display()),
+        &format!(
+            "[daemon]\nmetrics_listen = \"127.0.0.1:0\"\n\n[detection]\nalerts_file = \"{}\"\n",
+            file.display()
+        ),
         "nmap",
         &[
             "-sU",
@@ -301,6 +304,15 @@ fn nmap_udp_scan_is_blocked_and_written_to_the_alerts_file() {
     let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(line["id"], a["id"]);
     assert!(line.get("type").is_none(), "{line}");
+    // The metrics count it by detector and by severity.
+    let (_, body) = common::http_get(&at.d.metrics_addr(), "/metrics");
+    let severity = a["severity"].as_str().unwrap();
+    let series = format!("ironpost_alerts_by_severity_total{{severity=\"{severity}\"}}");
+    assert!(common::sample(&body, &series).unwrap() >= 1, "{body}");
+    assert!(
+        common::sample(&body, "ironpost_alerts_total{detector=\"port_scan\"}").unwrap() >= 1,
+        "{body}"
+    );
     drop(at);
     let _ = std::fs::remove_dir_all(&dir);
 }
