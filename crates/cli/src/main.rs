@@ -61,7 +61,8 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Add, remove, list or import source blocks in the running daemon.
+    /// Add, remove, list, import, sync or flush source blocks (in named lists)
+    /// in the running daemon.
     #[command(subcommand)]
     Block(BlockCmd),
     /// Add, remove or list allow-list entries (sources never dropped).
@@ -167,7 +168,7 @@ enum BlockCmd {
         #[arg(long, value_name = "NAME", value_parser = parse_list)]
         list: ListName,
     },
-    /// List every block with its hits, expiry, reason and origin.
+    /// List every block with its hits, expiry, reason and list.
     ///
     /// Entries stream from the daemon page by page and are printed as they
     /// come, ordered by direction then prefix; the configured port rules
