@@ -736,3 +736,48 @@ fn kill_9_during_an_import_leaves_all_of_it_or_none() {
     }
     eprintln!("seed {seed}: blocks after each restart {outcomes:?}");
 }
+
+#[test]
+fn a_million_entries_are_restored_at_start() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    const N: u32 = 1_000_000;
+    let lab = Lab::new(1).unwrap();
+    let cfg = TempFile::new("million.toml", "[ebpf]\nblocklist_max_entries = 1000016\n");
+    let mut run = run_on(&lab).to_vec();
+    run.extend_from_slice(&["-c", cfg.path()]);
+    let d = Daemon::start(&run);
+    d.wait_for_stderr("ready:");
+    let t = Instant::now();
+    let (status, v) = raw_request(
+        &d.socket(),
+        "POST",
+        "/v1/blocks",
+        &import_body(N, u32::from(std::net::Ipv4Addr::new(20, 0, 0, 0))),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["added"], N, "{v}");
+    eprintln!("imported {N} in {:?}", t.elapsed());
+    d.signal(libc::SIGTERM);
+    let (status, dir) = d.wait_keeping_dir();
+    assert!(status.success());
+    let t = Instant::now();
+    let d = Daemon::start_in(dir, &run);
+    // (Restoring a million entries takes a while in a debug build.)
+    let restored = d.wait_for_stderr_within("restored", Duration::from_secs(300));
+    d.wait_for_stderr("ready:");
+    eprintln!("restarted in {:?}", t.elapsed());
+    assert!(
+        restored.contains(&format!("restored {N} blocks")),
+        "{restored}"
+    );
+    assert_eq!(d.json(&["status"])["maps"]["blocks"], N);
+    // The restored entries are in the kernel: the last one drops.
+    let last = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(20, 0, 0, 0)) + N - 1);
+    let shown = d.json(&["block", "show", &last.to_string()]);
+    assert!(
+        shown["verdict"].as_str().unwrap().contains("drop"),
+        "{shown}"
+    );
+}

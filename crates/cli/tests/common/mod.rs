@@ -285,8 +285,13 @@ impl Daemon {
     }
 
     pub fn wait_for_stderr(&self, needle: &str) -> String {
+        self.wait_for_stderr_within(needle, Duration::from_secs(20))
+    }
+
+    /// As [`Self::wait_for_stderr`], with at most `quiet` between lines.
+    pub fn wait_for_stderr_within(&self, needle: &str, quiet: Duration) -> String {
         loop {
-            match self.stderr_lines.recv_timeout(Duration::from_secs(20)) {
+            match self.stderr_lines.recv_timeout(quiet) {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
                 Err(e) => panic!("no stderr line with {needle:?}: {e}"),
