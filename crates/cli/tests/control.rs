@@ -604,6 +604,19 @@ fn restarts_and_upgrades_never_open_the_filter() {
     run.extend_from_slice(&["--on-exit", "keep"]);
     let d = Daemon::start(&run);
     d.wait_for_stderr("ready:");
+    let pins = Daemon::pin_dir_of(d.socket().parent().unwrap());
+    let status = d.json(&["status"]);
+    let pinned = status["interfaces"][0]["pinned"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(pinned.starts_with(pins.to_str().unwrap()), "{status}");
+    assert_eq!(status["on_exit"], "keep");
+    let text = d.ok(&["status"]);
+    assert!(
+        text.contains("stays attached when the daemon stops"),
+        "{text}"
+    );
     d.ok(&["block", "add", &a.to_string()]);
     assert_eq!(lab.ping(a, 1).unwrap(), 0);
     // Another build of the binary, as an upgrade brings (a different file
@@ -643,7 +656,6 @@ fn restarts_and_upgrades_never_open_the_filter() {
 
     // `unload` is refused while a daemon runs; after a stop it removes the
     // filter for good.
-    let pins = Daemon::pin_dir_of(d.socket().parent().unwrap());
     let unload = |socket: &std::path::Path| {
         ironpost(&[
             "--socket",

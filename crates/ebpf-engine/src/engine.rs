@@ -77,6 +77,8 @@ pub struct Attachment {
     pub mode: AttachedMode,
     /// Kernel id of the loaded program.
     pub program_id: u32,
+    /// Where its link is pinned (it outlives the process), if it is.
+    pub pinned: Option<std::path::PathBuf>,
 }
 
 /// Result of one BPF_PROG_TEST_RUN.
@@ -836,6 +838,10 @@ mod imp {
                 ifindex,
                 mode: used,
                 program_id,
+                pinned: match &held {
+                    Held::Pinned { path, .. } => Some(path.clone()),
+                    Held::Owned(_) => None,
+                },
             };
             tracing::info!(
                 "attached {PROGRAM_NAME} (program id {program_id}) to {interface} in {} mode{how}",

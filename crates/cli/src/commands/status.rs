@@ -35,10 +35,26 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
         humantime::format_duration(up)
     )?;
     writeln!(out, "program id: {}", v["program_id"])?;
+    let kept = v["on_exit"] == "keep";
     for i in v["interfaces"].as_array().into_iter().flatten() {
+        let pin = match (&i["pinned"], kept) {
+            (Value::String(p), true) => {
+                format!(
+                    ", pinned at {}: stays attached when the daemon stops",
+                    printable(p)
+                )
+            }
+            (Value::String(p), false) => {
+                format!(
+                    ", pinned at {} (removed when the daemon stops)",
+                    printable(p)
+                )
+            }
+            _ => ", not pinned: detached when the daemon stops".to_owned(),
+        };
         writeln!(
             out,
-            "interface {} (ifindex {}): XDP {} mode",
+            "interface {} (ifindex {}): XDP {} mode{pin}",
             str_of(&i["interface"]),
             i["ifindex"],
             str_of(&i["mode"])

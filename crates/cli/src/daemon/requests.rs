@@ -596,6 +596,10 @@ impl Daemon {
             "uptime_secs": self.started.elapsed().as_secs(),
             "interfaces": self.engine.attachments(),
             "absent_interfaces": self.absent.values().collect::<Vec<_>>(),
+            "on_exit": match self.on_exit {
+                ironpost_core::config::OnExit::Keep => "keep",
+                ironpost_core::config::OnExit::Detach => "detach",
+            },
             "program_id": self.engine.attachment().map(|a| a.program_id),
             "maps": self.engine.policy().fill_levels(),
             "events": events,
