@@ -26,8 +26,13 @@ pub fn bench_import(tools: &Tools, root: &Path, entries: u32) -> Result<()> {
     let bin = demo::build_release(tools, root)?;
     let dir = std::env::temp_dir().join(format!("ironpost-bench-import-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = run(&bin, &dir, entries);
+    // Pinned, in a directory of its own, so that the restart measured is
+    // the hitless one an operator gets; removed however the run ends (a
+    // pin left behind would hold the program and its maps in memory).
+    let pins = Path::new("/sys/fs/bpf").join(format!("ironpost-bench-{}", std::process::id()));
+    let result = run(&bin, &dir, &pins, entries);
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&pins);
     result
 }
 
@@ -40,7 +45,7 @@ fn write_list(path: &Path, entries: u32, line: impl Fn(u32) -> String) -> Result
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-fn run(bin: &Path, dir: &Path, entries: u32) -> Result<()> {
+fn run(bin: &Path, dir: &Path, pins: &Path, entries: u32) -> Result<()> {
     let hosts = dir.join("hosts.netset");
     let nets = dir.join("nets.netset");
     // Hosts from 20.0.0.0 up go to the exact-match hash map; /24s from
@@ -67,16 +72,13 @@ fn run(bin: &Path, dir: &Path, entries: u32) -> Result<()> {
         lab.host_if(),
         2 * entries
     );
-    // Pinned, in a directory of its own, so that the restart below is
-    // the hitless one an operator gets; removed at the end.
-    let pins = Path::new("/sys/fs/bpf").join(format!("ironpost-bench-{}", std::process::id()));
     let state_file = dir.join("state.redb");
     let start = |on_exit: &str| {
         demo::start_daemon(
             Command::new(bin)
                 .args(["run", "--interface", lab.host_if(), "--stats-interval", "0"])
                 .args(["--on-exit", on_exit, "--pin-dir"])
-                .arg(&pins)
+                .arg(pins)
                 .arg("--config")
                 .arg(&cfg)
                 .arg("--socket")
@@ -174,7 +176,6 @@ fn run(bin: &Path, dir: &Path, entries: u32) -> Result<()> {
     unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
     let status = child.0.wait()?;
     ensure!(status.success(), "ironpost exited with {status}");
-    let _ = std::fs::remove_dir_all(&pins);
     drop(lab);
     println!("\nImport timings (ironpost block import, end to end, release build)\n");
     for line in &report {
