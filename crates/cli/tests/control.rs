@@ -766,6 +766,16 @@ fn named_lists_keep_each_feeders_entries_apart() {
     assert_eq!(list_prefixes(&d, "manual"), [c.to_string()]);
     assert_eq!(lab.ping(a, 1).unwrap(), 1, "left the feed");
     assert_eq!(lab.ping(b, 1).unwrap(), 0);
+    // An empty file (a failed download) does not empty the list.
+    let empty = TempFile::new("empty.netset", "# nothing\n");
+    let o = d.ctl(&["block", "sync", "--list", "feed", empty.path()]);
+    assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
+    assert!(stderr(&o).contains("block flush"), "{}", stderr(&o));
+    assert_eq!(
+        list_prefixes(&d, "feed").len(),
+        3,
+        "the list is left as it was"
+    );
     // flush empties one list.
     let out = d.ok(&["block", "flush", "--list", "feed"]);
     assert!(out.contains("removed 3 from the list feed"), "{out}");

@@ -296,6 +296,15 @@ impl Daemon {
     /// additions and removals are one change, saved (or taken back) whole.
     pub(crate) fn block_sync(&mut self, req: BlockSync) -> Result<Changed, ApiError> {
         let list = list_for_add(Some(req.list))?;
+        // An empty feed is far more often a failed download than a wish to
+        // unblock everything: emptying a list is `block flush`.
+        if req.prefixes.is_empty() {
+            return Err(invalid(format!(
+                "no addresses given: refusing to empty the list {list} by a sync (a truncated \
+                 or failed download looks the same); use block flush --list {list}; nothing \
+                 was changed"
+            )));
+        }
         let now = now_ms();
         let want: std::collections::HashSet<Prefix> = req.prefixes.iter().copied().collect();
         let leaving: Vec<RuleKey> = self
