@@ -103,7 +103,40 @@ fn run(bin: &Path, dir: &Path, pins: &Path, entries: u32) -> Result<()> {
         );
         Ok(String::from_utf8_lossy(&o.stdout).into_owned())
     };
+    // A restart with what is loaded: the stop, then the start until the
+    // daemon answers (the pinned filter drops all along), the entries it
+    // holds after it, and its RSS.
+    let restart = |mut child: demo::Child, on_exit: &str, held: u64| -> Result<Restart> {
+        let t = Instant::now();
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
+        let status = child.0.wait()?;
+        ensure!(status.success(), "ironpost exited with {status}");
+        let stop_secs = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (child, attached) = start(on_exit)?;
+        let start_secs = t.elapsed().as_secs_f64();
+        ensure!(
+            attached.contains("replaced in the pinned link"),
+            "the restarted daemon did not take the pinned link over: {attached}"
+        );
+        let status: Value = serde_json::from_str(&ctl(&["status", "--json"])?)?;
+        ensure!(
+            status["maps"]["blocks"] == held,
+            "after the restart the daemon holds {} entries, expected {held}",
+            status["maps"]["blocks"],
+        );
+        let rss_mb = rss_kb(child.0.id())? as f64 / 1024.0;
+        Ok(Restart {
+            child,
+            stop_secs,
+            start_secs,
+            rss_mb,
+        })
+    };
     let mut report = Vec::new();
+    let mut rss_one = 0.0;
+    let mut restart_one = None;
     for (what, file) in [
         ("addresses (hash map)", &hosts),
         ("/24 prefixes (LPM trie)", &nets),
@@ -116,6 +149,13 @@ fn run(bin: &Path, dir: &Path, pins: &Path, entries: u32) -> Result<()> {
             "  {entries} {what}: {secs:.2} s ({:.0} entries/s)",
             f64::from(entries) / secs
         ));
+        if restart_one.is_none() {
+            // With the first list alone: `entries` entries held.
+            rss_one = rss_kb(child.0.id())? as f64 / 1024.0;
+            let r = restart(child, "keep", u64::from(entries))?;
+            child = r.child;
+            restart_one = Some((r.stop_secs, r.start_secs, r.rss_mb));
+        }
     }
     let status: Value = serde_json::from_str(&ctl(&["status", "--json"])?)?;
     ensure!(
@@ -149,29 +189,8 @@ fn run(bin: &Path, dir: &Path, pins: &Path, entries: u32) -> Result<()> {
         del_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let daemon_rss_mb = rss_kb(child.0.id())? as f64 / 1024.0;
-    // A restart with everything loaded: the stop, then the start until the
-    // daemon answers (the pinned filter drops all along).
-    let t = Instant::now();
-    // SAFETY: kill on our own child's pid.
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
-    let status = child.0.wait()?;
-    ensure!(status.success(), "ironpost exited with {status}");
-    let stop_secs = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let (mut child, attached) = start("detach")?;
-    let start_secs = t.elapsed().as_secs_f64();
-    ensure!(
-        attached.contains("replaced in the pinned link"),
-        "the restarted daemon did not take the pinned link over: {attached}"
-    );
-    let status: Value = serde_json::from_str(&ctl(&["status", "--json"])?)?;
-    ensure!(
-        status["maps"]["blocks"] == u64::from(2 * entries),
-        "after the restart the daemon holds {} entries, expected {}",
-        status["maps"]["blocks"],
-        2 * entries
-    );
-    let restarted_rss_mb = rss_kb(child.0.id())? as f64 / 1024.0;
+    let r = restart(child, "detach", u64::from(2 * entries))?;
+    let mut child = r.child;
     // SAFETY: kill on our own child's pid.
     unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
     let status = child.0.wait()?;
@@ -194,15 +213,25 @@ fn run(bin: &Path, dir: &Path, pins: &Path, entries: u32) -> Result<()> {
         median(&mut add_ms),
         median(&mut del_ms)
     );
+    let (stop1, start1, rss1_after) = restart_one.context("no restart measured")?;
     println!(
-        "  daemon RSS with {} entries: {daemon_rss_mb:.0} MB; after a restart: \
-         {restarted_rss_mb:.0} MB",
-        2 * entries
+        "  daemon RSS with {entries} entries: {rss_one:.0} MB; after a restart: \
+         {rss1_after:.0} MB"
     );
     println!(
-        "  restart with {} entries: stop {stop_secs:.2} s, start until it answers \
-         {start_secs:.2} s (the pinned filter kept dropping throughout)",
-        2 * entries
+        "  daemon RSS with {} entries: {daemon_rss_mb:.0} MB; after a restart: {:.0} MB",
+        2 * entries,
+        r.rss_mb
+    );
+    println!(
+        "  restart with {entries} entries: stop {stop1:.2} s, start until it answers \
+         {start1:.2} s (the pinned filter kept dropping throughout)"
+    );
+    println!(
+        "  restart with {} entries: stop {:.2} s, start until it answers {:.2} s",
+        2 * entries,
+        r.stop_secs,
+        r.start_secs
     );
     println!(
         "  block list --ndjson of {} entries, read as it streams: {:.2} s; peak RSS of the \
@@ -214,6 +243,14 @@ fn run(bin: &Path, dir: &Path, pins: &Path, entries: u32) -> Result<()> {
         streamed.daemon_rss_kb.1 as f64 / 1024.0,
     );
     Ok(())
+}
+
+/// A restarted daemon and what its restart cost.
+struct Restart {
+    child: demo::Child,
+    stop_secs: f64,
+    start_secs: f64,
+    rss_mb: f64,
 }
 
 fn median(v: &mut [f64]) -> f64 {

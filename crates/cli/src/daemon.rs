@@ -722,7 +722,8 @@ impl Daemon {
             return Ok(());
         }
         let evict = response::make_room(
-            policy.blocks().filter(|e| e.origin == Origin::Auto),
+            policy.count_from(Origin::Auto),
+            policy.autos_oldest_first(),
             policy.fill_levels().blocks_capacity,
             self.responder.config().auto_block_share_percent,
         );
@@ -785,15 +786,8 @@ impl Daemon {
             }
         }
         let policy = self.engine.policy();
-        let mut by_origin = [("config", 0u64), ("manual", 0), ("auto", 0)];
-        for e in policy.blocks() {
-            by_origin[match e.origin {
-                Origin::Config => 0,
-                Origin::Manual => 1,
-                Origin::Auto => 2,
-            }]
-            .1 += 1;
-        }
+        let by_origin = [Origin::Config, Origin::Manual, Origin::Auto]
+            .map(|o| (o.as_str(), policy.count_from(o) as u64));
         let fill = policy.fill_levels();
         let rule_hits = self.rule_hits();
         metrics::Readings {
@@ -816,11 +810,11 @@ impl Daemon {
 
     /// Hit counters of every configured rule, for the metrics.
     fn rule_hits(&self) -> Vec<metrics::RuleHits> {
-        let configured: Vec<&BlockEntry> = self
-            .engine
-            .policy()
-            .blocks()
-            .filter(|e| e.origin == Origin::Config && e.id.is_some())
+        let policy = self.engine.policy();
+        let configured: Vec<BlockEntry> = policy
+            .configured_keys()
+            .filter_map(|k| policy.block(k))
+            .filter(|e| e.id.is_some())
             .collect();
         let keys: Vec<_> = configured.iter().map(|e| e.key()).collect();
         let mut out = Vec::with_capacity(keys.len());

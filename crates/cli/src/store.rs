@@ -12,31 +12,44 @@
 //! its format is stable. SQLite would do the same through C and a SQL
 //! layer the daemon has no use for.
 //!
+//! A block row holds every membership of one key, in a compact binary form
+//! (postcard): about 30 bytes plus the reason and list names, so that a
+//! million entries are a file of tens of megabytes, written in about a
+//! second.
+//!
 //! A state file in the earlier JSON format (v1) is read once and converted;
-//! the JSON file is kept beside the store as `NAME.v1.json`.
+//! the JSON file is kept beside the store as `NAME.v1.json`. A store of
+//! layout 2 (JSON rows) is rewritten in this layout when it is opened.
 
 use std::{
+    borrow::Cow,
     fs,
+    net::IpAddr,
     os::unix::fs::{DirBuilderExt, PermissionsExt},
     path::{Path, PathBuf},
 };
 
-use std::net::IpAddr;
-
-use ironpost_core::{Direction, Prefix};
-use ironpost_policy::{AllowEntry, BlockEntry, Changes, Origin, Policy, RuleKey};
+use ironpost_core::{Condition, Direction, L4Protocol, PortRange, Prefix, RuleAction};
+use ironpost_policy::{AllowEntry, BlockEntry, Changes, ListName, Origin, Policy, RuleKey};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
 
 use crate::state::{State, StateError};
 
-/// Block entries by [`block_key`], as JSON.
+/// Block entries by [`block_key`]: every membership of the key, as
+/// [`Member`]s.
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
 /// Allow-list entries by [`prefix_key`], as JSON.
 const ALLOW: TableDefinition<&[u8], &[u8]> = TableDefinition::new("allow");
 /// `format`: the layout of the tables.
 const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 /// This layout.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
+/// The layout with JSON block rows, converted when opened.
+const FORMAT_JSON_ROWS: u32 = 2;
+/// Changes of at least this many block rows are encoded on a second
+/// thread while the first writes them.
+const PIPELINE_FROM: usize = 16_384;
 /// redb's page cache.
 const CACHE_BYTES: usize = 16 << 20;
 
@@ -82,6 +95,82 @@ fn to_json(v: &impl serde::Serialize) -> Vec<u8> {
     serde_json::to_vec(v).expect("an entry serializes")
 }
 
+/// One membership as a block row stores it (the row's key holds the
+/// direction and the prefix).
+#[derive(Serialize, Deserialize)]
+struct Member<'a> {
+    added_ms: u64,
+    expires_ms: Option<u64>,
+    action: RuleAction,
+    origin: Origin,
+    condition: Option<StoredCondition>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reason: Cow<'a, str>,
+    #[serde(borrow)]
+    list: Cow<'a, str>,
+}
+
+/// A condition with every field written (postcard has no optional fields).
+#[derive(Serialize, Deserialize)]
+struct StoredCondition {
+    protocol: L4Protocol,
+    ports: Option<(u16, u16)>,
+    syn_only: bool,
+    rst_only: bool,
+}
+
+/// A block row's value: the memberships of one key.
+fn encode_members(members: &[BlockEntry]) -> Vec<u8> {
+    let rows: Vec<Member<'_>> = members
+        .iter()
+        .map(|e| Member {
+            added_ms: e.added_ms,
+            expires_ms: e.expires_ms,
+            action: e.action,
+            origin: e.origin,
+            condition: e.condition.map(|c| StoredCondition {
+                protocol: c.protocol,
+                ports: c.dst_port.map(|p| (p.first, p.last)),
+                syn_only: c.syn_only,
+                rst_only: c.rst_only,
+            }),
+            id: e.id.as_deref().map(Cow::Borrowed),
+            reason: Cow::Borrowed(&e.reason),
+            list: Cow::Borrowed(e.list.as_str()),
+        })
+        .collect();
+    postcard::to_allocvec(&rows).expect("a membership serializes")
+}
+
+/// The memberships of the block row `key` holds `value`.
+fn decode_members(key: &[u8], value: &[u8]) -> Result<Vec<BlockEntry>, String> {
+    let (direction, prefix) = key_prefix(key).ok_or("not a block key")?;
+    let rows: Vec<Member<'_>> = postcard::from_bytes(value).map_err(|e| e.to_string())?;
+    rows.into_iter()
+        .map(|m| {
+            Ok(BlockEntry {
+                direction,
+                prefix,
+                condition: m.condition.map(|c| Condition {
+                    protocol: c.protocol,
+                    dst_port: c.ports.map(|(first, last)| PortRange { first, last }),
+                    syn_only: c.syn_only,
+                    rst_only: c.rst_only,
+                }),
+                action: m.action,
+                origin: m.origin,
+                id: m.id.map(Cow::into_owned),
+                reason: m.reason.into_owned(),
+                added_ms: m.added_ms,
+                expires_ms: m.expires_ms,
+                list: ListName::parse(&m.list)?,
+            })
+        })
+        .collect()
+}
+
 /// A key's bytes: the family (4 or 6), the address (big-endian), the
 /// length. Rows are written in this order, which is the B-tree's: a large
 /// change appends pages instead of touching random ones.
@@ -106,6 +195,22 @@ fn prefix_key(p: &Prefix, direction: u8) -> Key {
 
 fn block_key(k: &RuleKey) -> Key {
     prefix_key(&k.1, u8::from(k.0 == Direction::Dst))
+}
+
+/// The direction and prefix of a block key (see [`prefix_key`]).
+fn key_prefix(k: &[u8]) -> Option<RuleKey> {
+    let k: &Key = k.try_into().ok()?;
+    let direction = match k[0] {
+        0 => Direction::Src,
+        1 => Direction::Dst,
+        _ => return None,
+    };
+    let addr = match k[1] {
+        4 => IpAddr::from(<[u8; 4]>::try_from(&k[2..6]).ok()?),
+        6 => IpAddr::from(<[u8; 16]>::try_from(&k[2..18]).ok()?),
+        _ => return None,
+    };
+    Some((direction, Prefix::new(addr, k[18])?))
 }
 
 impl Store {
@@ -194,6 +299,24 @@ impl Store {
                     meta.insert("format", FORMAT)
                         .map_err(|e| db_err(&path, "writing", e))?;
                 }
+                Some(FORMAT_JSON_ROWS) => {
+                    let mut blocks = txn
+                        .open_table(BLOCKS)
+                        .map_err(|e| db_err(&path, "reading", e))?;
+                    let rows = json_rows(&path, &blocks)?;
+                    for (k, v) in &rows {
+                        blocks
+                            .insert(k.as_slice(), v.as_slice())
+                            .map_err(|e| db_err(&path, "writing", e))?;
+                    }
+                    meta.insert("format", FORMAT)
+                        .map_err(|e| db_err(&path, "writing", e))?;
+                    tracing::info!(
+                        "{}: {} block rows converted from layout {FORMAT_JSON_ROWS} to {FORMAT}",
+                        path.display(),
+                        rows.len()
+                    );
+                }
                 Some(other) => {
                     return Err(StoreError::Format {
                         path,
@@ -216,11 +339,10 @@ impl Store {
             .map_err(|e| db_err(&path, "reading", e))?;
         for row in blocks.iter().map_err(|e| db_err(&path, "reading", e))? {
             let (k, v) = row.map_err(|e| db_err(&path, "reading", e))?;
-            let members: Vec<BlockEntry> =
-                serde_json::from_slice(v.value()).map_err(|e| StoreError::Format {
-                    path: path.clone(),
-                    message: format!("block row {:x?}: {e}", k.value()),
-                })?;
+            let members = decode_members(k.value(), v.value()).map_err(|e| StoreError::Format {
+                path: path.clone(),
+                message: format!("block row {:x?}: {e}", k.value()),
+            })?;
             state.blocks.extend(members);
         }
         let allow = txn
@@ -252,15 +374,30 @@ impl Store {
             .map(|p| (prefix_key(p, 0), p))
             .collect();
         allow.sort_unstable_by_key(|(k, _)| *k);
-        let blocks = blocks.into_iter().map(|(k, key)| {
+        let encode = |(k, key): &(Key, &RuleKey)| {
             let members = policy.members(key);
-            (k, (!members.is_empty()).then(|| to_json(&members)))
-        });
+            (*k, (!members.is_empty()).then(|| encode_members(&members)))
+        };
         let allow = allow.into_iter().map(|(k, p)| {
             let e = policy.allow_entry(p).filter(|e| e.origin != Origin::Config);
             (k, e.map(to_json))
         });
-        self.put(blocks, allow)
+        if blocks.len() < PIPELINE_FROM {
+            return self.put(blocks.iter().map(encode), allow);
+        }
+        // A large change: rows are encoded on a second thread while this
+        // one inserts them.
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Key, Option<Vec<u8>>)>>(4);
+            scope.spawn(move || {
+                for chunk in blocks.chunks(4096) {
+                    if tx.send(chunk.iter().map(encode).collect()).is_err() {
+                        return;
+                    }
+                }
+            });
+            self.put(rx.into_iter().flatten(), allow)
+        })
     }
 
     /// Inserts (`Some` value) or deletes (`None`) rows in one transaction.
@@ -311,6 +448,30 @@ fn db_err(path: &Path, what: &str, e: impl Into<redb::Error>) -> StoreError {
     }
 }
 
+/// A row's key and value.
+type Row = (Vec<u8>, Vec<u8>);
+
+/// The block rows of layout 2 (JSON), in this layout.
+fn json_rows(
+    path: &Path,
+    blocks: &redb::Table<'_, &[u8], &[u8]>,
+) -> Result<Vec<Row>, StoreError> {
+    let mut rows = Vec::new();
+    for row in blocks.iter().map_err(|e| db_err(path, "reading", e))? {
+        let (k, v) = row.map_err(|e| db_err(path, "reading", e))?;
+        let members: Vec<BlockEntry> =
+            serde_json::from_slice(v.value()).map_err(|e| StoreError::Format {
+                path: path.to_owned(),
+                message: format!(
+                    "block row {:x?} (layout {FORMAT_JSON_ROWS}): {e}",
+                    k.value()
+                ),
+            })?;
+        rows.push((k.value().to_vec(), encode_members(&members)));
+    }
+    Ok(rows)
+}
+
 /// Whether `path` is a JSON state file (v1): its first byte is `{`.
 fn is_json(path: &Path) -> bool {
     use std::io::Read;
@@ -351,7 +512,9 @@ fn migrate(json: &Path, path: &Path) -> Result<(), StoreError> {
             .collect();
         allow.sort_unstable_by_key(|(k, _)| *k);
         store.put(
-            blocks.into_iter().map(|(k, e)| (k, Some(to_json(&[e])))),
+            blocks
+                .into_iter()
+                .map(|(k, e)| (k, Some(encode_members(std::slice::from_ref(e))))),
             allow.into_iter().map(|(k, e)| (k, Some(to_json(e)))),
         )?;
     }
@@ -453,6 +616,65 @@ mod tests {
         drop(store);
         let (_, back) = Store::open(&path, None).unwrap();
         assert_eq!(prefixes(&back), ["2001:db8::/32"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn every_field_of_every_membership_comes_back() {
+        let mut cond = entry("203.0.113.0/24", Origin::Auto, Some(9_000));
+        cond.direction = Direction::Dst;
+        cond.condition = Some(Condition {
+            protocol: L4Protocol::Tcp,
+            dst_port: Some(PortRange {
+                first: 80,
+                last: 90,
+            }),
+            syn_only: true,
+            rst_only: false,
+        });
+        cond.id = Some("alert-7".into());
+        cond.action = RuleAction::Monitor;
+        let mut other = entry("203.0.113.0/24", Origin::Manual, None);
+        other.direction = Direction::Dst;
+        other.list = ListName::parse("feed-1").unwrap();
+        let members = vec![cond, other];
+        let key = block_key(&members[0].key());
+        assert_eq!(
+            decode_members(&key, &encode_members(&members)).unwrap(),
+            members
+        );
+        assert!(decode_members(&key, b"\x01").is_err());
+        assert!(decode_members(&[9u8; 19], &encode_members(&members)).is_err());
+    }
+
+    #[test]
+    fn a_store_with_json_rows_is_converted_when_opened() {
+        let dir = tmpdir("layout2");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.redb");
+        let e = entry("192.0.2.9", Origin::Manual, Some(7_000));
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("format", FORMAT_JSON_ROWS)
+                .unwrap();
+            txn.open_table(BLOCKS)
+                .unwrap()
+                .insert(block_key(&e.key()).as_slice(), to_json(&[&e]).as_slice())
+                .unwrap();
+            txn.open_table(ALLOW).unwrap();
+            txn.commit().unwrap();
+        }
+        let (_, state) = Store::open(&path, None).unwrap();
+        assert_eq!(state.blocks, std::slice::from_ref(&e));
+        let (_, again) = Store::open(&path, None).unwrap();
+        assert_eq!(again.blocks, [e]);
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let format = txn.open_table(META).unwrap().get("format").unwrap();
+        assert_eq!(format.map(|v| v.value()), Some(FORMAT));
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -108,7 +108,7 @@ impl fmt::Display for XdpMode {
 }
 
 /// What a rule does with matching packets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RuleAction {
     /// Drop and report.

@@ -13,7 +13,7 @@ use ironpost_core::{
 };
 use serde::Serialize;
 
-use ironpost_policy::{BlockEntry, RuleKey};
+use ironpost_policy::RuleKey;
 
 /// What to do about an alert.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,20 +121,19 @@ pub fn attack_traffic(alert: &Alert) -> Option<Condition> {
 
 /// The automatic entries to remove, oldest first, so that one more fits
 /// within `share_percent` of the block list's `capacity` (at least one
-/// automatic entry is always allowed).
-pub fn make_room<'a>(
-    autos: impl Iterator<Item = &'a BlockEntry>,
+/// automatic entry is always allowed): `autos` automatic entries are held,
+/// `oldest_first` gives their keys, oldest first.
+pub fn make_room(
+    autos: usize,
+    oldest_first: impl Iterator<Item = RuleKey>,
     capacity: usize,
     share_percent: u32,
 ) -> Vec<RuleKey> {
     let limit = (capacity * share_percent as usize / 100).max(1);
-    let mut autos: Vec<(u64, RuleKey)> = autos.map(|e| (e.added_ms, e.key())).collect();
-    if autos.len() < limit {
+    if autos < limit {
         return Vec::new();
     }
-    let excess = autos.len() + 1 - limit;
-    autos.sort_unstable();
-    autos.into_iter().take(excess).map(|(_, k)| k).collect()
+    oldest_first.take(autos + 1 - limit).collect()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -460,27 +459,27 @@ mod tests {
         use ironpost_core::RuleAction;
         use ironpost_policy::Origin;
         let entry = |i: u64| {
-            BlockEntry::source(
+            ironpost_policy::BlockEntry::source(
                 Prefix::host(format!("198.51.100.{i}").parse().unwrap()),
                 RuleAction::Drop,
                 Origin::Auto,
                 1_000 - i,
             )
         };
-        let autos: Vec<BlockEntry> = (0..5).map(entry).collect();
+        // Entry 4 was added first.
+        let oldest = || (0..5).rev().map(|i| entry(i).key());
         // Capacity 100, share 10%: room for 10, 5 used: nothing to evict.
-        assert!(make_room(autos.iter(), 100, 10).is_empty());
-        // Capacity 10, share 50%: room for 5, all used: the oldest goes
-        // (entry 4 was added first).
-        assert_eq!(make_room(autos.iter(), 10, 50), vec![entry(4).key()]);
+        assert!(make_room(5, oldest(), 100, 10).is_empty());
+        // Capacity 10, share 50%: room for 5, all used: the oldest goes.
+        assert_eq!(make_room(5, oldest(), 10, 50), vec![entry(4).key()]);
         // Share shrunk to 20% (2): four go, oldest first.
-        let gone = make_room(autos.iter(), 10, 20);
+        let gone = make_room(5, oldest(), 10, 20);
         assert_eq!(
             gone,
             (1..5).rev().map(|i| entry(i).key()).collect::<Vec<_>>()
         );
         // A tiny list still takes one automatic entry.
-        assert_eq!(make_room([].iter(), 1, 1), Vec::<RuleKey>::new());
+        assert_eq!(make_room(0, oldest(), 1, 1), Vec::<RuleKey>::new());
     }
 
     #[test]

@@ -341,7 +341,7 @@ impl EbpfEngine {
     /// The kernel's hit counters of every policy entry.
     pub fn hits(&mut self) -> Result<PolicyHits, EngineError> {
         let loaded = self.inner.as_ref().ok_or(EngineError::NotLoaded)?;
-        let blocks: Vec<RuleKey> = self.policy.blocks().map(BlockEntry::key).collect();
+        let blocks: Vec<RuleKey> = self.policy.block_keys().copied().collect();
         let allow: Vec<Prefix> = self.policy.allow_entries().map(|a| a.prefix).collect();
         loaded.hits(
             blocks.iter(),
@@ -585,7 +585,7 @@ mod imp {
     use super::{AttachedMode, Attachment, Hits, PolicyHits, TestRunOutcome};
     use ironpost_policy::{PolicyError, PolicyMaps, RuleKey};
 
-    use crate::{EngineConfig, EngineError, TrafficSnapshot, XdpMode, event, pin};
+    use crate::{EngineConfig, EngineError, TrafficSnapshot, XdpMode, batch, event, pin};
 
     /// How the engine holds one interface's XDP link.
     pub(super) enum Held {
@@ -1171,6 +1171,58 @@ mod imp {
             }
         }
 
+        /// Writes new block entries, all of one map, in as few calls as
+        /// the kernel takes; where it refuses a batch, the rest one by one
+        /// (so that an entry that fails is named by its own error). On
+        /// failure, also says how many of the first ones were written.
+        fn add_rules_batched(
+            &mut self,
+            rules: &[(RuleKey, RuleValue)],
+        ) -> Result<(), (usize, EngineError)> {
+            let Some((first, _)) = rules.first() else {
+                return Ok(());
+            };
+            let name = if is_exact(first) {
+                maps::BLOCKLIST
+            } else {
+                trie_name(first)
+            };
+            debug_assert!(
+                rules.iter().all(|(k, _)| is_exact(k) == is_exact(first)
+                    && (is_exact(k) || trie_name(k) == name))
+            );
+            let values: Vec<RuleValue> = rules.iter().map(|(_, v)| *v).collect();
+            let data = match self.map_mut(name).map_err(|e| (0, e))? {
+                aya::maps::Map::HashMap(d) | aya::maps::Map::LpmTrie(d) => &*d,
+                _ => return Err((0, EngineError::Missing { what: "map", name })),
+            };
+            let r = if is_exact(first) {
+                let keys: Vec<u32> = rules
+                    .iter()
+                    .map(|(k, _)| u32::from_ne_bytes(v4(&k.1).data()))
+                    .collect();
+                batch::update(data, &keys, &values)
+            } else if first.1.is_ipv4() {
+                let keys: Vec<Key<[u8; 4]>> = rules.iter().map(|(k, _)| v4(&k.1)).collect();
+                batch::update(data, &keys, &values)
+            } else {
+                let keys: Vec<Key<[u8; 16]>> = rules.iter().map(|(k, _)| v6(&k.1)).collect();
+                batch::update(data, &keys, &values)
+            };
+            let Err((done, e)) = r else {
+                return Ok(());
+            };
+            tracing::debug!(
+                "{name}: a batch write stopped after {done} of {} entries ({e}); writing the \
+                 rest one by one",
+                rules.len()
+            );
+            for (i, (key, value)) in rules.iter().enumerate().skip(done) {
+                MapWrites::set_rule(self, key, value, false).map_err(|e| (i, e))?;
+            }
+            Ok(())
+        }
+
         fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, EngineError> {
             self.ebpf
                 .map_mut(name)
@@ -1481,6 +1533,13 @@ mod imp {
             keep: bool,
         ) -> Result<(), PolicyError> {
             Ok(MapWrites::set_rule(self, key, value, keep)?)
+        }
+        fn add_rules(
+            &mut self,
+            rules: &[(RuleKey, RuleValue)],
+        ) -> Result<(), (usize, PolicyError)> {
+            self.add_rules_batched(rules)
+                .map_err(|(n, e)| (n, e.into()))
         }
         fn del_rule(&mut self, key: &RuleKey) -> Result<(), PolicyError> {
             Ok(MapWrites::del_rule(self, key)?)

@@ -7,6 +7,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("the Ironpost engine needs Linux: XDP, BPF maps and TC are Linux kernel features");
 
+mod batch;
 pub mod config;
 pub mod engine;
 pub mod error;

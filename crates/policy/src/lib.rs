@@ -24,10 +24,12 @@ use serde::{Deserialize, Serialize};
 mod error;
 mod lists;
 mod summary;
+mod table;
 
 pub use error::PolicyError;
 pub use lists::{ListName, Members};
 use summary::{Listed, SourceSummary};
+use table::BlockTable;
 
 /// The datapath's action code for a rule action.
 pub fn action_code(action: RuleAction) -> u8 {
@@ -50,13 +52,20 @@ pub enum Origin {
     Auto,
 }
 
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Origin {
+    /// Its name: `config`, `manual` or `auto`.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Config => "config",
             Self::Manual => "manual",
             Self::Auto => "auto",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -147,26 +156,31 @@ impl BlockEntry {
     }
 
     fn value(&self, else_action: u8) -> RuleValue {
-        let mut v = RuleValue::new(action_code(self.action));
-        if let Some(c) = &self.condition {
-            v.cond_proto = match c.protocol {
-                L4Protocol::Tcp => ipproto::TCP,
-                L4Protocol::Udp => ipproto::UDP,
-                L4Protocol::Icmp => ipproto::ICMP,
-            };
-            let ports = c.ports();
-            v.port_first = ports.first;
-            v.port_last = ports.last;
-            v.else_action = else_action;
-            if c.syn_only {
-                v.cond_flags |= COND_SYN_ONLY;
-            }
-            if c.rst_only {
-                v.cond_flags |= COND_RST_ONLY;
-            }
-        }
-        v
+        rule_value(self.action, self.condition.as_ref(), else_action)
     }
+}
+
+/// What the kernel holds for an entry with `action` and `condition`.
+fn rule_value(action: RuleAction, condition: Option<&Condition>, else_action: u8) -> RuleValue {
+    let mut v = RuleValue::new(action_code(action));
+    if let Some(c) = condition {
+        v.cond_proto = match c.protocol {
+            L4Protocol::Tcp => ipproto::TCP,
+            L4Protocol::Udp => ipproto::UDP,
+            L4Protocol::Icmp => ipproto::ICMP,
+        };
+        let ports = c.ports();
+        v.port_first = ports.first;
+        v.port_last = ports.last;
+        v.else_action = else_action;
+        if c.syn_only {
+            v.cond_flags |= COND_SYN_ONLY;
+        }
+        if c.rst_only {
+            v.cond_flags |= COND_RST_ONLY;
+        }
+    }
+    v
 }
 
 /// One allow-list entry.
@@ -228,6 +242,15 @@ pub trait PolicyMaps {
         value: &RuleValue,
         keep_counters: bool,
     ) -> Result<(), PolicyError>;
+    /// Writes block entries that are not in the maps yet, all of one map
+    /// (many at a time where the kernel allows). On failure, also says how
+    /// many of the first ones were written.
+    fn add_rules(&mut self, rules: &[(RuleKey, RuleValue)]) -> Result<(), (usize, PolicyError)> {
+        for (i, (key, value)) in rules.iter().enumerate() {
+            self.set_rule(key, value, false).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
     /// Removes a block entry.
     fn del_rule(&mut self, key: &RuleKey) -> Result<(), PolicyError>;
     /// Adds an allow-list entry.
@@ -272,6 +295,20 @@ impl<M: PolicyMaps + ?Sized> Journal<'_, M> {
         }
         self.undo.push(Undo::Rule(*key, old));
         Ok(())
+    }
+
+    fn add_rules(&mut self, rules: &[(RuleKey, RuleValue)]) -> Result<(), PolicyError> {
+        let r = match self.maps.as_deref_mut() {
+            Some(m) => m.add_rules(rules),
+            None => Ok(()),
+        };
+        let written = match &r {
+            Ok(()) => rules.len(),
+            Err((n, _)) => *n,
+        };
+        self.undo
+            .extend(rules[..written].iter().map(|(k, _)| Undo::Rule(*k, None)));
+        r.map_err(|(_, e)| e)
     }
 
     fn del_rule(&mut self, key: &RuleKey, old: RuleValue) -> Result<(), PolicyError> {
@@ -329,6 +366,14 @@ impl<M: PolicyMaps + ?Sized> Journal<'_, M> {
     }
 }
 
+fn origin_index(origin: Origin) -> usize {
+    match origin {
+        Origin::Config => 0,
+        Origin::Manual => 1,
+        Origin::Auto => 2,
+    }
+}
+
 /// The map flag bit for a block key.
 fn rule_bit(key: &RuleKey) -> u32 {
     match (key.0, key.1.is_ipv4(), key.1.is_host()) {
@@ -372,9 +417,8 @@ pub struct FillLevels {
 pub struct Policy {
     block_capacity: usize,
     allow_capacity: usize,
-    blocks: FxHashMap<RuleKey, BlockEntry>,
-    /// Every block key, in order: listing pages through it.
-    order: BTreeSet<RuleKey>,
+    /// The block entries in force, in key order.
+    blocks: BlockTable,
     allow: HashMap<Prefix, AllowEntry>,
     port_rules: Vec<PortRule>,
     /// PORT_RULES as written: slot per index.
@@ -388,12 +432,19 @@ pub struct Policy {
     applied_else: HashMap<RuleKey, u8>,
     /// Block and allow entries per flag bit, so the flags word is computed
     /// without walking the tables.
-    counts: HashMap<u32, usize>,
+    counts: FxHashMap<u32, usize>,
     /// IPv4 source and allow entries per /16, and SRC16_V4 as written.
     summary: SourceSummary,
     /// What changed since the last [`Policy::take_changes`]: what a store
     /// of the policy has to write, and nothing else.
     changes: Changes,
+    /// Block entries per origin (config, manual, auto).
+    by_origin: [usize; 3],
+    /// The keys of the configured entries.
+    configured: BTreeSet<RuleKey>,
+    /// (added, key) of every automatic entry: the oldest go first when
+    /// automatic blocks need room.
+    autos: BTreeSet<(u64, RuleKey)>,
     /// Memberships of other lists for keys in more than one list: the
     /// entry in `blocks` is the strictest of them (see `lists.rs`).
     others: FxHashMap<RuleKey, Vec<BlockEntry>>,
@@ -404,8 +455,10 @@ pub struct Policy {
 /// in the policy now, or deletes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
-    /// Block keys.
-    pub blocks: FxHashSet<RuleKey>,
+    /// Block keys, in order, each once (as [`Policy::take_changes`] gives
+    /// them; the policy appends as it goes, which costs a large change
+    /// nothing per key).
+    pub blocks: Vec<RuleKey>,
     /// Allow-list prefixes.
     pub allow: FxHashSet<Prefix>,
 }
@@ -415,6 +468,12 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self.blocks.is_empty() && self.allow.is_empty()
     }
+
+    /// Sorts the block keys and drops repeats.
+    fn settle(&mut self) {
+        self.blocks.sort_unstable();
+        self.blocks.dedup();
+    }
 }
 
 impl Policy {
@@ -423,18 +482,20 @@ impl Policy {
         Self {
             block_capacity,
             allow_capacity,
-            blocks: FxHashMap::default(),
-            order: BTreeSet::new(),
+            blocks: BlockTable::default(),
             allow: HashMap::new(),
             port_rules: Vec::new(),
             port_slots: vec![0; PORT_INDEX_LEN as usize],
             expiries: BTreeSet::new(),
             conditioned: BTreeSet::new(),
             applied_else: HashMap::new(),
-            counts: HashMap::new(),
+            counts: FxHashMap::default(),
             summary: SourceSummary::default(),
             changes: Changes::default(),
             others: FxHashMap::default(),
+            by_origin: [0; 3],
+            autos: BTreeSet::new(),
+            configured: BTreeSet::new(),
         }
     }
 
@@ -445,7 +506,9 @@ impl Policy {
 
     /// Takes the keys changed since the last call (see [`Changes`]).
     pub fn take_changes(&mut self) -> Changes {
-        std::mem::take(&mut self.changes)
+        let mut c = std::mem::take(&mut self.changes);
+        c.settle();
+        c
     }
 
     /// Puts back changes that could not be stored, to be tried again with
@@ -453,18 +516,17 @@ impl Policy {
     pub fn restore_changes(&mut self, c: Changes) {
         self.changes.blocks.extend(c.blocks);
         self.changes.allow.extend(c.allow);
+        self.changes.settle();
     }
 
     /// At most `n` block entries in key order (direction, then prefix),
     /// starting after `after`: a listing pages through the policy with the
     /// last key of each page, whatever changes between pages.
-    pub fn blocks_page(&self, after: Option<&RuleKey>, n: usize) -> Vec<&BlockEntry> {
-        use std::ops::Bound;
-        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        self.order
-            .range((from, Bound::Unbounded))
+    pub fn blocks_page(&self, after: Option<&RuleKey>, n: usize) -> Vec<BlockEntry> {
+        self.blocks
+            .after(after)
             .take(n)
-            .filter_map(|k| self.blocks.get(k))
+            .map(|(k, s)| s.entry(k))
             .collect()
     }
 
@@ -474,12 +536,13 @@ impl Policy {
         &self,
         direction: Direction,
         addr: std::net::IpAddr,
-    ) -> Vec<&BlockEntry> {
+    ) -> Vec<BlockEntry> {
         let mut p = Some(Prefix::host(addr));
         let mut out = Vec::new();
         while let Some(prefix) = p {
-            if let Some(e) = self.blocks.get(&(direction, prefix)) {
-                out.push(e);
+            let key = (direction, prefix);
+            if let Some(e) = self.blocks.get(&key) {
+                out.push(e.entry(&key));
             }
             p = prefix.parent();
         }
@@ -498,14 +561,34 @@ impl Policy {
         None
     }
 
-    /// Block entries, in no particular order.
-    pub fn blocks(&self) -> impl Iterator<Item = &BlockEntry> {
-        self.blocks.values()
+    /// Block entries, in key order (each one made whole as it comes).
+    pub fn blocks(&self) -> impl Iterator<Item = BlockEntry> + '_ {
+        self.blocks.iter().map(|(k, s)| s.entry(k))
+    }
+
+    /// The keys of the block entries, in key order.
+    pub fn block_keys(&self) -> impl Iterator<Item = &RuleKey> + '_ {
+        self.blocks.iter().map(|(k, _)| k)
+    }
+
+    /// The keys of the configured block entries, in key order.
+    pub fn configured_keys(&self) -> impl Iterator<Item = &RuleKey> + '_ {
+        self.configured.iter()
+    }
+
+    /// How many block entries come from `origin`.
+    pub fn count_from(&self, origin: Origin) -> usize {
+        self.by_origin[origin_index(origin)]
+    }
+
+    /// The keys of the automatic block entries, oldest first.
+    pub fn autos_oldest_first(&self) -> impl Iterator<Item = RuleKey> + '_ {
+        self.autos.iter().map(|(_, k)| *k)
     }
 
     /// The block entry with this key.
-    pub fn block(&self, key: &RuleKey) -> Option<&BlockEntry> {
-        self.blocks.get(key)
+    pub fn block(&self, key: &RuleKey) -> Option<BlockEntry> {
+        self.blocks.get(key).map(|s| s.entry(key))
     }
 
     /// Allow-list entries, in no particular order.
@@ -560,7 +643,7 @@ impl Policy {
     fn kernel_value(&self, key: &RuleKey) -> Option<RuleValue> {
         let e = self.blocks.get(key)?;
         let else_action = self.applied_else.get(key).copied().unwrap_or(ACTION_NONE);
-        Some(e.value(else_action))
+        Some(rule_value(e.action(), e.condition(), else_action))
     }
 
     /// The action code of the nearest entry without a condition that
@@ -569,9 +652,9 @@ impl Policy {
         let mut p = key.1.parent();
         while let Some(prefix) = p {
             if let Some(e) = self.blocks.get(&(key.0, prefix))
-                && e.condition.is_none()
+                && e.condition().is_none()
             {
-                return action_code(e.action);
+                return action_code(e.action());
             }
             p = prefix.parent();
         }
@@ -584,18 +667,18 @@ impl Policy {
         // The summary first: a fresh map's bits are all clear.
         self.summary.forget_written();
         self.summary.settle(maps)?;
-        let keys: Vec<RuleKey> = self.blocks.keys().copied().collect();
+        let keys: Vec<RuleKey> = self.blocks.iter().map(|(k, _)| *k).collect();
         for key in &keys {
             let else_action = if self.conditioned.contains(key) {
                 self.enclosing_action(key)
             } else {
                 ACTION_NONE
             };
-            let v = self.blocks[key].value(else_action);
-            maps.set_rule(key, &v, false)?;
             if self.conditioned.contains(key) {
                 self.applied_else.insert(*key, else_action);
             }
+            let v = self.kernel_value(key).expect("a key of the table");
+            maps.set_rule(key, &v, false)?;
         }
         for p in self.allow.keys() {
             maps.set_allow(p)?;
@@ -625,75 +708,75 @@ impl Policy {
         progress: &mut dyn FnMut(usize) -> bool,
     ) -> Result<ChangeReport, PolicyError> {
         let mut report = ChangeReport::default();
-        // Later entries for the same key win.
-        let mut batch: FxHashMap<RuleKey, BlockEntry> = FxHashMap::default();
-        batch.reserve(entries.len());
-        let mut order = Vec::with_capacity(entries.len());
-        for e in entries {
-            let key = e.key();
-            if let Some(existing) = self.blocks.get(&key)
-                && existing.origin == Origin::Config
-                && e.origin != Origin::Config
-            {
-                match on_conflict {
-                    OnConfigConflict::Refuse => {
-                        return Err(PolicyError::ConfigOwned(format!(
-                            "{} {} is set by config rule \"{}\"; change the configuration \
-                             instead; nothing was changed",
-                            key.0,
-                            key.1,
-                            existing.id.as_deref().unwrap_or("?")
-                        )));
-                    }
-                    OnConfigConflict::Skip => {
-                        report.skipped_config += 1;
-                        continue;
+        // One entry per key, the last one given, worked through in key
+        // order: the table's nodes for neighbouring keys stay in the cache.
+        let mut order: Vec<(RuleKey, u32)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.key(), i as u32))
+            .collect();
+        order.sort_unstable();
+        order.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                *earlier = *later;
+            }
+            same
+        });
+        // (key, index in `entries`, whether the key is new)
+        let mut batch: Vec<(RuleKey, u32, bool)> = Vec::with_capacity(order.len());
+        for (key, i) in order {
+            let e = &entries[i as usize];
+            match self.blocks.get(&key) {
+                Some(existing)
+                    if existing.origin() == Origin::Config && e.origin != Origin::Config =>
+                {
+                    match on_conflict {
+                        OnConfigConflict::Refuse => {
+                            return Err(PolicyError::ConfigOwned(format!(
+                                "{} {} is set by config rule \"{}\"; change the configuration \
+                                 instead; nothing was changed",
+                                key.0,
+                                key.1,
+                                existing.id().unwrap_or("?")
+                            )));
+                        }
+                        OnConfigConflict::Skip => {
+                            report.skipped_config += 1;
+                            continue;
+                        }
                     }
                 }
-            }
-            if batch.insert(key, e).is_none() {
-                order.push(key);
+                Some(_) => {
+                    report.updated += 1;
+                    batch.push((key, i, false));
+                }
+                None => {
+                    report.added += 1;
+                    batch.push((key, i, true));
+                }
             }
         }
-        let new_keys = order
-            .iter()
-            .filter(|k| !self.blocks.contains_key(k))
-            .count();
-        self.check_block_capacity(new_keys, 0)?;
-        report.added = new_keys;
-        report.updated = order.len() - new_keys;
+        self.check_block_capacity(report.added, 0)?;
 
         let mut journal = Journal {
             maps,
             undo: Vec::new(),
         };
         // New maps come into use before their first entry is written.
-        let extra: u32 = order.iter().map(rule_bit).fold(0, |a, b| a | b);
+        let extra: u32 = batch
+            .iter()
+            .map(|(k, _, _)| rule_bit(k))
+            .fold(0, |a, b| a | b);
         if let Some(m) = journal.maps.as_deref_mut() {
             m.set_flags(self.flags() | extra)?;
-            let sources = order.iter().filter(|k| k.0 == Direction::Src);
+            let sources = batch.iter().filter(|(k, _, _)| k.0 == Direction::Src);
             self.summary
-                .widen(m, Listed::Source, sources.map(|k| &k.1))?;
+                .widen(m, Listed::Source, sources.map(|(k, _, _)| &k.1))?;
         }
-        // The fallback written for each conditioned entry, as the kernel
-        // now holds it; `refresh_else` corrects it once all are in.
-        let mut written_else = Vec::new();
-        for (n, key) in order.iter().enumerate() {
-            let e = &batch[key];
-            let else_action = if e.condition.is_some() {
-                let a = self.enclosing_action(key);
-                written_else.push((*key, a));
-                a
-            } else {
-                ACTION_NONE
-            };
-            let old = self.kernel_value(key);
-            let mut written = journal.set_rule(key, old, e.value(else_action));
-            let last = n + 1 == order.len();
-            if written.is_ok() && ((n + 1) % 8192 == 0 || last) && !progress(n + 1) {
-                written = Err(PolicyError::Cancelled);
-            }
-            if let Err(err) = written {
+        let written_else = match self.write_batch(&mut journal, &entries, &batch, progress) {
+            Ok(w) => w,
+            Err(err) => {
                 journal.rollback();
                 if let Some(m) = journal.maps.as_deref_mut()
                     && let Err(e) = m
@@ -704,16 +787,90 @@ impl Policy {
                 }
                 return Err(err);
             }
-        }
+        };
         let mut maps = journal.maps.take();
-        self.blocks.reserve(new_keys);
-        for key in order {
-            self.insert_entry(batch.remove(&key).expect("every key was batched"));
+        // Into the table: updates in place, the new entries merged in.
+        let mut entries: Vec<Option<BlockEntry>> = entries.into_iter().map(Some).collect();
+        let mut new = Vec::with_capacity(report.added);
+        self.changes.blocks.reserve(batch.len());
+        for (_, i, is_new) in batch {
+            let e = entries[i as usize].take().expect("one entry per key");
+            if is_new {
+                self.track(&e);
+                new.push(e);
+            } else {
+                self.insert_entry(e);
+            }
         }
+        drop(entries);
+        self.blocks.insert_new_sorted(new);
         self.applied_else.extend(written_else);
         self.refresh_else(maps.as_deref_mut());
         self.write_flags(maps)?;
         Ok(report)
+    }
+
+    /// Writes a batch of block entries to the maps: updates one by one,
+    /// new entries many at a time, per map. Returns the fallback written
+    /// for each conditioned entry (as the kernel now holds it;
+    /// `refresh_else` corrects it once all are in).
+    fn write_batch<M: PolicyMaps + ?Sized>(
+        &self,
+        journal: &mut Journal<'_, M>,
+        entries: &[BlockEntry],
+        batch: &[(RuleKey, u32, bool)],
+        progress: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<Vec<(RuleKey, u8)>, PolicyError> {
+        const CHUNK: usize = 8192;
+        let mut written_else = Vec::new();
+        // New entries waiting to be written, per map (by flag bit).
+        let mut pending: Vec<(u32, Vec<(RuleKey, RuleValue)>)> = Vec::new();
+        let (mut done, mut reported) = (0usize, 0usize);
+        for (key, i, is_new) in batch {
+            let e = &entries[*i as usize];
+            let else_action = if e.condition.is_some() {
+                let a = self.enclosing_action(key);
+                written_else.push((*key, a));
+                a
+            } else {
+                ACTION_NONE
+            };
+            let value = e.value(else_action);
+            if *is_new {
+                let bit = rule_bit(key);
+                let at = match pending.iter().position(|(b, _)| *b == bit) {
+                    Some(at) => at,
+                    None => {
+                        pending.push((bit, Vec::with_capacity(CHUNK)));
+                        pending.len() - 1
+                    }
+                };
+                let rules = &mut pending[at].1;
+                rules.push((*key, value));
+                if rules.len() == CHUNK {
+                    journal.add_rules(rules)?;
+                    done += rules.len();
+                    rules.clear();
+                }
+            } else {
+                journal.set_rule(key, self.kernel_value(key), value)?;
+                done += 1;
+            }
+            if done >= reported + CHUNK {
+                reported = done;
+                if !progress(done) {
+                    return Err(PolicyError::Cancelled);
+                }
+            }
+        }
+        for (_, rules) in &pending {
+            journal.add_rules(rules)?;
+            done += rules.len();
+        }
+        if !progress(done) {
+            return Err(PolicyError::Cancelled);
+        }
+        Ok(written_else)
     }
 
     /// Removes block entries. All or nothing: an unknown key, or a
@@ -733,13 +890,13 @@ impl Policy {
                         key.0, key.1
                     )));
                 }
-                Some(e) if e.origin == Origin::Config && !allow_config => {
+                Some(e) if e.origin() == Origin::Config && !allow_config => {
                     return Err(PolicyError::ConfigOwned(format!(
                         "{} {} is set by config rule \"{}\"; remove it from the configuration \
                          and reload",
                         key.0,
                         key.1,
-                        e.id.as_deref().unwrap_or("?")
+                        e.id().unwrap_or("?")
                     )));
                 }
                 Some(_) => {
@@ -910,10 +1067,9 @@ impl Policy {
             .collect();
         let wanted_keys: HashSet<RuleKey> = wanted.iter().map(BlockEntry::key).collect();
         let stale: Vec<RuleKey> = self
-            .blocks
-            .values()
-            .filter(|e| e.origin == Origin::Config && !wanted_keys.contains(&e.key()))
-            .map(BlockEntry::key)
+            .configured_keys()
+            .filter(|k| !wanted_keys.contains(k))
+            .copied()
             .collect();
         let new_keys = wanted_keys
             .iter()
@@ -967,13 +1123,13 @@ impl Policy {
             .map(|mut e| {
                 // Keep the original time of an unchanged configured entry.
                 if let Some(old) = self.blocks.get(&e.key())
-                    && old.origin == Origin::Config
+                    && old.origin() == Origin::Config
                 {
-                    e.added_ms = old.added_ms;
+                    e.added_ms = old.added_ms();
                 }
                 e
             })
-            .filter(|e| self.blocks.get(&e.key()) != Some(e))
+            .filter(|e| !self.blocks.get(&e.key()).is_some_and(|s| s.is(e)))
             .collect();
         let r = self.upsert_blocks(
             changed,
@@ -1065,15 +1221,23 @@ impl Policy {
         Ok(())
     }
 
+    /// Adds or replaces an entry.
     fn insert_entry(&mut self, e: BlockEntry) {
+        if self.blocks.contains_key(&e.key()) {
+            self.remove_entry(&e.key());
+        }
+        self.track(&e);
+        self.blocks.insert(e);
+    }
+
+    /// Records a new entry (not in the table yet) in the indexes beside
+    /// the table.
+    fn track(&mut self, e: &BlockEntry) {
+        let key = e.key();
         // A configured rule owns its key: memberships of lists under it
         // are gone, as a listed entry it replaces is.
-        if e.origin == Origin::Config && self.others.remove(&e.key()).is_some() {
-            self.changes.blocks.insert(e.key());
-        }
-        let key = e.key();
-        if self.blocks.contains_key(&key) {
-            self.remove_entry(&key);
+        if e.origin == Origin::Config && self.others.remove(&key).is_some() {
+            self.changes.blocks.push(key);
         }
         if let Some(t) = e.expires_ms {
             self.expiries.insert((t, key));
@@ -1082,18 +1246,25 @@ impl Policy {
             self.conditioned.insert(key);
         }
         *self.counts.entry(rule_bit(&key)).or_default() += 1;
+        self.by_origin[origin_index(e.origin)] += 1;
+        match e.origin {
+            Origin::Auto => {
+                self.autos.insert((e.added_ms, key));
+            }
+            Origin::Config => {
+                self.configured.insert(key);
+            }
+            Origin::Manual => {}
+        }
         if key.0 == Direction::Src {
             self.summary.add(Listed::Source, &key.1);
         }
-        self.order.insert(key);
-        self.changes.blocks.insert(key);
-        self.blocks.insert(key, e);
+        self.changes.blocks.push(key);
     }
 
     fn remove_entry(&mut self, key: &RuleKey) -> Option<BlockEntry> {
         let e = self.blocks.remove(key)?;
-        self.order.remove(key);
-        self.changes.blocks.insert(*key);
+        self.changes.blocks.push(*key);
         if let Some(t) = e.expires_ms {
             self.expiries.remove(&(t, *key));
         }
@@ -1101,6 +1272,16 @@ impl Policy {
         self.applied_else.remove(key);
         if let Some(n) = self.counts.get_mut(&rule_bit(key)) {
             *n -= 1;
+        }
+        self.by_origin[origin_index(e.origin)] -= 1;
+        match e.origin {
+            Origin::Auto => {
+                self.autos.remove(&(e.added_ms, *key));
+            }
+            Origin::Config => {
+                self.configured.remove(key);
+            }
+            Origin::Manual => {}
         }
         if key.0 == Direction::Src {
             self.summary.remove(Listed::Source, &key.1);
@@ -1119,7 +1300,10 @@ impl Policy {
             if want == have {
                 continue;
             }
-            let v = self.blocks[&key].value(want);
+            let Some(e) = self.blocks.get(&key) else {
+                continue;
+            };
+            let v = rule_value(e.action(), e.condition(), want);
             if let Some(m) = maps.as_deref_mut()
                 && let Err(e) = m.set_rule(&key, &v, true)
             {

@@ -121,10 +121,14 @@ impl Policy {
     /// Every membership of `key`, the kernel's entry first (empty when the
     /// key is not blocked, or set by the configuration).
     pub fn members(&self, key: &RuleKey) -> Members {
-        let Some(e) = self.blocks.get(key).filter(|e| e.origin != Origin::Config) else {
+        let Some(e) = self
+            .blocks
+            .get(key)
+            .filter(|e| e.origin() != Origin::Config)
+        else {
             return Vec::new();
         };
-        let mut all = vec![e.clone()];
+        let mut all = vec![e.entry(key)];
         if let Some(o) = self.others.get(key) {
             all.extend(o.iter().cloned());
         }
@@ -136,7 +140,7 @@ impl Policy {
         let mut lists: Vec<ListName> = self
             .blocks
             .get(key)
-            .map(|e| e.list.clone())
+            .map(|e| e.list().clone())
             .into_iter()
             .collect();
         if let Some(o) = self.others.get(key) {
@@ -151,11 +155,19 @@ impl Policy {
         &'a self,
         list: &'a ListName,
         now_ms: u64,
-    ) -> impl Iterator<Item = &'a BlockEntry> + 'a {
+    ) -> impl Iterator<Item = BlockEntry> + 'a {
+        let live = move |t: Option<u64>| t.is_none_or(|t| t > now_ms);
         self.blocks
-            .values()
-            .chain(self.others.values().flatten())
-            .filter(move |e| &e.list == list && e.expires_ms.is_none_or(|t| t > now_ms))
+            .iter()
+            .filter(move |(_, s)| s.list() == list && live(s.expires_ms()))
+            .map(|(k, s)| s.entry(k))
+            .chain(
+                self.others
+                    .values()
+                    .flatten()
+                    .filter(move |e| &e.list == list && live(e.expires_ms))
+                    .cloned(),
+            )
     }
 
     /// At most `n` memberships of `list` in force at `now_ms`, in key
@@ -168,15 +180,17 @@ impl Policy {
         n: usize,
         now_ms: u64,
     ) -> Vec<BlockEntry> {
-        use std::ops::Bound;
-        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let live = |e: &&BlockEntry| &e.list == list && e.expires_ms.is_none_or(|t| t > now_ms);
-        self.order
-            .range((from, Bound::Unbounded))
-            .filter_map(|k| {
-                let in_force = self.blocks.get(k).filter(live);
-                in_force
-                    .or_else(|| self.others.get(k).and_then(|o| o.iter().find(live)))
+        let live = |t: Option<u64>| t.is_none_or(|t| t > now_ms);
+        self.blocks
+            .after(after)
+            .filter_map(|(k, s)| {
+                if s.list() == list && live(s.expires_ms()) {
+                    return Some(s.entry(k));
+                }
+                self.others
+                    .get(k)?
+                    .iter()
+                    .find(|e| &e.list == list && live(e.expires_ms))
                     .cloned()
             })
             .take(n)
@@ -197,18 +211,19 @@ impl Policy {
         // Most changes (an import into one list) give keys that are in no
         // list yet, once each: each entry is its key's only membership,
         // written as it is, without gathering memberships.
-        let mut seen = rustc_hash::FxHashSet::default();
-        seen.reserve(entries.len());
-        let fresh = entries.iter().all(|e| {
-            let key = e.key();
-            seen.insert(key)
-                && match self.blocks.get(&key) {
+        let mut keys: Vec<RuleKey> = entries.iter().map(BlockEntry::key).collect();
+        keys.sort_unstable();
+        let once = keys.windows(2).all(|w| w[0] != w[1]);
+        drop(keys);
+        let fresh = once
+            && entries.iter().all(|e| {
+                let key = e.key();
+                let alone = match self.blocks.get(&key) {
                     None => true,
-                    Some(cur) => cur.origin == Origin::Config || cur.list == e.list,
-                }
-                && !self.others.contains_key(&key)
-        });
-        drop(seen);
+                    Some(cur) => cur.origin() == Origin::Config || cur.list() == &e.list,
+                };
+                alone && !self.others.contains_key(&key)
+            });
         if fresh {
             return self.upsert_blocks(entries, on_conflict, maps, progress);
         }
@@ -239,7 +254,7 @@ impl Policy {
         for key in order {
             let members = after.remove(&key).expect("every key was collected");
             let (winner, others) = strictest(members);
-            if self.blocks.get(&key) != Some(&winner) {
+            if !self.blocks.get(&key).is_some_and(|s| s.is(&winner)) {
                 to_write.push(winner);
             }
             rest.push((key, others));
@@ -250,7 +265,7 @@ impl Policy {
             if self
                 .blocks
                 .get(&key)
-                .is_some_and(|e| e.origin == Origin::Config)
+                .is_some_and(|e| e.origin() == Origin::Config)
             {
                 continue;
             }
@@ -283,14 +298,14 @@ impl Policy {
                 continue;
             }
             if let Some(e) = self.blocks.get(key)
-                && e.origin == Origin::Config
+                && e.origin() == Origin::Config
             {
                 return Err(PolicyError::ConfigOwned(format!(
                     "{} {} is set by config rule \"{}\"; remove it from the configuration \
                      and reload",
                     key.0,
                     key.1,
-                    e.id.as_deref().unwrap_or("?")
+                    e.id().unwrap_or("?")
                 )));
             }
             let mut members = self.members(key);
@@ -358,14 +373,14 @@ impl Policy {
                 if self
                     .blocks
                     .get(&key)
-                    .is_some_and(|e| e.origin != Origin::Config)
+                    .is_some_and(|e| e.origin() != Origin::Config)
                 {
                     delete.push(key);
                 }
                 continue;
             }
             let (winner, others) = strictest(members);
-            if self.blocks.get(&key) != Some(&winner) {
+            if !self.blocks.get(&key).is_some_and(|s| s.is(&winner)) {
                 write.push(winner);
             }
             rest.push((key, others));
@@ -380,7 +395,7 @@ impl Policy {
             self.others.insert(key, others.clone()) != Some(others)
         };
         if changed {
-            self.changes.blocks.insert(key);
+            self.changes.blocks.push(key);
         }
     }
 }

@@ -74,7 +74,9 @@ impl Daemon {
         req: BlockAdd,
         progress: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<Changed, ApiError> {
-        let keys: Vec<RuleKey> = req.prefixes.iter().map(|p| (Direction::Src, *p)).collect();
+        let mut keys: Vec<RuleKey> = req.prefixes.iter().map(|p| (Direction::Src, *p)).collect();
+        keys.sort_unstable();
+        keys.dedup();
         let before = self.snapshot(&keys);
         let t = Instant::now();
         let (changed, done) = self.block_apply(req, progress)?;
@@ -312,7 +314,7 @@ impl Daemon {
             .policy()
             .list_members(&list, now)
             .filter(|e| e.direction == Direction::Src && !want.contains(&e.prefix))
-            .map(BlockEntry::key)
+            .map(|e| e.key())
             .collect();
         let mut keys: Vec<RuleKey> = want.iter().map(|p| (Direction::Src, *p)).collect();
         keys.extend(leaving.iter().copied());
@@ -367,7 +369,7 @@ impl Daemon {
             .engine
             .policy()
             .list_members(&list, now_ms())
-            .map(BlockEntry::key)
+            .map(|e| e.key())
             .collect();
         if keys.is_empty() {
             return Ok(Changed::default());
@@ -437,7 +439,7 @@ impl Daemon {
         })
     }
 
-    fn block_rows(&self, entries: &[&BlockEntry]) -> Result<Vec<BlockRow>, ApiError> {
+    fn block_rows(&self, entries: &[BlockEntry]) -> Result<Vec<BlockRow>, ApiError> {
         // (`entries` are memberships: of a list, or the ones in force.)
         let keys: Vec<RuleKey> = entries.iter().map(|e| e.key()).collect();
         let hits = self.engine.hits_of(&keys, &[]).map_err(engine_error)?;
@@ -495,8 +497,7 @@ impl Daemon {
             .engine
             .policy()
             .list_page(list, after.as_ref(), n, now_ms());
-        let refs: Vec<&BlockEntry> = page.iter().collect();
-        self.block_rows(&refs)
+        self.block_rows(&page)
     }
 
     /// Which entries decide traffic from and to `addr`.
@@ -757,9 +758,12 @@ fn allow_row(a: &AllowEntry, packets: u64, bytes: u64) -> AllowRow {
 
 /// `prefixes` without repeats, in their first order: `block add X X` is
 /// one entry.
-fn unique(prefixes: Vec<Prefix>) -> Vec<Prefix> {
-    let mut seen = std::collections::HashSet::with_capacity(prefixes.len());
-    prefixes.into_iter().filter(|p| seen.insert(*p)).collect()
+/// Each prefix once, in order (the policy works through a change in key
+/// order, and finds its entries fastest that way).
+fn unique(mut prefixes: Vec<Prefix>) -> Vec<Prefix> {
+    prefixes.sort_unstable();
+    prefixes.dedup();
+    prefixes
 }
 
 fn join(prefixes: &[Prefix]) -> String {
