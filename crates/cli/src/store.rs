@@ -174,7 +174,7 @@ fn decode_members(key: &[u8], value: &[u8]) -> Result<Vec<BlockEntry>, String> {
 /// A key's bytes: the family (4 or 6), the address (big-endian), the
 /// length. Rows are written in this order, which is the B-tree's: a large
 /// change appends pages instead of touching random ones.
-type Key = [u8; 19];
+pub type Key = [u8; 19];
 
 fn prefix_key(p: &Prefix, direction: u8) -> Key {
     let mut k = [0u8; 19];
@@ -400,6 +400,56 @@ impl Store {
         })
     }
 
+    /// The rows of a change whose entries are each their key's only
+    /// membership ([`Policy::sole_memberships`]), as they will be once it
+    /// is applied: keys the configuration holds are left out (the change
+    /// leaves them, and they are never stored).
+    pub fn sole_rows(policy: &Policy, entries: &[BlockEntry]) -> Rows {
+        let configured: std::collections::HashSet<&RuleKey> = policy.configured_keys().collect();
+        let mut rows: Rows = entries
+            .iter()
+            .filter(|e| !configured.contains(&e.key()))
+            .map(|e| {
+                (
+                    block_key(&e.key()),
+                    Some(encode_members(std::slice::from_ref(e))),
+                )
+            })
+            .collect();
+        rows.sort_unstable_by_key(|(k, _)| *k);
+        rows
+    }
+
+    /// Writes rows made by [`Store::sole_rows`] in one durable transaction.
+    pub fn write_rows(&mut self, rows: Rows) -> Result<(), StoreError> {
+        self.put(rows.into_iter(), std::iter::empty())
+    }
+
+    /// Writes the memberships of each key as `snapshot` holds them (no
+    /// row for a key without any), in one durable transaction: the undo of
+    /// [`Store::write_rows`].
+    pub fn write_members(
+        &mut self,
+        snapshot: &[(RuleKey, Vec<BlockEntry>)],
+    ) -> Result<(), StoreError> {
+        let mut rows: Rows = snapshot
+            .iter()
+            .map(|(k, members)| {
+                let stored: Vec<BlockEntry> = members
+                    .iter()
+                    .filter(|e| e.origin != Origin::Config)
+                    .cloned()
+                    .collect();
+                (
+                    block_key(k),
+                    (!stored.is_empty()).then(|| encode_members(&stored)),
+                )
+            })
+            .collect();
+        rows.sort_unstable_by_key(|(k, _)| *k);
+        self.write_rows(rows)
+    }
+
     /// Inserts (`Some` value) or deletes (`None`) rows in one transaction.
     fn put(
         &mut self,
@@ -451,11 +501,11 @@ fn db_err(path: &Path, what: &str, e: impl Into<redb::Error>) -> StoreError {
 /// A row's key and value.
 type Row = (Vec<u8>, Vec<u8>);
 
+/// Block rows to insert (`Some` value) or delete (`None`).
+pub type Rows = Vec<(Key, Option<Vec<u8>>)>;
+
 /// The block rows of layout 2 (JSON), in this layout.
-fn json_rows(
-    path: &Path,
-    blocks: &redb::Table<'_, &[u8], &[u8]>,
-) -> Result<Vec<Row>, StoreError> {
+fn json_rows(path: &Path, blocks: &redb::Table<'_, &[u8], &[u8]>) -> Result<Vec<Row>, StoreError> {
     let mut rows = Vec::new();
     for row in blocks.iter().map_err(|e| db_err(path, "reading", e))? {
         let (k, v) = row.map_err(|e| db_err(path, "reading", e))?;

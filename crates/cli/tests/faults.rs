@@ -179,6 +179,16 @@ fn a_change_that_cannot_be_saved_never_reaches_the_kernel() {
     assert!(!o.status.success());
     let allow = d.json(&["allow", "list"]);
     assert_eq!(allow["entries"][0]["prefix"], "198.51.100.0/24", "{allow}");
+    // An import large enough to be saved while it is applied: refused as
+    // a whole, nothing of it enforced.
+    let body = import_body(20_000, u32::from(std::net::Ipv4Addr::new(20, 0, 0, 0)));
+    let (code, answer) = raw_request(&d.socket(), "POST", "/v1/blocks", &body);
+    assert_eq!(code, 507, "{answer}");
+    assert!(
+        answer.to_string().contains("nothing was changed"),
+        "{answer}"
+    );
+    assert_eq!(d.json(&["status"])["maps"]["blocks"], 1, "only b");
     std::fs::remove_file(filler).unwrap();
 
     // A read-only file system: the delete is refused, the block holds.
@@ -309,8 +319,20 @@ fn a_client_that_goes_away_cancels_its_import() {
             .unwrap()
             .is_empty()
     );
-    // The daemon goes on, and a whole import still works.
+    // The daemon goes on.
     d.ok(&["block", "add", "10.0.0.1"]);
+    // The import's rows, saved while it was being applied, were taken
+    // back out of the store: a restart brings back the one block only.
+    let cfg = _cfg.path().to_owned();
+    d.signal(libc::SIGTERM);
+    let (status, dir) = d.wait_keeping_dir();
+    assert!(status.success(), "{status}");
+    let mut args = run_on(&lab).to_vec();
+    args.extend_from_slice(&["-c", &cfg]);
+    let d = Daemon::start_in(dir, &args);
+    d.wait_for_stderr("ready:");
+    let status = d.json(&["status"]);
+    assert_eq!(status["maps"]["blocks"], 1, "only 10.0.0.1: {status}");
 }
 
 #[test]

@@ -197,6 +197,27 @@ impl Policy {
             .collect()
     }
 
+    /// Whether each of `entries` will be its key's only membership: every
+    /// key given once, and in no list or only in the entry's own (or set by
+    /// the configuration, which keeps it). The stored memberships of such
+    /// a change are the entries themselves.
+    pub fn sole_memberships(&self, entries: &[BlockEntry]) -> bool {
+        let mut keys: Vec<RuleKey> = entries.iter().map(BlockEntry::key).collect();
+        keys.sort_unstable();
+        if keys.windows(2).any(|w| w[0] == w[1]) {
+            return false;
+        }
+        drop(keys);
+        entries.iter().all(|e| {
+            let key = e.key();
+            let alone = match self.blocks.get(&key) {
+                None => true,
+                Some(cur) => cur.origin() == Origin::Config || cur.list() == &e.list,
+            };
+            alone && !self.others.contains_key(&key)
+        })
+    }
+
     /// Adds or updates memberships: each entry in its own list. The kernel
     /// gets the strictest membership of each key. All or nothing, like
     /// [`Policy::upsert_blocks`], whose conflict rule and progress it
@@ -211,19 +232,7 @@ impl Policy {
         // Most changes (an import into one list) give keys that are in no
         // list yet, once each: each entry is its key's only membership,
         // written as it is, without gathering memberships.
-        let mut keys: Vec<RuleKey> = entries.iter().map(BlockEntry::key).collect();
-        keys.sort_unstable();
-        let once = keys.windows(2).all(|w| w[0] != w[1]);
-        drop(keys);
-        let fresh = once
-            && entries.iter().all(|e| {
-                let key = e.key();
-                let alone = match self.blocks.get(&key) {
-                    None => true,
-                    Some(cur) => cur.origin() == Origin::Config || cur.list() == &e.list,
-                };
-                alone && !self.others.contains_key(&key)
-            });
+        let fresh = self.sole_memberships(&entries);
         if fresh {
             return self.upsert_blocks(entries, on_conflict, maps, progress);
         }

@@ -79,7 +79,7 @@ impl Daemon {
         keys.dedup();
         let before = self.snapshot(&keys);
         let t = Instant::now();
-        let (changed, done) = self.block_apply(req, progress)?;
+        let (changed, done) = self.block_apply(req, progress, Some(&before))?;
         let applied = t.elapsed();
         self.save_or_undo(|engine| engine.restore_members(before))?;
         tracing::debug!(
@@ -91,12 +91,16 @@ impl Daemon {
         Ok(changed)
     }
 
-    /// Checks and applies a block change to the policy and the kernel,
-    /// without saving it; also returns the log line that says what it did.
+    /// Checks and applies a block change to the policy and the kernel;
+    /// also returns the log line that says what it did. It is saved here
+    /// only when it is large and `before` (the memberships of its keys now)
+    /// is given (see [`Self::apply_storing`]); otherwise the caller saves
+    /// it.
     fn block_apply(
         &mut self,
         req: BlockAdd,
         progress: &mut dyn FnMut(usize, usize) -> bool,
+        before: Option<&[(RuleKey, Members)]>,
     ) -> Result<(Changed, String), ApiError> {
         let BlockAdd {
             prefixes,
@@ -162,21 +166,16 @@ impl Daemon {
         } else {
             OnConfigConflict::Refuse
         };
-        let r = match self
-            .engine
-            .block(entries, conflict, &mut |done| progress(done, total))
-        {
-            Err(EngineError::Policy(PolicyError::Cancelled)) => {
-                tracing::info!(
-                    "a change of {total} block entries was cancelled by its client before it \
-                     was complete; nothing was changed"
-                );
-                return Err(ApiError::new(
-                    ErrorKind::Cancelled,
-                    "cancelled by the client; nothing was changed",
-                ));
-            }
-            r => r.map_err(engine_error)?,
+        let progress = &mut |done| progress(done, total);
+        let storing = before.filter(|_| {
+            total >= STORE_ALONGSIDE_FROM && self.engine.policy().sole_memberships(&entries)
+        });
+        let r = match storing {
+            Some(before) => self.apply_storing(entries, conflict, before, progress)?,
+            None => self
+                .engine
+                .block(entries, conflict, progress)
+                .map_err(block_error)?,
         };
         let done = if import {
             format!(
@@ -196,6 +195,82 @@ impl Daemon {
             )
         };
         Ok((changed(r, notes), done))
+    }
+
+    /// Applies a large change whose entries are each their key's only
+    /// membership (an import), and saves it at the same time on a second
+    /// thread: its rows are known before it is applied. Either side that
+    /// fails is taken back with `before`, so that what the kernel enforces
+    /// is what was saved and acknowledged.
+    fn apply_storing(
+        &mut self,
+        entries: Vec<BlockEntry>,
+        conflict: OnConfigConflict,
+        before: &[(RuleKey, Members)],
+        progress: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<ChangeReport, ApiError> {
+        // What is not saved yet first: afterwards, the changes the policy
+        // records are this one's, which the second thread saves.
+        self.save().map_err(|e| {
+            ApiError::new(
+                ErrorKind::NotSaved,
+                format!("nothing was changed: the state could not be saved: {e:#}"),
+            )
+        })?;
+        let rows = crate::store::Store::sole_rows(self.engine.policy(), &entries);
+        let (engine, store) = (&mut self.engine, &mut self.store);
+        let (applied, stored) = std::thread::scope(|s| {
+            let writer = s.spawn(move || store.write_rows(rows));
+            let applied = engine.block(entries, conflict, progress);
+            let stored = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (applied, stored)
+        });
+        release_free_memory();
+        match (applied, stored) {
+            (Ok(r), Ok(())) => {
+                let _ = self.engine.take_policy_changes();
+                Ok(r)
+            }
+            (Ok(_), Err(e)) => {
+                let undo = self.engine.restore_members(before.to_vec());
+                // Nothing of the change reached the store.
+                let _ = self.engine.take_policy_changes();
+                let saving = format!("{e:#}");
+                match undo {
+                    Ok(()) => Err(ApiError::new(
+                        ErrorKind::NotSaved,
+                        format!("nothing was changed: the state could not be saved: {saving}"),
+                    )),
+                    Err(u) => {
+                        tracing::error!(
+                            "taking back a change that could not be saved failed: {u}; the \
+                             kernel holds it until the next restart"
+                        );
+                        Err(ApiError::new(
+                            ErrorKind::Internal,
+                            format!(
+                                "the state could not be saved ({saving}), and taking the change \
+                                 back out of the kernel failed too ({})",
+                                chain(&u)
+                            ),
+                        ))
+                    }
+                }
+            }
+            (Err(err), stored) => {
+                if stored.is_ok()
+                    && let Err(u) = self.store.write_members(before)
+                {
+                    tracing::error!(
+                        "the store holds a change that was not applied, and taking it back \
+                         failed: {u:#}; it would be loaded at the next start"
+                    );
+                }
+                Err(block_error(err))
+            }
+        }
     }
 
     /// Saves the state after a change already in the kernel; when saving
@@ -330,7 +405,7 @@ impl Daemon {
                 list: Some(list.clone()),
             };
             // Saved below, with the removals.
-            match self.block_apply(add, &mut |_, _| true) {
+            match self.block_apply(add, &mut |_, _| true, None) {
                 Ok((c, _)) => added = c,
                 Err(e) => return Err(e),
             }
@@ -764,6 +839,39 @@ fn unique(mut prefixes: Vec<Prefix>) -> Vec<Prefix> {
     prefixes.sort_unstable();
     prefixes.dedup();
     prefixes
+}
+
+/// Gives the memory a large change freed back to the system. The C
+/// allocator keeps what the second thread freed in that thread's arena,
+/// where a daemon holding a million entries would carry tens of megabytes
+/// it no longer uses.
+fn release_free_memory() {
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it
+    // takes the allocator's locks like any allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Changes of at least this many entries that can be saved while they are
+/// applied are (see `apply_storing`).
+const STORE_ALONGSIDE_FROM: usize = 16_384;
+
+/// The API error for a block change the engine refused.
+fn block_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::Policy(PolicyError::Cancelled) => {
+            tracing::info!(
+                "a change of block entries was cancelled by its client before it was complete; \
+                 nothing was changed"
+            );
+            ApiError::new(
+                ErrorKind::Cancelled,
+                "cancelled by the client; nothing was changed",
+            )
+        }
+        e => engine_error(e),
+    }
 }
 
 fn join(prefixes: &[Prefix]) -> String {
