@@ -22,7 +22,7 @@ use ironpost_core::{
 };
 use ironpost_detection::{Decision, Outcome, PacketDetector, Responder, Shield, response};
 use ironpost_ebpf_engine::{
-    Attachment, EbpfEngine, EngineConfig, TrafficStats, engine::now_ms, pin,
+    Attachment, EbpfEngine, EngineConfig, EngineError, Prepared, TrafficStats, engine::now_ms, pin,
 };
 use ironpost_policy::{BlockEntry, OnConfigConflict, Origin};
 use serde_json::{Value, json};
@@ -104,7 +104,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let legacy = (args.state_file.is_none()
         && cfg.daemon.state_file == Path::new(DEFAULT_STATE_FILE))
     .then_some(Path::new(LEGACY_STATE_FILE));
-    let (store, state) = Store::open(&state_file, legacy)?;
     let mut engine_cfg = EngineConfig::from_core(&cfg.ebpf).with_detection(&cfg.detection);
     if let Some(mode) = args.xdp_mode {
         engine_cfg.xdp_mode = mode;
@@ -142,6 +141,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     engine_cfg.pin_dir = pin_dir;
+    // The program loads on a second thread (the kernel's verifier takes
+    // about a second) while this one reads the store and rebuilds the
+    // policy from it; the policy is then written to the new maps at once.
+    let loading = {
+        let cfg = engine_cfg.clone();
+        std::thread::spawn(move || EbpfEngine::prepare(&cfg))
+    };
+    let (store, state) = Store::open(&state_file, legacy)?;
     let alerts = AlertSink::open(&cfg.detection)?;
     let mut builder = EbpfEngine::builder().config(engine_cfg);
     for iface in &interfaces {
@@ -181,7 +188,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         interface_losses: std::collections::BTreeMap::new(),
         alerts_by_severity: [0; 4],
     };
-    rt.block_on(daemon.serve(state, args.stats_interval))
+    rt.block_on(daemon.serve(state, loading, args.stats_interval))
 }
 
 /// Whether the host has a network interface of that name now.
@@ -312,7 +319,12 @@ impl AlertSink {
 }
 
 impl Daemon {
-    async fn serve(mut self, state: State, stats_interval: u64) -> anyhow::Result<()> {
+    async fn serve(
+        mut self,
+        state: State,
+        loading: std::thread::JoinHandle<Result<Prepared, EngineError>>,
+        stats_interval: u64,
+    ) -> anyhow::Result<()> {
         // Signals first, so a signal during start-up is not lost.
         let mut sigint =
             signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -320,8 +332,8 @@ impl Daemon {
             signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
 
-        // Policy before attaching: config, then what the last run saved.
-        self.engine.load()?;
+        // Policy before attaching: config, then what the last run saved,
+        // in memory while the program loads, then into its maps.
         self.engine.apply_config()?;
         {
             let mut state = state;
@@ -384,6 +396,10 @@ impl Daemon {
                     .context("updating the store")?;
             }
         }
+        let prepared = loading
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+        self.engine.install(prepared)?;
         self.engine.start().await?;
         let attachments: Vec<Attachment> = self.engine.attachments().to_vec();
 

@@ -155,6 +155,16 @@ impl std::fmt::Debug for EbpfEngine {
     }
 }
 
+/// A program and its maps loaded into the kernel, not yet the engine's
+/// (see [`EbpfEngine::prepare`]).
+pub struct Prepared(imp::Loaded);
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepared")
+    }
+}
+
 impl EbpfEngine {
     /// A builder.
     pub fn builder() -> EbpfEngineBuilder {
@@ -186,10 +196,30 @@ impl EbpfEngine {
     /// and writes the policy held so far to the maps.
     pub fn load(&mut self) -> Result<(), EngineError> {
         if self.inner.is_none() {
-            let mut loaded = imp::Loaded::load(&self.config)?;
-            self.policy.write_all(&mut loaded)?;
-            self.inner = Some(loaded);
+            let prepared = Self::prepare(&self.config)?;
+            self.install(prepared)?;
         }
+        Ok(())
+    }
+
+    /// Loads the program and its maps for `config` into the kernel, on any
+    /// thread: the kernel's verifier takes about a second, which a daemon
+    /// spends reading its saved policy meanwhile. [`EbpfEngine::install`]
+    /// takes the result.
+    pub fn prepare(config: &EngineConfig) -> Result<Prepared, EngineError> {
+        Ok(Prepared(imp::Loaded::load(config)?))
+    }
+
+    /// Takes a program loaded by [`EbpfEngine::prepare`] (for this
+    /// engine's configuration) and writes the policy held so far to its
+    /// maps.
+    pub fn install(&mut self, prepared: Prepared) -> Result<(), EngineError> {
+        if self.inner.is_some() {
+            return Ok(());
+        }
+        let mut loaded = prepared.0;
+        self.policy.write_all(&mut loaded)?;
+        self.inner = Some(loaded);
         Ok(())
     }
 

@@ -16,7 +16,9 @@ pub mod pin;
 pub mod stats;
 
 pub use config::{EngineConfig, RuleAction, XdpMode};
-pub use engine::{AttachedMode, Attachment, EbpfEngine, EbpfEngineBuilder, TestRunOutcome};
+pub use engine::{
+    AttachedMode, Attachment, EbpfEngine, EbpfEngineBuilder, Prepared, TestRunOutcome,
+};
 pub use error::EngineError;
 pub use ironpost_ebpf_common as common;
 pub use stats::{DetectTotals, ParseTotals, TrafficSnapshot, TrafficStats};

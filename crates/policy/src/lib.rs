@@ -667,18 +667,32 @@ impl Policy {
         // The summary first: a fresh map's bits are all clear.
         self.summary.forget_written();
         self.summary.settle(maps)?;
-        let keys: Vec<RuleKey> = self.blocks.iter().map(|(k, _)| *k).collect();
-        for key in &keys {
-            let else_action = if self.conditioned.contains(key) {
-                self.enclosing_action(key)
-            } else {
-                ACTION_NONE
+        let conditioned: Vec<RuleKey> = self.conditioned.iter().copied().collect();
+        for key in conditioned {
+            let else_action = self.enclosing_action(&key);
+            self.applied_else.insert(key, else_action);
+        }
+        // Many at a time, per map.
+        const CHUNK: usize = 8192;
+        let mut pending: Vec<(u32, Vec<(RuleKey, RuleValue)>)> = Vec::new();
+        for (key, _) in self.blocks.iter() {
+            let bit = rule_bit(key);
+            let at = match pending.iter().position(|(b, _)| *b == bit) {
+                Some(at) => at,
+                None => {
+                    pending.push((bit, Vec::with_capacity(CHUNK)));
+                    pending.len() - 1
+                }
             };
-            if self.conditioned.contains(key) {
-                self.applied_else.insert(*key, else_action);
+            let rules = &mut pending[at].1;
+            rules.push((*key, self.kernel_value(key).expect("a key of the table")));
+            if rules.len() == CHUNK {
+                maps.add_rules(rules).map_err(|(_, e)| e)?;
+                rules.clear();
             }
-            let v = self.kernel_value(key).expect("a key of the table");
-            maps.set_rule(key, &v, false)?;
+        }
+        for (_, rules) in &pending {
+            maps.add_rules(rules).map_err(|(_, e)| e)?;
         }
         for p in self.allow.keys() {
             maps.set_allow(p)?;
