@@ -701,6 +701,52 @@ fn list_prefixes(d: &Daemon, list: &str) -> Vec<String> {
 }
 
 #[test]
+fn a_configured_rule_over_a_listed_address_never_unblocks_it_when_it_goes() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let a = lab.peer_addr(0);
+    let cfg = TempFile::new("held.toml", "");
+    let run = {
+        let mut r = common::run_on(&lab).to_vec();
+        r.extend_from_slice(&["--config", cfg.path()]);
+        r
+    };
+    let d = Daemon::start(&run);
+    d.wait_for_stderr("ready:");
+    d.ok(&["block", "add", &a.to_string(), "--list", "feed"]);
+    assert_eq!(lab.ping(a, 1).unwrap(), 0);
+    // A rule that only watches the address takes it over: it passes.
+    std::fs::write(
+        cfg.path(),
+        format!("[[ebpf.rules]]\nid = \"watch\"\nsrc = \"{a}\"\naction = \"monitor\"\n"),
+    )
+    .unwrap();
+    d.ok(&["reload"]);
+    assert_eq!(
+        lab.ping(a, 2).unwrap(),
+        2,
+        "the rule decides while it is there"
+    );
+    let held = d.json(&["block", "list", "--list", "feed"]);
+    assert_eq!(held["entries"][0]["prefix"], a.to_string(), "{held}");
+    // It is saved: a restart keeps it beside the rule.
+    d.signal(libc::SIGTERM);
+    let (status, dir) = d.wait_keeping_dir();
+    assert!(status.success(), "{status}");
+    let d = Daemon::start_in(dir, &run);
+    d.wait_for_stderr("ready:");
+    assert_eq!(lab.ping(a, 1).unwrap(), 1);
+    // The rule goes: the feed's block is back in force.
+    std::fs::write(cfg.path(), "# no rules\n").unwrap();
+    d.ok(&["reload"]);
+    assert_eq!(lab.ping(a, 2).unwrap(), 0, "the feed's block again");
+    let row = find(&entries(&d), &a.to_string()).clone();
+    assert_eq!(row["list"], "feed", "{row}");
+}
+
+#[test]
 fn named_lists_keep_each_feeders_entries_apart() {
     if !kernel_tests_enabled() {
         return;

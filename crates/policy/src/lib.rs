@@ -1153,7 +1153,26 @@ impl Policy {
         )?;
         report.added += r.added;
         report.updated += r.updated;
+        // Memberships held under rules that leave take the kernel entry
+        // back: the strictest of those still in force.
+        let mut back = Vec::new();
+        let mut rest = Vec::new();
+        for key in &stale {
+            let held: Vec<BlockEntry> = self
+                .others
+                .remove(key)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.expires_ms.is_none_or(|t| t > now_ms))
+                .collect();
+            if !held.is_empty() {
+                let (winner, others) = lists::strictest(held);
+                back.push(winner);
+                rest.push((*key, others));
+            }
+        }
         report.removed += self.remove_blocks(&stale, true, maps.as_deref_mut())?.len();
+        self.apply_members(back, &[], rest, OnConfigConflict::Skip, maps.as_deref_mut())?;
         let allow_entries: Vec<AllowEntry> = allow
             .iter()
             .filter(|p| self.allow.get(p).is_none_or(|e| e.origin != Origin::Config))
@@ -1235,10 +1254,15 @@ impl Policy {
         Ok(())
     }
 
-    /// Adds or replaces an entry.
+    /// Adds or replaces an entry. A configured entry that replaces a
+    /// listed one holds it (and the key's other memberships) beside it.
     fn insert_entry(&mut self, e: BlockEntry) {
-        if self.blocks.contains_key(&e.key()) {
-            self.remove_entry(&e.key());
+        let key = e.key();
+        if let Some(old) = self.remove_entry(&key)
+            && e.origin == Origin::Config
+            && old.origin != Origin::Config
+        {
+            self.others.entry(key).or_default().insert(0, old);
         }
         self.track(&e);
         self.blocks.insert(e);
@@ -1248,11 +1272,6 @@ impl Policy {
     /// the table.
     fn track(&mut self, e: &BlockEntry) {
         let key = e.key();
-        // A configured rule owns its key: memberships of lists under it
-        // are gone, as a listed entry it replaces is.
-        if e.origin == Origin::Config && self.others.remove(&key).is_some() {
-            self.changes.blocks.push(key);
-        }
         if let Some(t) = e.expires_ms {
             self.expiries.insert((t, key));
         }
@@ -1664,6 +1683,71 @@ pub(crate) mod tests {
             .remove_blocks(&[(Direction::Src, p("10.9.9.9"))], false, Some(&mut m))
             .unwrap_err();
         assert!(err.to_string().contains("not in the block list"), "{err}");
+    }
+
+    #[test]
+    fn listed_memberships_wait_under_a_configured_rule_and_return_when_it_goes() {
+        let mut pol = Policy::new(100, 10);
+        let mut m = FakeMaps::default();
+        let k = (Direction::Src, p("192.0.2.7"));
+        let member = |list: &str, expires: Option<u64>| {
+            let mut e = manual("192.0.2.7");
+            e.list = ListName::parse(list).unwrap();
+            e.expires_ms = expires;
+            e
+        };
+        pol.upsert_members(
+            vec![member("feed", None)],
+            OnConfigConflict::Skip,
+            Some(&mut m),
+            &mut |_| true,
+        )
+        .unwrap();
+        // A rule for the address takes the kernel entry; the feed's
+        // membership waits beside it.
+        let r = rules("[[ebpf.rules]]\nid = \"r\"\nsrc = \"192.0.2.7\"\naction = \"monitor\"\n");
+        pol.set_config(&r, &[], 2, Some(&mut m)).unwrap();
+        assert_eq!(pol.block(&k).unwrap().origin, Origin::Config);
+        assert_eq!(m.rules[&k].action, ironpost_ebpf_common::ACTION_MONITOR);
+        assert_eq!(pol.members(&k), vec![member("feed", None)]);
+        // An import that meets the rule is held too, and counted as left to
+        // the configuration; a single add is refused.
+        let rep = pol
+            .upsert_members(
+                vec![member("other", Some(50))],
+                OnConfigConflict::Skip,
+                Some(&mut m),
+                &mut |_| true,
+            )
+            .unwrap();
+        assert_eq!(rep.skipped_config, 1);
+        let lists: Vec<String> = pol.lists_of(&k).iter().map(ToString::to_string).collect();
+        assert_eq!(lists, ["config", "feed", "other"]);
+        assert!(matches!(
+            pol.upsert_members(
+                vec![member("third", None)],
+                OnConfigConflict::Refuse,
+                Some(&mut m),
+                &mut |_| true
+            ),
+            Err(PolicyError::ConfigOwned(_))
+        ));
+        let feed = ListName::parse("feed").unwrap();
+        assert_eq!(pol.list_members(&feed, 3).count(), 1);
+        // The rule leaves: the strictest membership still in force (the
+        // feed's, which never expires) takes the key back.
+        pol.set_config(&[], &[], 3, Some(&mut m)).unwrap();
+        let back = pol.block(&k).unwrap();
+        assert_eq!((back.origin, back.list.as_str()), (Origin::Manual, "feed"));
+        assert_eq!(m.rules[&k].action, ironpost_ebpf_common::ACTION_DROP);
+        assert_eq!(pol.members(&k).len(), 2, "feed in force, other beside it");
+        // Taking a membership out while the rule holds the key leaves the
+        // kernel alone.
+        pol.set_config(&r, &[], 4, Some(&mut m)).unwrap();
+        let other = ListName::parse("other").unwrap();
+        pol.remove_members(&other, &[k], Some(&mut m)).unwrap();
+        assert_eq!(pol.members(&k), vec![member("feed", None)]);
+        assert_eq!(m.rules[&k].action, ironpost_ebpf_common::ACTION_MONITOR);
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //! in more than one list). Removing an address from one list leaves it
 //! blocked by the others; since the entry in the kernel always outlasts
 //! the rest, when it expires they have expired too.
+//!
+//! A configured rule owns its key in the kernel. The memberships of lists
+//! for that key (an import that meets it, or entries there before the rule
+//! was configured) are held beside it, all in `others`, and one of them
+//! takes the kernel entry back when the rule leaves the configuration.
 
 use std::{fmt, sync::Arc};
 
@@ -106,7 +111,7 @@ fn stricter(a: &BlockEntry, b: &BlockEntry) -> bool {
 }
 
 /// Splits `members` into the strictest and the rest (`members` not empty).
-fn strictest(mut members: Members) -> (BlockEntry, Members) {
+pub(crate) fn strictest(mut members: Members) -> (BlockEntry, Members) {
     let mut best = 0;
     for i in 1..members.len() {
         if stricter(&members[i], &members[best]) {
@@ -119,15 +124,15 @@ fn strictest(mut members: Members) -> (BlockEntry, Members) {
 
 impl Policy {
     /// Every membership of `key`, the kernel's entry first (empty when the
-    /// key is not blocked, or set by the configuration).
+    /// key is not blocked; under a configured rule, the memberships held
+    /// beside it).
     pub fn members(&self, key: &RuleKey) -> Members {
-        let Some(e) = self
-            .blocks
-            .get(key)
-            .filter(|e| e.origin() != Origin::Config)
-        else {
+        let Some(e) = self.blocks.get(key) else {
             return Vec::new();
         };
+        if e.origin() == Origin::Config {
+            return self.others.get(key).cloned().unwrap_or_default();
+        }
         let mut all = vec![e.entry(key)];
         if let Some(o) = self.others.get(key) {
             all.extend(o.iter().cloned());
@@ -212,10 +217,29 @@ impl Policy {
             let key = e.key();
             let alone = match self.blocks.get(&key) {
                 None => true,
-                Some(cur) => cur.origin() == Origin::Config || cur.list() == &e.list,
+                Some(cur) => cur.origin() != Origin::Config && cur.list() == &e.list,
             };
             alone && !self.others.contains_key(&key)
         })
+    }
+
+    /// Whether `e` is a listed entry for a key a configured rule holds.
+    fn under_config(&self, e: &BlockEntry) -> bool {
+        e.origin != Origin::Config && self.configured.contains(&e.key())
+    }
+
+    /// Holds listed entries under the configured rules of their keys
+    /// (replacing a membership of the same list).
+    fn hold_under_config(&mut self, entries: Vec<BlockEntry>) {
+        for e in entries {
+            let key = e.key();
+            let held = self.others.entry(key).or_default();
+            match held.iter_mut().find(|m| m.list == e.list) {
+                Some(m) => *m = e,
+                None => held.push(e),
+            }
+            self.changes.blocks.push(key);
+        }
     }
 
     /// Adds or updates memberships: each entry in its own list. The kernel
@@ -223,6 +247,39 @@ impl Policy {
     /// [`Policy::upsert_blocks`], whose conflict rule and progress it
     /// follows; `added` counts new memberships, `updated` changed ones.
     pub fn upsert_members(
+        &mut self,
+        entries: Vec<BlockEntry>,
+        on_conflict: OnConfigConflict,
+        maps: Option<&mut (dyn PolicyMaps + '_)>,
+        progress: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<ChangeReport, PolicyError> {
+        // Entries for keys a configured rule holds change nothing in the
+        // kernel: refused, or held beside the rule (see the module comment).
+        let (held, entries): (Vec<BlockEntry>, Vec<BlockEntry>) =
+            entries.into_iter().partition(|e| self.under_config(e));
+        if let Some(e) = held.first()
+            && on_conflict == OnConfigConflict::Refuse
+        {
+            let id = self
+                .blocks
+                .get(&e.key())
+                .and_then(|c| c.id())
+                .unwrap_or("?");
+            return Err(PolicyError::ConfigOwned(format!(
+                "{} {} is set by config rule \"{id}\"; change the configuration instead; \
+                 nothing was changed",
+                e.direction, e.prefix
+            )));
+        }
+        let mut r = self.upsert_listed(entries, on_conflict, maps, progress)?;
+        r.skipped_config += held.len();
+        self.hold_under_config(held);
+        Ok(r)
+    }
+
+    /// [`Policy::upsert_members`] of entries for keys no configured rule
+    /// holds.
+    fn upsert_listed(
         &mut self,
         entries: Vec<BlockEntry>,
         on_conflict: OnConfigConflict,
@@ -298,6 +355,7 @@ impl Policy {
         maps: Option<&mut (dyn PolicyMaps + '_)>,
     ) -> Result<Vec<BlockEntry>, PolicyError> {
         let mut seen = std::collections::HashSet::new();
+        let mut held_gone = Vec::new();
         let mut promote = Vec::new();
         let mut delete = Vec::new();
         let mut rest: Vec<(RuleKey, Members)> = Vec::new();
@@ -309,6 +367,16 @@ impl Policy {
             if let Some(e) = self.blocks.get(key)
                 && e.origin() == Origin::Config
             {
+                // A membership held under the rule goes without touching
+                // the kernel.
+                if let Some(i) = self
+                    .others
+                    .get(key)
+                    .and_then(|held| held.iter().position(|m| &m.list == list))
+                {
+                    held_gone.push((*key, i));
+                    continue;
+                }
                 return Err(PolicyError::ConfigOwned(format!(
                     "{} {} is set by config rule \"{}\"; remove it from the configuration \
                      and reload",
@@ -344,12 +412,21 @@ impl Policy {
             removed.push(gone);
         }
         self.apply_members(promote, &delete, rest, OnConfigConflict::Refuse, maps)?;
+        for (key, i) in held_gone {
+            if let Some(held) = self.others.get_mut(&key) {
+                removed.push(held.remove(i));
+                if held.is_empty() {
+                    self.others.remove(&key);
+                }
+                self.changes.blocks.push(key);
+            }
+        }
         Ok(removed)
     }
 
     /// Writes the new entries in force, removes the keys left in no list,
     /// then records the other memberships.
-    fn apply_members(
+    pub(crate) fn apply_members(
         &mut self,
         write: Vec<BlockEntry>,
         delete: &[RuleKey],
@@ -378,6 +455,15 @@ impl Policy {
         let mut delete = Vec::new();
         let mut rest = Vec::new();
         for (key, members) in snapshot {
+            // Under a configured rule, memberships are held beside it.
+            if self
+                .blocks
+                .get(&key)
+                .is_some_and(|e| e.origin() == Origin::Config)
+            {
+                self.set_others(key, members);
+                continue;
+            }
             if members.is_empty() {
                 if self
                     .blocks
