@@ -1154,25 +1154,34 @@ impl Policy {
         report.added += r.added;
         report.updated += r.updated;
         // Memberships held under rules that leave take the kernel entry
-        // back: the strictest of those still in force.
+        // back (the strictest of those still in force), written over the
+        // rule's so the address is never unblocked in between.
         let mut back = Vec::new();
         let mut rest = Vec::new();
+        let mut gone = Vec::new();
         for key in &stale {
             let held: Vec<BlockEntry> = self
                 .others
-                .remove(key)
-                .unwrap_or_default()
+                .get(key)
                 .into_iter()
+                .flatten()
                 .filter(|m| m.expires_ms.is_none_or(|t| t > now_ms))
+                .cloned()
                 .collect();
-            if !held.is_empty() {
+            if held.is_empty() {
+                gone.push(*key);
+            } else {
                 let (winner, others) = lists::strictest(held);
                 back.push(winner);
                 rest.push((*key, others));
             }
         }
-        report.removed += self.remove_blocks(&stale, true, maps.as_deref_mut())?.len();
-        self.apply_members(back, &[], rest, OnConfigConflict::Skip, maps.as_deref_mut())?;
+        report.removed += self.remove_blocks(&gone, true, maps.as_deref_mut())?.len();
+        self.take_back(back, maps.as_deref_mut())?;
+        report.removed += rest.len();
+        for (key, others) in rest {
+            self.set_others(key, others);
+        }
         let allow_entries: Vec<AllowEntry> = allow
             .iter()
             .filter(|p| self.allow.get(p).is_none_or(|e| e.origin != Origin::Config))
@@ -1188,6 +1197,45 @@ impl Policy {
         report.updated += r.updated;
         report.removed += self.remove_allow(&stale_allow, true, maps)?.len();
         Ok(report)
+    }
+
+    /// Replaces configured entries by listed ones for the same keys, each
+    /// written over the other in the kernel. All or nothing.
+    fn take_back(
+        &mut self,
+        entries: Vec<BlockEntry>,
+        maps: Option<&mut (dyn PolicyMaps + '_)>,
+    ) -> Result<(), PolicyError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut journal = Journal {
+            maps,
+            undo: Vec::new(),
+        };
+        let mut written_else = Vec::new();
+        for e in &entries {
+            let key = e.key();
+            let else_action = if e.condition.is_some() {
+                let a = self.enclosing_action(&key);
+                written_else.push((key, a));
+                a
+            } else {
+                ACTION_NONE
+            };
+            if let Err(err) = journal.set_rule(&key, self.kernel_value(&key), e.value(else_action))
+            {
+                journal.rollback();
+                return Err(err);
+            }
+        }
+        let mut maps = journal.maps.take();
+        for e in entries {
+            self.insert_entry(e);
+        }
+        self.applied_else.extend(written_else);
+        self.refresh_else(maps.as_deref_mut());
+        self.write_flags(maps)
     }
 
     fn set_port_rules(
@@ -1376,6 +1424,8 @@ pub(crate) mod tests {
         pub(crate) summary: HashMap<u32, u64>,
         writes: usize,
         fail_at: Option<usize>,
+        /// Every key removed, in order.
+        deleted: Vec<RuleKey>,
     }
 
     impl FakeMaps {
@@ -1400,6 +1450,7 @@ pub(crate) mod tests {
         fn del_rule(&mut self, key: &RuleKey) -> Result<(), PolicyError> {
             self.tick()?;
             self.rules.remove(key);
+            self.deleted.push(*key);
             Ok(())
         }
         fn set_allow(&mut self, p: &Prefix) -> Result<(), PolicyError> {
@@ -1737,6 +1788,7 @@ pub(crate) mod tests {
         // The rule leaves: the strictest membership still in force (the
         // feed's, which never expires) takes the key back.
         pol.set_config(&[], &[], 3, Some(&mut m)).unwrap();
+        assert!(!m.deleted.contains(&k), "written over, never removed");
         let back = pol.block(&k).unwrap();
         assert_eq!((back.origin, back.list.as_str()), (Origin::Manual, "feed"));
         assert_eq!(m.rules[&k].action, ironpost_ebpf_common::ACTION_DROP);

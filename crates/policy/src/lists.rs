@@ -426,7 +426,7 @@ impl Policy {
 
     /// Writes the new entries in force, removes the keys left in no list,
     /// then records the other memberships.
-    pub(crate) fn apply_members(
+    fn apply_members(
         &mut self,
         write: Vec<BlockEntry>,
         delete: &[RuleKey],
@@ -483,7 +483,7 @@ impl Policy {
         self.apply_members(write, &delete, rest, OnConfigConflict::Skip, maps)
     }
 
-    fn set_others(&mut self, key: RuleKey, others: Members) {
+    pub(crate) fn set_others(&mut self, key: RuleKey, others: Members) {
         let changed = if others.is_empty() {
             self.others.remove(&key).is_some()
         } else {
