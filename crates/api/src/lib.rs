@@ -9,9 +9,11 @@
 #![deny(missing_docs)]
 
 mod error;
+mod status;
 mod types;
 
 pub use error::{ApiError, ErrorKind, exit};
+pub use status::*;
 pub use types::*;
 
 /// The API's paths.
@@ -36,7 +38,7 @@ pub mod path {
     pub const ALLOW: &str = "/v1/allow";
     /// `GET`: counters and rates (the stats line's JSON object).
     pub const STATS: &str = "/v1/stats";
-    /// `GET`: the daemon's status (JSON object).
+    /// `GET`: the daemon's status ([`crate::Status`]).
     pub const STATUS: &str = "/v1/status";
     /// `POST`: re-read the configuration file ([`crate::Changed`]).
     pub const RELOAD: &str = "/v1/reload";

@@ -5,13 +5,14 @@
 //! configuration.
 
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     io::{self, Write},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
+use ironpost_api::{ClassLine, EventCounts, KernelDetection, StatsLine};
 use ironpost_core::{
     Alert, AlertAction, Direction, IronpostConfig, PacketEvent, Pipeline, Prefix, RuleAction,
     Signal,
@@ -905,7 +906,7 @@ fn traffic(condition: Option<&ironpost_core::Condition>) -> String {
     condition.map_or_else(|| "all".to_owned(), ToString::to_string)
 }
 
-fn emit(out: &mut impl Write, line: &Value) -> io::Result<()> {
+fn emit(out: &mut impl Write, line: &impl serde::Serialize) -> io::Result<()> {
     serde_json::to_writer(&mut *out, line)?;
     out.write_all(b"\n")?;
     out.flush()
@@ -920,27 +921,58 @@ fn event_line(ev: &PacketEvent) -> Value {
 }
 
 /// A stats line: per-class counters and rates, and where they come from.
-pub fn stats_line(atts: &[Attachment], st: &TrafficStats, last: bool) -> Value {
+pub fn stats_line(atts: &[Attachment], st: &TrafficStats, last: bool) -> StatsLine {
     let first = atts.first();
-    let mut v = json!({
-        "type": "stats",
-        "time": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-        "interface": first.map(|a| a.interface.clone()),
-        "interfaces": atts.iter().map(|a| a.interface.clone()).collect::<Vec<_>>(),
-        "xdp_mode": first.map(|a| a.mode),
-        "program_id": first.map(|a| a.program_id),
-        "events": st.events(),
-    });
-    if let Value::Object(map) = &mut v {
-        for (name, m) in st.by_name() {
-            map.insert(name.into(), serde_json::to_value(m).unwrap_or(Value::Null));
-        }
-        map.insert("events_lost".into(), json!(st.events().lost()));
-        map.insert("detection".into(), json!(st.detect()));
-        map.insert("parse".into(), json!(st.parse()));
-        if last {
-            map.insert("final".into(), json!(true));
-        }
+    let events = st.events();
+    let detect = st.detect();
+    let mut classes: BTreeMap<&str, ClassLine> = st
+        .by_name()
+        .map(|(name, m)| {
+            (
+                name,
+                ClassLine {
+                    packets: m.packets,
+                    bytes: m.bytes,
+                    drops: m.drops,
+                    pps: m.pps,
+                    bps: m.bps,
+                    dps: m.dps,
+                },
+            )
+        })
+        .collect();
+    let mut class = |name: &str| classes.remove(name).unwrap_or_default();
+    StatsLine {
+        kind: "stats".into(),
+        time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        interface: first.map(|a| a.interface.clone()),
+        interfaces: atts.iter().map(|a| a.interface.clone()).collect(),
+        xdp_mode: first.map(|a| a.mode.as_str().to_owned()),
+        program_id: first.map(|a| a.program_id),
+        events: EventCounts {
+            delivered: events.delivered,
+            lost_ring_full: events.lost_ring_full,
+            lost_budget: events.lost_budget,
+        },
+        events_lost: events.lost(),
+        tcp: class("tcp"),
+        udp: class("udp"),
+        icmp: class("icmp"),
+        other: class("other"),
+        total: class("total"),
+        detection: KernelDetection {
+            sources_new: detect.sources_new,
+            targets_new: detect.targets_new,
+            signals: detect.signals,
+            signals_lost: detect.signals_lost,
+            sources_deferred: detect.sources_deferred,
+            admit_over_budget: detect.admit_over_budget,
+        },
+        parse: st
+            .parse()
+            .named()
+            .map(|(name, n)| (name.to_owned(), n))
+            .collect(),
+        last,
     }
-    v
 }

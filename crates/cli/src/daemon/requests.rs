@@ -5,8 +5,9 @@
 use std::{collections::HashMap, net::IpAddr, time::Instant};
 
 use ironpost_api::{
-    AllowAdd, AllowRow, ApiError, BlockAdd, BlockFlush, BlockRow, BlockShow, BlockSync, Changed,
-    ErrorKind, PortRuleRow,
+    AbsentInterface, AllowAdd, AllowRow, ApiError, BlockAdd, BlockFlush, BlockRow, BlockShow,
+    BlockSync, Changed, DetectionStatus, DetectorAlerts, Detectors, ErrorKind, EventCounts,
+    InterfaceStatus, KernelDetection, MapFill, PortRuleRow, Response, StatsLine, Status,
 };
 use ironpost_core::{Direction, IronpostConfig, MAX_TTL_SECS, Prefix, RuleAction, printable};
 use ironpost_ebpf_engine::{EbpfEngine, EngineConfig, EngineError, engine::now_ms};
@@ -14,7 +15,6 @@ use ironpost_policy::{
     AllowEntry, BlockEntry, ChangeReport, ListName, Members, OnConfigConflict, Origin, PolicyError,
     RuleKey,
 };
-use serde_json::{Value, json};
 
 use super::{AlertSink, Daemon, check_interface_exists, stats_line};
 
@@ -668,42 +668,119 @@ impl Daemon {
     }
 
     /// Counters and rates over the last second.
-    pub(crate) fn stats(&self) -> Value {
+    pub(crate) fn stats(&self) -> StatsLine {
         stats_line(self.engine.attachments(), &self.live, false)
     }
 
     /// The daemon's status.
-    pub(crate) fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Status {
         let events = self.live.events();
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "pid": std::process::id(),
-            "uptime_secs": self.started.elapsed().as_secs(),
-            "interfaces": self.engine.attachments(),
-            "absent_interfaces": self.absent.values().collect::<Vec<_>>(),
-            "on_exit": match self.on_exit {
+        let fill = self.engine.policy().fill_levels();
+        let kernel = self.live.detect();
+        let detected = self.detector.counts();
+        let response = self.responder.counts();
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            interfaces: self
+                .engine
+                .attachments()
+                .iter()
+                .map(|a| InterfaceStatus {
+                    interface: a.interface.clone(),
+                    ifindex: a.ifindex,
+                    mode: a.mode.as_str().to_owned(),
+                    program_id: a.program_id,
+                    pinned: a.pinned.clone(),
+                })
+                .collect(),
+            absent_interfaces: self
+                .absent
+                .values()
+                .map(|a| AbsentInterface {
+                    interface: a.interface.clone(),
+                    since: a.since.clone(),
+                    last_ifindex: a.last_ifindex,
+                    reason: a.reason.clone(),
+                })
+                .collect(),
+            on_exit: match self.on_exit {
                 ironpost_core::config::OnExit::Keep => "keep",
                 ironpost_core::config::OnExit::Detach => "detach",
+            }
+            .to_owned(),
+            program_id: self.engine.attachment().map(|a| a.program_id),
+            maps: MapFill {
+                blocks: fill.blocks,
+                blocks_capacity: fill.blocks_capacity,
+                allow: fill.allow,
+                allow_capacity: fill.allow_capacity,
+                port_rules: fill.port_rules,
+                port_rules_capacity: fill.port_rules_capacity,
+                by_map: fill
+                    .by_map
+                    .iter()
+                    .map(|(name, n)| ((*name).to_owned(), *n))
+                    .collect(),
             },
-            "program_id": self.engine.attachment().map(|a| a.program_id),
-            "maps": self.engine.policy().fill_levels(),
-            "events": events,
-            "events_lost": events.lost(),
-            "output_lines_dropped": self.output_dropped,
-            "metrics": self.metrics_addr.map(|a| format!("http://{a}/metrics")),
-            "parse": self.live.parse(),
-            "detection": {
-                "enabled": self.detection.enabled,
-                "kernel": self.live.detect(),
-                "detectors": self.detector.counts(),
-                "response": self.responder.counts(),
-                "dry_run": self.responder.config().dry_run,
-                "auto_block": self.responder.config().auto_block,
+            events: EventCounts {
+                delivered: events.delivered,
+                lost_ring_full: events.lost_ring_full,
+                lost_budget: events.lost_budget,
             },
-            "config": self.config_path,
-            "state_file": self.state_file,
-            "socket": self.socket,
-        })
+            events_lost: events.lost(),
+            output_lines_dropped: self.output_dropped,
+            metrics: self.metrics_addr.map(|a| format!("http://{a}/metrics")),
+            parse: self
+                .live
+                .parse()
+                .named()
+                .map(|(name, n)| (name.to_owned(), n))
+                .collect(),
+            detection: DetectionStatus {
+                enabled: self.detection.enabled,
+                kernel: KernelDetection {
+                    sources_new: kernel.sources_new,
+                    targets_new: kernel.targets_new,
+                    signals: kernel.signals,
+                    signals_lost: kernel.signals_lost,
+                    sources_deferred: kernel.sources_deferred,
+                    admit_over_budget: kernel.admit_over_budget,
+                },
+                detectors: Detectors {
+                    signals: detected.signals,
+                    ignored: detected.ignored,
+                    detectors: detected
+                        .detectors
+                        .iter()
+                        .map(|(kind, c)| {
+                            (
+                                kind.as_str().to_owned(),
+                                DetectorAlerts {
+                                    alerts: c.alerts,
+                                    repeats: c.repeats,
+                                },
+                            )
+                        })
+                        .collect(),
+                    evicted: detected.evicted,
+                    tracked: detected.tracked,
+                },
+                response: Response {
+                    blocked: response.blocked,
+                    dry_run: response.dry_run,
+                    skipped: response.skipped,
+                    capped: response.capped,
+                    offenders: response.offenders,
+                },
+                dry_run: self.responder.config().dry_run,
+                auto_block: self.responder.config().auto_block,
+            },
+            config: self.config_path.clone(),
+            state_file: self.state_file.clone(),
+            socket: self.socket.clone(),
+        }
     }
 
     /// Re-reads the configuration. A bad file, or one that needs a
