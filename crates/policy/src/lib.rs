@@ -267,6 +267,37 @@ pub trait PolicyMaps {
     fn set_summary(&mut self, word: u32, bits: u64) -> Result<(), PolicyError>;
 }
 
+/// New block entries waiting to be written, per kernel map (by flag bit),
+/// handed out [`PerMap::CHUNK`] at a time: one `bpf()` call each.
+#[derive(Default)]
+struct PerMap(Vec<(u32, Vec<(RuleKey, RuleValue)>)>);
+
+impl PerMap {
+    /// Entries per write.
+    const CHUNK: usize = 8192;
+
+    /// Adds an entry; its map's entries when they fill a chunk (to be
+    /// written and cleared).
+    fn push(&mut self, key: RuleKey, value: RuleValue) -> Option<&mut Vec<(RuleKey, RuleValue)>> {
+        let bit = rule_bit(&key);
+        let at = match self.0.iter().position(|(b, _)| *b == bit) {
+            Some(at) => at,
+            None => {
+                self.0.push((bit, Vec::with_capacity(Self::CHUNK)));
+                self.0.len() - 1
+            }
+        };
+        let rules = &mut self.0[at].1;
+        rules.push((key, value));
+        (rules.len() == Self::CHUNK).then_some(rules)
+    }
+
+    /// What is left, per map.
+    fn rest(&self) -> impl Iterator<Item = &[(RuleKey, RuleValue)]> {
+        self.0.iter().map(|(_, rules)| rules.as_slice())
+    }
+}
+
 /// A map write and how to undo it.
 enum Undo {
     Rule(RuleKey, Option<RuleValue>),
@@ -673,25 +704,15 @@ impl Policy {
             self.applied_else.insert(key, else_action);
         }
         // Many at a time, per map.
-        const CHUNK: usize = 8192;
-        let mut pending: Vec<(u32, Vec<(RuleKey, RuleValue)>)> = Vec::new();
+        let mut pending = PerMap::default();
         for (key, _) in self.blocks.iter() {
-            let bit = rule_bit(key);
-            let at = match pending.iter().position(|(b, _)| *b == bit) {
-                Some(at) => at,
-                None => {
-                    pending.push((bit, Vec::with_capacity(CHUNK)));
-                    pending.len() - 1
-                }
-            };
-            let rules = &mut pending[at].1;
-            rules.push((*key, self.kernel_value(key).expect("a key of the table")));
-            if rules.len() == CHUNK {
-                maps.add_rules(rules).map_err(|(_, e)| e)?;
-                rules.clear();
+            let value = self.kernel_value(key).expect("a key of the table");
+            if let Some(full) = pending.push(*key, value) {
+                maps.add_rules(full).map_err(|(_, e)| e)?;
+                full.clear();
             }
         }
-        for (_, rules) in &pending {
+        for rules in pending.rest() {
             maps.add_rules(rules).map_err(|(_, e)| e)?;
         }
         for p in self.allow.keys() {
@@ -835,10 +856,8 @@ impl Policy {
         batch: &[(RuleKey, u32, bool)],
         progress: &mut dyn FnMut(usize) -> bool,
     ) -> Result<Vec<(RuleKey, u8)>, PolicyError> {
-        const CHUNK: usize = 8192;
         let mut written_else = Vec::new();
-        // New entries waiting to be written, per map (by flag bit).
-        let mut pending: Vec<(u32, Vec<(RuleKey, RuleValue)>)> = Vec::new();
+        let mut pending = PerMap::default();
         let (mut done, mut reported) = (0usize, 0usize);
         for (key, i, is_new) in batch {
             let e = &entries[*i as usize];
@@ -851,33 +870,23 @@ impl Policy {
             };
             let value = e.value(else_action);
             if *is_new {
-                let bit = rule_bit(key);
-                let at = match pending.iter().position(|(b, _)| *b == bit) {
-                    Some(at) => at,
-                    None => {
-                        pending.push((bit, Vec::with_capacity(CHUNK)));
-                        pending.len() - 1
-                    }
-                };
-                let rules = &mut pending[at].1;
-                rules.push((*key, value));
-                if rules.len() == CHUNK {
-                    journal.add_rules(rules)?;
-                    done += rules.len();
-                    rules.clear();
+                if let Some(full) = pending.push(*key, value) {
+                    journal.add_rules(full)?;
+                    done += full.len();
+                    full.clear();
                 }
             } else {
                 journal.set_rule(key, self.kernel_value(key), value)?;
                 done += 1;
             }
-            if done >= reported + CHUNK {
+            if done >= reported + PerMap::CHUNK {
                 reported = done;
                 if !progress(done) {
                     return Err(PolicyError::Cancelled);
                 }
             }
         }
-        for (_, rules) in &pending {
+        for rules in pending.rest() {
             journal.add_rules(rules)?;
             done += rules.len();
         }
