@@ -336,6 +336,37 @@ fn a_client_that_goes_away_cancels_its_import() {
 }
 
 #[test]
+fn an_import_larger_than_the_block_list_is_refused_and_never_saved() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let (d, cfg) = start_on_lab(
+        &lab,
+        "too-big.toml",
+        "[ebpf]\nblocklist_max_entries = 20000\n",
+    );
+    let body = import_body(30_000, u32::from(std::net::Ipv4Addr::new(20, 0, 0, 0)));
+    let (code, answer) = raw_request(&d.socket(), "POST", "/v1/blocks", &body);
+    assert_eq!(code, 507, "{answer}");
+    assert_eq!(answer["kind"], "capacity", "{answer}");
+    assert!(
+        answer.to_string().contains("nothing was changed"),
+        "{answer}"
+    );
+    assert_eq!(d.json(&["status"])["maps"]["blocks"], 0);
+    // Nothing of it reached the store either.
+    d.signal(libc::SIGTERM);
+    let (status, dir) = d.wait_keeping_dir();
+    assert!(status.success(), "{status}");
+    let mut args = run_on(&lab).to_vec();
+    args.extend_from_slice(&["-c", cfg.path()]);
+    let d = Daemon::start_in(dir, &args);
+    let restored = d.wait_for_stderr("restored");
+    assert!(restored.contains("restored 0 blocks"), "{restored}");
+}
+
+#[test]
 fn sighup_on_an_empty_config_keeps_every_rule() {
     if !kernel_tests_enabled() {
         return;

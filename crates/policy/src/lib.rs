@@ -617,6 +617,11 @@ impl Policy {
         self.autos.iter().map(|(_, k)| *k)
     }
 
+    /// Whether a block entry has this key.
+    pub fn has_block(&self, key: &RuleKey) -> bool {
+        self.blocks.contains_key(key)
+    }
+
     /// The block entry with this key.
     pub fn block(&self, key: &RuleKey) -> Option<BlockEntry> {
         self.blocks.get(key).map(|s| s.entry(key))

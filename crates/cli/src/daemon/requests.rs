@@ -168,7 +168,18 @@ impl Daemon {
         };
         let progress = &mut |done| progress(done, total);
         let storing = before.filter(|_| {
-            total >= STORE_ALONGSIDE_FROM && self.engine.policy().sole_memberships(&entries)
+            let policy = self.engine.policy();
+            // A change the block list cannot take is refused by the policy
+            // before anything is written: not worth saving first.
+            let fill = policy.fill_levels();
+            let fits = || {
+                let new = entries
+                    .iter()
+                    .filter(|e| !policy.has_block(&e.key()))
+                    .count();
+                fill.blocks + new <= fill.blocks_capacity
+            };
+            total >= STORE_ALONGSIDE_FROM && policy.sole_memberships(&entries) && fits()
         });
         let r = match storing {
             Some(before) => self.apply_storing(entries, conflict, before, progress)?,
