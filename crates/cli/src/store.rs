@@ -694,6 +694,8 @@ mod tests {
             members
         );
         assert!(decode_members(&key, b"\x01").is_err());
+        // A row that claims 2^35 memberships is an error, not an allocation.
+        assert!(decode_members(&key, &[0xff, 0xff, 0xff, 0xff, 0x7f]).is_err());
         assert!(decode_members(&[9u8; 19], &encode_members(&members)).is_err());
     }
 

@@ -267,6 +267,11 @@ pub trait PolicyMaps {
     fn set_summary(&mut self, word: u32, bits: u64) -> Result<(), PolicyError>;
 }
 
+/// What to do instead of adding or updating a configured entry.
+const CHANGE_CONFIG: &str = "change the configuration instead; nothing was changed";
+/// What to do instead of removing a configured entry.
+const REMOVE_FROM_CONFIG: &str = "remove it from the configuration and reload";
+
 /// New block entries waiting to be written, per kernel map (by flag bit),
 /// handed out [`PerMap::CHUNK`] at a time: one `bpf()` call each.
 #[derive(Default)]
@@ -617,11 +622,6 @@ impl Policy {
         self.autos.iter().map(|(_, k)| *k)
     }
 
-    /// Whether a block entry has this key.
-    pub fn has_block(&self, key: &RuleKey) -> bool {
-        self.blocks.contains_key(key)
-    }
-
     /// The block entry with this key.
     pub fn block(&self, key: &RuleKey) -> Option<BlockEntry> {
         self.blocks.get(key).map(|s| s.entry(key))
@@ -773,13 +773,7 @@ impl Policy {
                 {
                     match on_conflict {
                         OnConfigConflict::Refuse => {
-                            return Err(PolicyError::ConfigOwned(format!(
-                                "{} {} is set by config rule \"{}\"; change the configuration \
-                                 instead; nothing was changed",
-                                key.0,
-                                key.1,
-                                existing.id().unwrap_or("?")
-                            )));
+                            return Err(self.config_owned(&key, CHANGE_CONFIG));
                         }
                         OnConfigConflict::Skip => {
                             report.skipped_config += 1;
@@ -919,13 +913,7 @@ impl Policy {
                     )));
                 }
                 Some(e) if e.origin() == Origin::Config && !allow_config => {
-                    return Err(PolicyError::ConfigOwned(format!(
-                        "{} {} is set by config rule \"{}\"; remove it from the configuration \
-                         and reload",
-                        key.0,
-                        key.1,
-                        e.id().unwrap_or("?")
-                    )));
+                    return Err(self.config_owned(key, REMOVE_FROM_CONFIG));
                 }
                 Some(_) => {
                     seen.insert(*key);
@@ -1211,6 +1199,16 @@ impl Policy {
         report.updated += r.updated;
         report.removed += self.remove_allow(&stale_allow, true, maps)?.len();
         Ok(report)
+    }
+
+    /// The error for a change to `key`, which a configured rule holds;
+    /// `remedy` says what to do instead.
+    fn config_owned(&self, key: &RuleKey, remedy: &str) -> PolicyError {
+        let id = self.blocks.get(key).and_then(|e| e.id()).unwrap_or("?");
+        PolicyError::ConfigOwned(format!(
+            "{} {} is set by config rule \"{id}\"; {remedy}",
+            key.0, key.1
+        ))
     }
 
     /// Replaces configured entries by listed ones for the same keys, each

@@ -207,20 +207,33 @@ impl Policy {
     /// the configuration, which keeps it). The stored memberships of such
     /// a change are the entries themselves.
     pub fn sole_memberships(&self, entries: &[BlockEntry]) -> bool {
+        self.sole_change(entries).is_some()
+    }
+
+    /// As [`Policy::sole_memberships`]; when they are, also how many of
+    /// their keys are new to the block list.
+    pub fn sole_change(&self, entries: &[BlockEntry]) -> Option<usize> {
         let mut keys: Vec<RuleKey> = entries.iter().map(BlockEntry::key).collect();
         keys.sort_unstable();
         if keys.windows(2).any(|w| w[0] == w[1]) {
-            return false;
+            return None;
         }
         drop(keys);
-        entries.iter().all(|e| {
+        let mut new = 0;
+        for e in entries {
             let key = e.key();
-            let alone = match self.blocks.get(&key) {
-                None => true,
-                Some(cur) => cur.origin() != Origin::Config && cur.list() == &e.list,
-            };
-            alone && !self.others.contains_key(&key)
-        })
+            match self.blocks.get(&key) {
+                None => new += 1,
+                Some(cur) if cur.origin() == Origin::Config || cur.list() != &e.list => {
+                    return None;
+                }
+                Some(_) => {}
+            }
+            if self.others.contains_key(&key) {
+                return None;
+            }
+        }
+        Some(new)
     }
 
     /// Whether `e` is a listed entry for a key a configured rule holds.
@@ -260,16 +273,7 @@ impl Policy {
         if let Some(e) = held.first()
             && on_conflict == OnConfigConflict::Refuse
         {
-            let id = self
-                .blocks
-                .get(&e.key())
-                .and_then(|c| c.id())
-                .unwrap_or("?");
-            return Err(PolicyError::ConfigOwned(format!(
-                "{} {} is set by config rule \"{id}\"; change the configuration instead; \
-                 nothing was changed",
-                e.direction, e.prefix
-            )));
+            return Err(self.config_owned(&e.key(), crate::CHANGE_CONFIG));
         }
         let mut r = self.upsert_listed(entries, on_conflict, maps, progress)?;
         r.skipped_config += held.len();
@@ -377,13 +381,7 @@ impl Policy {
                     held_gone.push((*key, i));
                     continue;
                 }
-                return Err(PolicyError::ConfigOwned(format!(
-                    "{} {} is set by config rule \"{}\"; remove it from the configuration \
-                     and reload",
-                    key.0,
-                    key.1,
-                    e.id().unwrap_or("?")
-                )));
+                return Err(self.config_owned(key, crate::REMOVE_FROM_CONFIG));
             }
             let mut members = self.members(key);
             let Some(i) = members.iter().position(|m| &m.list == list) else {

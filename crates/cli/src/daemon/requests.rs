@@ -172,14 +172,10 @@ impl Daemon {
             // A change the block list cannot take is refused by the policy
             // before anything is written: not worth saving first.
             let fill = policy.fill_levels();
-            let fits = || {
-                let new = entries
-                    .iter()
-                    .filter(|e| !policy.has_block(&e.key()))
-                    .count();
-                fill.blocks + new <= fill.blocks_capacity
-            };
-            total >= STORE_ALONGSIDE_FROM && policy.sole_memberships(&entries) && fits()
+            total >= STORE_ALONGSIDE_FROM
+                && policy
+                    .sole_change(&entries)
+                    .is_some_and(|new| fill.blocks + new <= fill.blocks_capacity)
         });
         let r = match storing {
             Some(before) => self.apply_storing(entries, conflict, before, progress)?,
