@@ -19,7 +19,7 @@ use crate::{
     daemon::Daemon,
     packets::{BLOCKED_V4, flood_template},
     peers::{NftIngress, XdpFilter, attached_prog_id},
-    programs::{BenchPrograms, Sources, Trivial},
+    programs::{BenchPrograms, Sources, TC_NEXT, Trivial},
     run,
 };
 
@@ -46,6 +46,9 @@ pub enum Scenario {
 pub enum Receiver {
     /// `bench_drop` or `bench_pass`.
     Trivial(Trivial),
+    /// `bench_pass` and `bench_tc_next` on egress: the floor of a receiver
+    /// that, like Ironpost, runs a program on each hook.
+    TrivialPair,
     /// xdp-filter, all features.
     XdpFilter,
     /// nftables netdev ingress (behind `bench_pass`, which veth needs to
@@ -61,6 +64,7 @@ impl Receiver {
         match self {
             Self::Trivial(Trivial::Drop) => "trivial XDP_DROP",
             Self::Trivial(Trivial::Pass) => "trivial XDP_PASS",
+            Self::TrivialPair => "trivial XDP_PASS + TC egress",
             Self::XdpFilter => "xdp-filter",
             Self::Nftables => "nftables ingress",
             Self::Ironpost => "Ironpost (defaults)",
@@ -71,16 +75,17 @@ impl Receiver {
     pub fn scenarios(self) -> &'static [Scenario] {
         match self {
             Self::Trivial(Trivial::Drop) => &[Scenario::Blocked],
-            Self::Trivial(Trivial::Pass) => &[Scenario::SpoofedSyn],
+            Self::Trivial(Trivial::Pass) | Self::TrivialPair => &[Scenario::SpoofedSyn],
             _ => &[Scenario::Blocked, Scenario::SpoofedSyn],
         }
     }
 }
 
 /// Every receiver, in the order of the first round.
-pub const RECEIVERS: [Receiver; 5] = [
+pub const RECEIVERS: [Receiver; 6] = [
     Receiver::Trivial(Trivial::Drop),
     Receiver::Trivial(Trivial::Pass),
+    Receiver::TrivialPair,
     Receiver::XdpFilter,
     Receiver::Nftables,
     Receiver::Ironpost,
@@ -93,8 +98,9 @@ pub struct Sample {
     pub mpps: f64,
     /// In-kernel time per run of the receiver's XDP program (bpf_stats).
     pub prog_ns: f64,
-    /// In-kernel time of Ironpost's TC egress program per frame its XDP
-    /// program ran for (bpf_stats): what watching the host's replies costs.
+    /// In-kernel time of the receiver's TC egress program (Ironpost's
+    /// watcher, or the trivial one) per frame its XDP program ran for
+    /// (bpf_stats): what watching the host's replies costs.
     pub egress_ns: Option<f64>,
     /// Frames the veth refused to hand over (receiver ring full).
     pub refused: u64,
@@ -201,6 +207,16 @@ impl<'a> Flood<'a> {
                 self.progs.detach(t, link)?;
                 out = r?;
             }
+            Receiver::TrivialPair => {
+                let link = self.progs.attach(Trivial::Pass, &host_if)?;
+                let r = self.progs.attach_tc_egress(&host_if).and_then(|tc| {
+                    let r = self.floods(receiver, Some(TC_NEXT));
+                    self.progs.detach_tc_egress(tc)?;
+                    r
+                });
+                self.progs.detach(Trivial::Pass, link)?;
+                out = r?;
+            }
             Receiver::XdpFilter => {
                 let _filter = XdpFilter::load(&host_if)?;
                 out = self.floods(receiver, None)?;
@@ -218,7 +234,12 @@ impl<'a> Flood<'a> {
             Receiver::Ironpost => {
                 let config = crate::subjects::ironpost_toml(true, 65_536, "native");
                 let daemon = Daemon::start(self.ironpost, &host_if, self.dir, &config)?;
-                let r = self.floods(receiver, Some(&daemon));
+                let r = self.floods(receiver, Some(EGRESS_PROG)).and_then(|mut r| {
+                    for (_, s) in &mut r {
+                        s.rss_kib = Some(daemon.rss_kib()?);
+                    }
+                    Ok(r)
+                });
                 daemon.stop()?;
                 out = r?;
             }
@@ -226,23 +247,18 @@ impl<'a> Flood<'a> {
         Ok(out)
     }
 
+    /// Floods the receiver attached now, once per scenario; `egress`
+    /// names its TC egress program, if it has one.
     fn floods(
         &mut self,
         receiver: Receiver,
-        daemon: Option<&Daemon>,
+        egress: Option<&str>,
     ) -> Result<Vec<(Scenario, Sample)>> {
         let prog = attached_prog_id(self.lab.host_if())?;
-        let egress = match daemon {
-            Some(_) => Some(prog_id_by_name(EGRESS_PROG)?),
-            None => None,
-        };
+        let egress = egress.map(prog_id_by_name).transpose()?;
         let mut out = Vec::new();
         for &scenario in receiver.scenarios() {
-            let mut s = self.flood(scenario, prog, egress)?;
-            if let Some(d) = daemon {
-                s.rss_kib = Some(d.rss_kib()?);
-            }
-            out.push((scenario, s));
+            out.push((scenario, self.flood(scenario, prog, egress)?));
         }
         Ok(out)
     }

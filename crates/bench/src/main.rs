@@ -80,6 +80,10 @@ struct Args {
     /// How the run was asked for, written into the report.
     #[arg(long, default_value = "ironpost-bench")]
     command: String,
+    /// Only the floods on the veth pair, for profiling: prints their
+    /// medians and writes no report.
+    #[arg(long)]
+    floods_only: bool,
 }
 
 fn main() -> Result<()> {
@@ -101,6 +105,11 @@ fn main() -> Result<()> {
     mount_bpffs()?;
     let dir = std::env::temp_dir().join(format!("ironpost-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    if args.floods_only {
+        let result = floods_only(&args, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        return result;
+    }
     let result = bench(&args, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     let report = result?;
@@ -204,11 +213,38 @@ fn bench(args: &Args, dir: &Path) -> Result<Report> {
     drop(filter_prog);
     drop(filter);
 
+    let floods = floods(args, &lab, &mut progs, dir)?;
+
+    println!("== importing {} /24 prefixes into the daemon", args.import);
+    let import = import(&args.ironpost, &lab, dir, args.import)?;
+    drop(lab);
+
+    Ok(Report {
+        machine: machine()?,
+        command: args.command.clone(),
+        rounds: args.rounds,
+        repeat: args.repeat,
+        frames: args.frames,
+        subjects: subject_names,
+        cases: cases.iter().map(|c| c.name.to_owned()).collect(),
+        testrun: samples,
+        floods,
+        import,
+        xlated,
+        verdict_notes,
+    })
+}
+
+/// Every flood, one value per round, per receiver and scenario.
+type Floods = Vec<(flood::Receiver, flood::Scenario, Vec<flood::Sample>)>;
+
+/// The floods on the veth pair, receivers interleaved round by round.
+fn floods(args: &Args, lab: &Lab, progs: &mut BenchPrograms, dir: &Path) -> Result<Floods> {
     println!("== floods on the veth pair ({} frames each)", args.frames);
     let stats = BpfStats::enable()?;
-    let mut floods: Vec<(flood::Receiver, flood::Scenario, Vec<flood::Sample>)> = Vec::new();
+    let mut floods: Floods = Vec::new();
     {
-        let mut flood = Flood::new(&lab, &mut progs, &args.ironpost, dir, args.frames)?;
+        let mut flood = Flood::new(lab, progs, &args.ironpost, dir, args.frames)?;
         for round in 0..args.rounds {
             for k in 0..RECEIVERS.len() {
                 let receiver = RECEIVERS[(k + round) % RECEIVERS.len()];
@@ -232,25 +268,26 @@ fn bench(args: &Args, dir: &Path) -> Result<Report> {
             RECEIVERS.iter().position(|x| x == r).unwrap_or(usize::MAX),
         )
     });
+    Ok(floods)
+}
 
-    println!("== importing {} /24 prefixes into the daemon", args.import);
-    let import = import(&args.ironpost, &lab, dir, args.import)?;
-    drop(lab);
-
-    Ok(Report {
-        machine: machine()?,
-        command: args.command.clone(),
-        rounds: args.rounds,
-        repeat: args.repeat,
-        frames: args.frames,
-        subjects: subject_names,
-        cases: cases.iter().map(|c| c.name.to_owned()).collect(),
-        testrun: samples,
-        floods,
-        import,
-        xlated,
-        verdict_notes,
-    })
+/// `--floods-only`: the floods and their medians on stdout.
+fn floods_only(args: &Args, dir: &Path) -> Result<()> {
+    let mut progs = BenchPrograms::load()?;
+    let lab = Lab::new(1).context("creating the lab (needs iproute2 and root)")?;
+    for (receiver, scenario, samples) in floods(args, &lab, &mut progs, dir)? {
+        let m = |f: fn(&flood::Sample) -> f64| {
+            report::median(&samples.iter().map(f).collect::<Vec<_>>())
+        };
+        println!(
+            "   {scenario:?} / {}: {:.3} Mpps, XDP {:.0} ns, egress {:.0} ns",
+            receiver.name(),
+            m(|s| s.mpps),
+            m(|s| s.prog_ns),
+            m(|s| s.egress_ns.unwrap_or(0.0)),
+        );
+    }
+    Ok(())
 }
 
 /// Times `ironpost block import` of `entries` /24 prefixes into a daemon

@@ -7,7 +7,10 @@ use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
     maps::Array,
-    programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        SchedClassifier, TcAttachType, TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode,
+        tc::SchedClassifierLinkId, xdp::XdpLinkId,
+    },
 };
 
 static OBJECT: &[u8] =
@@ -31,6 +34,9 @@ impl Trivial {
     }
 }
 
+/// The trivial TC egress program.
+pub const TC_NEXT: &str = "bench_tc_next";
+
 /// The loaded bench object.
 pub struct BenchPrograms {
     ebpf: Ebpf,
@@ -51,7 +57,7 @@ pub enum Sources {
 }
 
 impl BenchPrograms {
-    /// Loads (does not attach) the three programs.
+    /// Loads (does not attach) the four programs.
     pub fn load() -> Result<Self> {
         let mut ebpf = Ebpf::load(OBJECT).context("loading the bench's XDP object")?;
         for name in ["bench_drop", "bench_pass", "flood_gen"] {
@@ -62,7 +68,33 @@ impl BenchPrograms {
             prog.load()
                 .with_context(|| format!("the verifier refused {name}"))?;
         }
+        let tc: &mut SchedClassifier = ebpf
+            .program_mut(TC_NEXT)
+            .with_context(|| format!("no program {TC_NEXT} in the bench object"))?
+            .try_into()?;
+        tc.load()
+            .with_context(|| format!("the verifier refused {TC_NEXT}"))?;
         Ok(Self { ebpf })
+    }
+
+    fn tc_next(&mut self) -> Result<&mut SchedClassifier> {
+        Ok(self
+            .ebpf
+            .program_mut(TC_NEXT)
+            .with_context(|| format!("no program {TC_NEXT}"))?
+            .try_into()?)
+    }
+
+    /// Attaches the trivial TC program to `iface`'s egress.
+    pub fn attach_tc_egress(&mut self, iface: &str) -> Result<SchedClassifierLinkId> {
+        self.tc_next()?
+            .attach(iface, TcAttachType::Egress)
+            .with_context(|| format!("attaching {TC_NEXT} to {iface} egress"))
+    }
+
+    /// Detaches what [`Self::attach_tc_egress`] attached.
+    pub fn detach_tc_egress(&mut self, link: SchedClassifierLinkId) -> Result<()> {
+        Ok(self.tc_next()?.detach(link)?)
     }
 
     fn xdp(&self, name: &str) -> Result<&Xdp> {

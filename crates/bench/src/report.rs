@@ -256,15 +256,19 @@ impl Report {
              XDP_PASS). nftables runs behind a trivial XDP_PASS program, \
              without which veth takes no XDP frames. Ironpost is the release \
              daemon with its defaults (its TC egress watcher sees each RST \
-             the host sends). Mpps is frames the receiver got per second of \
+             the host sends); the row *trivial XDP_PASS + TC egress* adds a \
+             TC program that only returns \"next\" on egress: the floor of \
+             any receiver that, like Ironpost, runs a program on both hooks. \
+             Mpps is frames the receiver got per second of \
              wall time, with `kernel.bpf_stats_enabled=0` (accounting costs \
              every program run two clock reads); the generator and the \
              receiver share one CPU, so the trivial rows are the ceiling. \
              In-kernel ns/packet is `run_time_ns / run_cnt` of the \
              receiver's XDP program in a second flood of the same frames \
-             with `kernel.bpf_stats_enabled=1`; for Ironpost, the run time \
-             of its TC egress program in that flood, divided by the same \
-             count, is given beside it and added to it in the targets. \
+             with `kernel.bpf_stats_enabled=1`; for a receiver with a TC \
+             egress program, that program's run time in the flood, divided by \
+             the same count, is given beside it (for Ironpost it is added in \
+             the targets). \
              Median, then (min–max).\n",
             self.frames
         );

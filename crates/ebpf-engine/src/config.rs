@@ -82,8 +82,9 @@ pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
     let on64 = |b: bool, v: u64| if b { v } else { 0 };
     let syn = d.syn_flood.enabled;
     let scan = d.port_scan.enabled;
-    DetectConfig {
+    let mut c = DetectConfig {
         enabled: u32::from(d.enabled),
+        replies: 0,
         syn_ratio_permille: d.syn_flood.syn_only_permille,
         syn_window_ns: d.syn_flood.window_secs * NS,
         scan_window_ns: d.port_scan.window_secs * NS,
@@ -111,7 +112,6 @@ pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
         distributed_ports: on(scan, d.port_scan.distributed_ports),
         distributed_sources: d.port_scan.distributed_sources,
         protocol_threshold: on(scan, d.port_scan.distinct_protocols),
-        reserved: 0,
         udp_bytes_threshold: on64(d.udp_flood.enabled, d.udp_flood.bytes_threshold),
         icmp_bytes_threshold: on64(d.icmp_flood.enabled, d.icmp_flood.bytes_threshold),
         udp_target_bytes_threshold: on64(d.udp_flood.enabled, d.udp_flood.target_bytes_threshold),
@@ -119,7 +119,15 @@ pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
             d.icmp_flood.enabled,
             d.icmp_flood.target_bytes_threshold,
         ),
-    }
+    };
+    c.replies = u32::from(
+        c.enabled != 0
+            && (c.refused_threshold != 0
+                || c.ack_threshold != 0
+                || c.slow_threshold != 0
+                || c.distributed_ports != 0),
+    );
+    c
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //!
 //! - `bench_drop` / `bench_pass`: the trivial floor every receiver is
 //!   compared with.
+//! - `bench_tc_next`: a trivial TC program, the floor of a second hook on
+//!   egress (Ironpost's egress watcher runs there).
 //! - `flood_gen`: the traffic generator. Run through BPF_PROG_RUN with
 //!   `BPF_F_TEST_XDP_LIVE_FRAMES` on the sending veth, it returns `XDP_TX`
 //!   so every run puts one frame on the wire. When `GEN[RANDOM_SOURCES]` is
@@ -15,9 +17,9 @@
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::bpf_get_prandom_u32,
-    macros::{map, xdp},
+    macros::{classifier, map, xdp},
     maps::Array,
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 
 /// Generator settings written by the bench before a run.
@@ -47,6 +49,12 @@ pub fn bench_drop(_ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn bench_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Lets every packet go on (`TC_ACT_UNSPEC`, "next" under TCX).
+#[classifier]
+pub fn bench_tc_next(_ctx: TcContext) -> i32 {
+    -1
 }
 
 /// Sends its frame back out of the device it runs on, with a random source

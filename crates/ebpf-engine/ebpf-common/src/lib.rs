@@ -501,14 +501,42 @@ pub const fn signal_bit(kind: u8) -> u32 {
 }
 
 /// The single DETECT_CONFIG entry: what the datapath tracks and when it
-/// signals. A threshold of 0 turns that signal off.
+/// signals. A threshold of 0 turns that signal off. The fields the egress
+/// watcher reads for every reply come first, so they share a cache line or
+/// two wherever the kernel places the value.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DetectConfig {
     /// 0: no tracking at all.
     pub enabled: u32,
+    /// Not 0 when tracking is on and the egress watcher has a signal to
+    /// count (refused, ACK, slow or distributed scans): its one test.
+    pub replies: u32,
+    /// Packets a source or target sends within one admission epoch on one
+    /// CPU before it gets SOURCES or TARGETS state (1: at once).
+    pub admit_packets: u32,
+    /// The slow tier rests on a CPU while that CPU refuses remotes without
+    /// SOURCES state at this many a second or more, in the current or the
+    /// previous window of about 17 ms (a flood is on: its replies would
+    /// cost a SLOW lookup each).
+    pub slow_gate: u32,
+    /// Distinct ports (bins) the host refused one remote address without
+    /// SOURCES state per slow window (0: off).
+    pub slow_threshold: u32,
+    /// Distinct ports (bins) the host refused, from all remotes together,
+    /// per scan window, for a distributed scan (0: off).
+    pub distributed_ports: u32,
+    /// Distinct ports (bins) the host refused one remote address per scan
+    /// window (0: off).
+    pub refused_threshold: u32,
+    /// ACK-bearing packets the host refused one remote address per ACK
+    /// window (0: off).
+    pub ack_threshold: u32,
     /// SYN-only ratio in thousandths: SYNs / (SYNs + ACK-bearing packets).
     pub syn_ratio_permille: u32,
+    /// New SOURCES and TARGETS entries per second per CPU at most (0: no
+    /// limit).
+    pub admit_per_sec: u32,
     /// Length of the SYN window (per source and per target).
     pub syn_window_ns: u64,
     /// Length of the scan window (ports and hosts).
@@ -529,18 +557,6 @@ pub struct DetectConfig {
     pub udp_threshold: u32,
     /// ICMP packets per source per ICMP window.
     pub icmp_threshold: u32,
-    /// Packets a source or target sends within one admission epoch on one
-    /// CPU before it gets SOURCES or TARGETS state (1: at once).
-    pub admit_packets: u32,
-    /// New SOURCES and TARGETS entries per second per CPU at most (0: no
-    /// limit).
-    pub admit_per_sec: u32,
-    /// Distinct ports (bins) the host refused one remote address per scan
-    /// window (0: off).
-    pub refused_threshold: u32,
-    /// ACK-bearing packets the host refused one remote address per ACK
-    /// window (0: off).
-    pub ack_threshold: u32,
     /// Length of the ACK flood window.
     pub ack_window_ns: u64,
     /// Length of the RST flood window.
@@ -553,28 +569,15 @@ pub struct DetectConfig {
     /// ICMP packets from untracked sources to one address per ICMP window
     /// (0: off).
     pub icmp_target_threshold: u32,
-    /// Distinct ports (bins) the host refused one remote address without
-    /// SOURCES state per slow window (0: off).
-    pub slow_threshold: u32,
-    /// Length of the slow-scan window.
-    pub slow_window_ns: u64,
-    /// The slow tier rests on a CPU while that CPU refuses remotes without
-    /// SOURCES state at this many a second or more, in the current or the
-    /// previous window of about 17 ms (a flood is on: its replies would
-    /// cost a SLOW lookup each).
-    pub slow_gate: u32,
     /// New SLOW entries per second per CPU at most.
     pub slow_per_sec: u32,
-    /// Distinct ports (bins) the host refused, from all remotes together,
-    /// per scan window, for a distributed scan (0: off).
-    pub distributed_ports: u32,
+    /// Length of the slow-scan window.
+    pub slow_window_ns: u64,
     /// Distinct remote addresses (bins) those refusals went to, at least.
     pub distributed_sources: u32,
     /// Distinct IP protocols other than TCP, UDP and ICMP one source may
     /// send per scan window (0: off).
     pub protocol_threshold: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
     /// UDP bytes (frames as received) per source per UDP window (0: off).
     pub udp_bytes_threshold: u64,
     /// ICMP bytes per source per ICMP window (0: off).
@@ -943,8 +946,9 @@ const _: () = {
     assert!(offset_of!(EventCounters, lost_budget) == 32);
     assert!(CLASS_TOTAL == CLASS_COUNT - 1);
     assert!(size_of::<DetectConfig>() == 176);
-    assert!(offset_of!(DetectConfig, admit_packets) == 64);
-    assert!(offset_of!(DetectConfig, syn_window_ns) == 8);
+    assert!(offset_of!(DetectConfig, replies) == 4);
+    assert!(offset_of!(DetectConfig, ack_threshold) == 28);
+    assert!(offset_of!(DetectConfig, syn_window_ns) == 40);
     assert!(size_of::<SourceState>() == 352);
     assert!(offset_of!(SourceState, port_bits) == 64);
     assert!(size_of::<TargetState>() == 200);

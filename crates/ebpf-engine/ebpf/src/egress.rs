@@ -45,11 +45,7 @@ const PROTOCOL_MARK: u16 = 0xff00;
 #[classifier]
 pub fn ironpost_egress(ctx: TcContext) -> i32 {
     if let Some(cfg) = DETECT_CONFIG.get(0)
-        && cfg.enabled != 0
-        && (cfg.refused_threshold != 0
-            || cfg.ack_threshold != 0
-            || cfg.slow_threshold != 0
-            || cfg.distributed_ports != 0)
+        && cfg.replies != 0
         && let Some(reply) = reply(&ctx)
     {
         record(&ctx, cfg, &reply);
