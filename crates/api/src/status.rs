@@ -48,7 +48,7 @@ pub struct Status {
 }
 
 /// An interface the program is attached to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InterfaceStatus {
     /// Its name.
     pub interface: String,
@@ -60,6 +60,9 @@ pub struct InterfaceStatus {
     pub program_id: u32,
     /// Where its link is pinned, if it is.
     pub pinned: Option<PathBuf>,
+    /// What the program counted on it since it was attached.
+    #[serde(default)]
+    pub traffic: Traffic,
 }
 
 /// A configured interface that is not filtered now.
@@ -199,6 +202,25 @@ pub struct StatsLine {
     pub events: EventCounts,
     /// Events lost, for any reason.
     pub events_lost: u64,
+    /// Every interface together.
+    #[serde(flatten)]
+    pub traffic: Traffic,
+    /// Each interface filtered, in the order of `interfaces` (two whose
+    /// ifindexes share a counter slot come as one, named `a+b`).
+    #[serde(default)]
+    pub by_interface: Vec<InterfaceTraffic>,
+    /// The datapath's detection tracking.
+    pub detection: KernelDetection,
+    /// Fragmented and malformed frames, by kind.
+    pub parse: BTreeMap<String, u64>,
+    /// The last line, printed as the daemon stops.
+    #[serde(default, rename = "final", skip_serializing_if = "std::ops::Not::not")]
+    pub last: bool,
+}
+
+/// Counters and rates of every traffic class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Traffic {
     /// TCP.
     pub tcp: ClassLine,
     /// UDP.
@@ -209,13 +231,29 @@ pub struct StatsLine {
     pub other: ClassLine,
     /// All traffic.
     pub total: ClassLine,
-    /// The datapath's detection tracking.
-    pub detection: KernelDetection,
-    /// Fragmented and malformed frames, by kind.
-    pub parse: BTreeMap<String, u64>,
-    /// The last line, printed as the daemon stops.
-    #[serde(default, rename = "final", skip_serializing_if = "std::ops::Not::not")]
-    pub last: bool,
+}
+
+impl Traffic {
+    /// `(name, class)` in output order.
+    pub fn classes(&self) -> [(&'static str, &ClassLine); 5] {
+        [
+            ("tcp", &self.tcp),
+            ("udp", &self.udp),
+            ("icmp", &self.icmp),
+            ("other", &self.other),
+            ("total", &self.total),
+        ]
+    }
+}
+
+/// One interface's traffic.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceTraffic {
+    /// The interface.
+    pub interface: String,
+    /// Its counters and rates.
+    #[serde(flatten)]
+    pub traffic: Traffic,
 }
 
 /// Counters and rates of one traffic class.
@@ -265,5 +303,27 @@ mod tests {
         assert_eq!(v["program_id"], serde_json::Value::Null);
         let back: Status = serde_json::from_value(v).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn a_stats_line_keeps_its_flat_classes_and_adds_interfaces() {
+        let mut line = StatsLine::default();
+        line.traffic.udp.packets = 9;
+        line.by_interface.push(InterfaceTraffic {
+            interface: "eth0".into(),
+            traffic: Traffic {
+                udp: ClassLine {
+                    packets: 9,
+                    ..ClassLine::default()
+                },
+                ..Traffic::default()
+            },
+        });
+        let v = serde_json::to_value(&line).unwrap();
+        assert_eq!(v["udp"]["packets"], 9);
+        assert_eq!(v["by_interface"][0]["interface"], "eth0");
+        assert_eq!(v["by_interface"][0]["udp"]["packets"], 9);
+        let back: StatsLine = serde_json::from_value(v).unwrap();
+        assert_eq!(back, line);
     }
 }

@@ -5,14 +5,14 @@
 //! configuration.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::HashSet,
     io::{self, Write},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
-use ironpost_api::{ClassLine, EventCounts, KernelDetection, StatsLine};
+use ironpost_api::{ClassLine, EventCounts, InterfaceTraffic, KernelDetection, StatsLine, Traffic};
 use ironpost_core::{
     Alert, AlertAction, Direction, IronpostConfig, PacketEvent, Pipeline, Prefix, RuleAction,
     Signal,
@@ -23,7 +23,8 @@ use ironpost_core::{
 };
 use ironpost_detection::{Decision, Outcome, PacketDetector, Responder, Shield, response};
 use ironpost_ebpf_engine::{
-    Attachment, EbpfEngine, EngineConfig, EngineError, Prepared, TrafficStats, engine::now_ms, pin,
+    Attachment, ClassesMetrics, EbpfEngine, EngineConfig, EngineError, Prepared, TrafficStats,
+    engine::now_ms, pin,
 };
 use ironpost_policy::{BlockEntry, OnConfigConflict, Origin};
 use serde_json::{Value, json};
@@ -807,7 +808,12 @@ impl Daemon {
             .map(|o| (o.as_str(), policy.count_from(o) as u64));
         let fill = policy.fill_levels();
         let rule_hits = self.rule_hits();
+        let by_interface: Vec<(String, ClassesMetrics)> = counted_as(self.engine.attachments())
+            .into_iter()
+            .map(|(name, slot)| (name, traffic.slot(slot)))
+            .collect();
         metrics::Readings {
+            by_interface,
             traffic,
             fill,
             blocks_by_origin: by_origin.to_vec(),
@@ -920,28 +926,55 @@ fn event_line(ev: &PacketEvent) -> Value {
     v
 }
 
-/// A stats line: per-class counters and rates, and where they come from.
+/// The attached interfaces as their traffic is counted: each with its
+/// STATS slot, in attachment order; interfaces that share a slot come as
+/// one, named `a+b`.
+pub fn counted_as(atts: &[Attachment]) -> Vec<(String, u32)> {
+    let mut out: Vec<(String, u32)> = Vec::new();
+    for a in atts {
+        match out.iter_mut().find(|(_, slot)| *slot == a.stats_slot) {
+            Some((name, _)) => {
+                name.push('+');
+                name.push_str(&a.interface);
+            }
+            None => out.push((a.interface.clone(), a.stats_slot)),
+        }
+    }
+    out
+}
+
+/// Counters and rates of every class, as the API carries them.
+pub fn class_lines(m: &ClassesMetrics) -> Traffic {
+    use ironpost_ebpf_engine::common::{
+        CLASS_ICMP, CLASS_OTHER, CLASS_TCP, CLASS_TOTAL, CLASS_UDP,
+    };
+    let line = |i: usize| {
+        let c = m[i];
+        ClassLine {
+            packets: c.packets,
+            bytes: c.bytes,
+            drops: c.drops,
+            pps: c.pps,
+            bps: c.bps,
+            dps: c.dps,
+        }
+    };
+    Traffic {
+        tcp: line(CLASS_TCP),
+        udp: line(CLASS_UDP),
+        icmp: line(CLASS_ICMP),
+        other: line(CLASS_OTHER),
+        total: line(CLASS_TOTAL),
+    }
+}
+
+/// A stats line: per-class counters and rates, for every interface
+/// together and for each, and where they come from.
 pub fn stats_line(atts: &[Attachment], st: &TrafficStats, last: bool) -> StatsLine {
     let first = atts.first();
     let events = st.events();
     let detect = st.detect();
-    let mut classes: BTreeMap<&str, ClassLine> = st
-        .by_name()
-        .map(|(name, m)| {
-            (
-                name,
-                ClassLine {
-                    packets: m.packets,
-                    bytes: m.bytes,
-                    drops: m.drops,
-                    pps: m.pps,
-                    bps: m.bps,
-                    dps: m.dps,
-                },
-            )
-        })
-        .collect();
-    let mut class = |name: &str| classes.remove(name).unwrap_or_default();
+    let all: ClassesMetrics = std::array::from_fn(|i| st.class(i));
     StatsLine {
         kind: "stats".into(),
         time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
@@ -955,11 +988,14 @@ pub fn stats_line(atts: &[Attachment], st: &TrafficStats, last: bool) -> StatsLi
             lost_budget: events.lost_budget,
         },
         events_lost: events.lost(),
-        tcp: class("tcp"),
-        udp: class("udp"),
-        icmp: class("icmp"),
-        other: class("other"),
-        total: class("total"),
+        traffic: class_lines(&all),
+        by_interface: counted_as(atts)
+            .into_iter()
+            .map(|(interface, slot)| InterfaceTraffic {
+                interface,
+                traffic: class_lines(&st.slot(slot)),
+            })
+            .collect(),
         detection: KernelDetection {
             sources_new: detect.sources_new,
             targets_new: detect.targets_new,
@@ -974,5 +1010,33 @@ pub fn stats_line(atts: &[Attachment], st: &TrafficStats, last: bool) -> StatsLi
             .map(|(name, n)| (name.to_owned(), n))
             .collect(),
         last,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ironpost_ebpf_engine::AttachedMode;
+
+    use super::*;
+
+    fn att(name: &str, slot: u32) -> Attachment {
+        Attachment {
+            interface: name.into(),
+            ifindex: slot + 64,
+            mode: AttachedMode::Skb,
+            program_id: 1,
+            pinned: None,
+            stats_slot: slot,
+        }
+    }
+
+    #[test]
+    fn interfaces_sharing_a_counter_slot_are_reported_as_one() {
+        let atts = [att("eth0", 2), att("eth1", 3), att("veth9", 2)];
+        assert_eq!(
+            counted_as(&atts),
+            [("eth0+veth9".to_owned(), 2), ("eth1".to_owned(), 3)]
+        );
+        assert!(counted_as(&[]).is_empty());
     }
 }

@@ -9,7 +9,7 @@ use std::{fmt::Write as _, net::SocketAddr, time::Instant};
 
 use axum::{Router, http::StatusCode, response::IntoResponse, routing::get};
 use ironpost_detection::{detector::DetectionCounts, response::ResponseCounts};
-use ironpost_ebpf_engine::TrafficStats;
+use ironpost_ebpf_engine::{CLASS_NAMES, ClassMetrics, ClassesMetrics, TrafficStats};
 use ironpost_policy::FillLevels;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -22,6 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 pub struct Readings {
     /// Counters straight from the kernel maps.
     pub traffic: TrafficStats,
+    /// The traffic counters of each interface the program is attached to
+    /// (two that share a counter slot as one, named `a+b`).
+    pub by_interface: Vec<(String, ClassesMetrics)>,
     /// Block and allow list fill levels.
     pub fill: FillLevels,
     /// Block-list entries per origin (`config`, `manual`, `auto`).
@@ -61,6 +64,7 @@ pub type Scrape = oneshot::Sender<Readings>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClassLabel {
+    interface: String,
     class: String,
 }
 
@@ -153,34 +157,49 @@ fn counter(registry: &mut Registry, name: &str, help: &str, v: u64) {
     registry.register(name, help, c);
 }
 
-fn class(c: &str) -> ClassLabel {
-    ClassLabel { class: c.into() }
+/// Every `(interface, class)` label set with its counters.
+fn by_class(r: &Readings) -> Vec<(ClassLabel, ClassMetrics)> {
+    r.by_interface
+        .iter()
+        .flat_map(|(interface, m)| {
+            CLASS_NAMES.iter().zip(m.iter()).map(|(c, m)| {
+                (
+                    ClassLabel {
+                        interface: interface.clone(),
+                        class: (*c).into(),
+                    },
+                    *m,
+                )
+            })
+        })
+        .collect()
 }
 
 /// The text exposition of `r`, plus this process's own metrics.
 pub fn encode_readings(r: &Readings) -> String {
     let mut reg = Registry::with_prefix("ironpost");
-    let classes: Vec<_> = r.traffic.by_name().collect();
+    let classes = by_class(r);
     counters(
         &mut reg,
         "packets",
-        "Packets the XDP program saw, by protocol class (total: all of them)",
+        "Packets the XDP program saw, by interface and protocol class (total: all of the \
+         interface's)",
         None,
-        classes.iter().map(|(c, m)| (class(c), m.packets)),
+        classes.iter().map(|(l, m)| (l.clone(), m.packets)),
     );
     counters(
         &mut reg,
         "received",
-        "Bytes the XDP program saw, by protocol class",
+        "Bytes the XDP program saw, by interface and protocol class",
         Some(Unit::Bytes),
-        classes.iter().map(|(c, m)| (class(c), m.bytes)),
+        classes.iter().map(|(l, m)| (l.clone(), m.bytes)),
     );
     counters(
         &mut reg,
         "drops",
-        "Packets the XDP program dropped, by protocol class",
+        "Packets the XDP program dropped, by interface and protocol class",
         None,
-        classes.iter().map(|(c, m)| (class(c), m.drops)),
+        classes.iter().map(|(l, m)| (l.clone(), m.drops)),
     );
     let ev = r.traffic.events();
     counters(

@@ -246,6 +246,24 @@ fn allow_list_wins_and_status_and_stats_report() {
     }
     let text = d.ok(&["stats"]);
     assert!(text.contains("icmp") && text.contains("PPS"), "{text}");
+    // Counted per interface: the two dropped pings came in on the first
+    // lab's interface, none on the second's.
+    let per: Vec<&serde_json::Value> = stats["by_interface"].as_array().unwrap().iter().collect();
+    assert_eq!(per.len(), 2, "{stats}");
+    assert_eq!(per[0]["interface"], lab.host_if());
+    assert_eq!(per[1]["interface"], second.host_if());
+    assert_eq!(per[0]["icmp"]["drops"], 2, "{stats}");
+    assert!(per[0]["icmp"]["packets"].as_u64().unwrap() >= 4, "{stats}");
+    assert_eq!(per[1]["icmp"]["drops"], 0, "{stats}");
+    assert_eq!(per[1]["total"]["drops"], 0, "{stats}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(lab.host_if()) && l.contains(" icmp ")),
+        "{text}"
+    );
+    let st = d.json(&["status"]);
+    assert_eq!(st["interfaces"][0]["traffic"]["icmp"]["drops"], 2, "{st}");
+    assert_eq!(st["interfaces"][1]["traffic"]["icmp"]["drops"], 0, "{st}");
 
     let o = d.ctl(&["allow", "del", "203.0.113.1"]);
     assert!(

@@ -588,7 +588,9 @@ fn metrics_pass_promtool_and_count_what_was_sent() {
     d.ok(&["block", "add", &blocked.to_string()]);
     assert_eq!(lab.send_udp(blocked, 9, 777, 100).unwrap(), 777);
     assert_eq!(lab.ping(good, 5).unwrap(), 5);
-    let series = "ironpost_drops_total{class=\"udp\"}";
+    let host_if = lab.host_if();
+    let series = format!("ironpost_drops_total{{interface=\"{host_if}\",class=\"udp\"}}");
+    let series = series.as_str();
     let deadline = Instant::now() + Duration::from_secs(5);
     let body = loop {
         let (status, body) = http_get(&addr, "/metrics");
@@ -603,8 +605,20 @@ fn metrics_pass_promtool_and_count_what_was_sent() {
         sample(&body, "ironpost_block_entries{origin=\"manual\"}"),
         Some(1)
     );
-    assert!(sample(&body, "ironpost_packets_total{class=\"icmp\"}").unwrap() >= 5);
-    assert!(sample(&body, "ironpost_drops_total{class=\"icmp\"}") == Some(0));
+    let of = |name: &str, class: &str| {
+        sample(
+            &body,
+            &format!("ironpost_{name}{{interface=\"{host_if}\",class=\"{class}\"}}"),
+        )
+    };
+    assert!(of("packets_total", "icmp").unwrap() >= 5, "{body}");
+    assert_eq!(of("drops_total", "icmp"), Some(0));
+    // Ethernet, IPv4 and UDP headers around each 100-byte payload: the
+    // frame as the program sees it.
+    assert_eq!(
+        of("received_bytes_total", "udp"),
+        Some(777 * (14 + 20 + 8 + 100))
+    );
     // The configured rules' hits: the monitored peer's 5 echo requests.
     assert_eq!(
         sample(

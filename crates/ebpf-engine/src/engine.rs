@@ -79,6 +79,9 @@ pub struct Attachment {
     pub program_id: u32,
     /// Where its link is pinned (it outlives the process), if it is.
     pub pinned: Option<std::path::PathBuf>,
+    /// Its STATS slot: where the program counts its frames (shared with
+    /// any other attached interface whose ifindex has the same remainder).
+    pub stats_slot: u32,
 }
 
 /// Result of one BPF_PROG_TEST_RUN.
@@ -592,7 +595,7 @@ mod imp {
     use aya::{
         Ebpf, EbpfLoader,
         maps::{
-            Array, HashMap, MapData, MapError, PerCpuArray, RingBuf,
+            Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
             lpm_trie::{Key, LpmTrie},
         },
         programs::{
@@ -606,9 +609,9 @@ mod imp {
     use ironpost_core::{Direction, PacketEvent, Prefix, Signal};
     use ironpost_ebpf_common::{
         ADMIT_SEED_GLOBAL, DetectConfig, DetectCounters, EGRESS_PROGRAM_NAME, EVENT_BUDGET_GLOBAL,
-        EventCounters, PROGRAM_NAME, ParseCounters, RuleValue, SignalRecord, TABLE_FRAGS,
-        TABLE_MASKS_GLOBAL, TABLE_SLOW, TABLE_SOURCES, TABLE_TARGETS, TABLES, TRACKED_SLOW,
-        TRACKED_TARGETS, TrafficCounters, hash, maps, table_buckets,
+        EventCounters, PROGRAM_NAME, ParseCounters, RuleValue, STATS_SLOTS, SignalRecord,
+        TABLE_FRAGS, TABLE_MASKS_GLOBAL, TABLE_SLOW, TABLE_SOURCES, TABLE_TARGETS, TABLES,
+        TRACKED_SLOW, TRACKED_TARGETS, TrafficCounters, hash, maps, stats_slot, table_buckets,
     };
     use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
 
@@ -863,6 +866,7 @@ mod imp {
                     (held, used, how)
                 }
             };
+            let stats_slot = self.give_stats_slot(interface, ifindex);
             let att = Attachment {
                 interface: interface.to_owned(),
                 ifindex,
@@ -872,6 +876,7 @@ mod imp {
                     Held::Pinned { path, .. } => Some(path.clone()),
                     Held::Owned(_) => None,
                 },
+                stats_slot,
             };
             tracing::info!(
                 "attached {PROGRAM_NAME} (program id {program_id}) to {interface} in {} mode{how}",
@@ -1104,6 +1109,36 @@ mod imp {
             if let Err(e) = result {
                 tracing::warn!("detaching {EGRESS_PROGRAM_NAME} from {interface}: {e}");
             }
+        }
+
+        /// The STATS slot of `ifindex`, its counters zeroed first unless
+        /// another attached interface counts there too (they then share it,
+        /// and say so).
+        fn give_stats_slot(&mut self, interface: &str, ifindex: u32) -> u32 {
+            let slot = stats_slot(ifindex);
+            if let Some(other) = self.attachments.iter().find(|a| a.stats_slot == slot) {
+                tracing::warn!(
+                    "{interface} (ifindex {ifindex}) shares its traffic counters with {} \
+                     (ifindex {}): they are reported together",
+                    other.interface,
+                    other.ifindex
+                );
+            } else if let Err(e) = self.zero_stats_slot(slot) {
+                tracing::warn!("{interface}: zeroing its traffic counters: {e}");
+            }
+            slot
+        }
+
+        /// Zeroes STATS slot `slot` on every CPU.
+        fn zero_stats_slot(&mut self, slot: u32) -> Result<(), EngineError> {
+            let name = maps::STATS;
+            let cpus = aya::util::nr_cpus()
+                .map_err(|(_, source)| EngineError::Reader { map: name, source })?;
+            let mut map: PerCpuArray<&mut MapData, TrafficCounters> =
+                PerCpuArray::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
+            let zero = PerCpuValues::try_from(vec![TrafficCounters::default(); cpus])
+                .map_err(|source| EngineError::Reader { map: name, source })?;
+            map.set(slot, zero, 0).map_err(|e| map_err(name, e))
         }
 
         pub(super) fn detach_all(&mut self) -> Result<(), EngineError> {
@@ -1715,7 +1750,14 @@ mod imp {
 
     impl StatsReader {
         pub(crate) fn read(&mut self) -> Result<TrafficSnapshot, EngineError> {
-            let stats = self.stats.get(&0, 0).map_err(|e| map_err(maps::STATS, e))?;
+            let stats = (0..STATS_SLOTS)
+                .map(|slot| {
+                    self.stats
+                        .get(&slot, 0)
+                        .map(|per_cpu| per_cpu.to_vec())
+                        .map_err(|e| map_err(maps::STATS, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let events = self
                 .events
                 .get(&0, 0)

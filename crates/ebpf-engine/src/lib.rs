@@ -21,4 +21,7 @@ pub use engine::{
 };
 pub use error::EngineError;
 pub use ironpost_ebpf_common as common;
-pub use stats::{DetectTotals, ParseTotals, TrafficSnapshot, TrafficStats};
+pub use stats::{
+    CLASS_NAMES, ClassMetrics, ClassesMetrics, DetectTotals, ParseTotals, TrafficSnapshot,
+    TrafficStats,
+};

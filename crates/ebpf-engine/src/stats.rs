@@ -92,11 +92,18 @@ impl Serialize for ParseTotals {
     }
 }
 
+/// Counters of every class, indexed by the `CLASS_*` constants.
+pub type Classes = [ClassCounters; CLASS_COUNT];
+
 /// All counters at one moment, summed over CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrafficSnapshot {
-    /// Indexed by the `CLASS_*` constants of the contract.
-    pub classes: [ClassCounters; CLASS_COUNT],
+    /// Every interface together, indexed by the `CLASS_*` constants of the
+    /// contract.
+    pub classes: Classes,
+    /// Per STATS slot (see `Attachment::stats_slot`); slot 0 holds frames
+    /// of interfaces without a slot of their own.
+    pub slots: Vec<Classes>,
     /// Event delivery.
     pub events: EventTotals,
     /// Detection tracking.
@@ -106,19 +113,29 @@ pub struct TrafficSnapshot {
 }
 
 impl TrafficSnapshot {
-    /// Sums the per-CPU values of STATS, EVENT_COUNTERS, DETECT_COUNTERS
-    /// and PARSE_COUNTERS.
+    /// Sums the per-CPU values of STATS (every slot's: `stats[slot]` holds
+    /// one value per CPU), EVENT_COUNTERS, DETECT_COUNTERS and
+    /// PARSE_COUNTERS.
     pub fn from_per_cpu(
-        stats: &[TrafficCounters],
+        stats: &[Vec<TrafficCounters>],
         events: &[EventCounters],
         detect: &[DetectCounters],
         parsed: &[ParseCounters],
     ) -> Self {
         let mut snap = Self::default();
-        for cpu in stats {
-            for (sum, s) in snap.classes.iter_mut().zip(cpu.classes.iter()) {
-                sum.add(s);
+        for slot in stats {
+            let mut classes = Classes::default();
+            for cpu in slot.iter() {
+                for (sum, s) in classes.iter_mut().zip(cpu.classes.iter()) {
+                    sum.add(s);
+                }
             }
+            for (sum, s) in snap.classes.iter_mut().zip(classes.iter()) {
+                sum.packets = sum.packets.wrapping_add(s.packets);
+                sum.bytes = sum.bytes.wrapping_add(s.bytes);
+                sum.drops = sum.drops.wrapping_add(s.drops);
+            }
+            snap.slots.push(classes);
         }
         for cpu in events {
             snap.events.delivered = snap.events.delivered.wrapping_add(cpu.delivered);
@@ -185,11 +202,15 @@ pub struct ClassMetrics {
 /// Class names in `CLASS_*` order, as they appear in output.
 pub const CLASS_NAMES: [&str; CLASS_COUNT] = ["tcp", "udp", "icmp", "other", "total"];
 
+/// Metrics of every class, indexed by the `CLASS_*` constants.
+pub type ClassesMetrics = [ClassMetrics; CLASS_COUNT];
+
 /// Counters with rates, updated from successive snapshots.
 #[derive(Clone, Debug, Default)]
 pub struct TrafficStats {
     last: Option<(Instant, TrafficSnapshot)>,
-    metrics: [ClassMetrics; CLASS_COUNT],
+    metrics: ClassesMetrics,
+    slots: Vec<ClassesMetrics>,
     events: EventTotals,
     detect: DetectTotals,
     parse: ParseTotals,
@@ -209,28 +230,15 @@ impl TrafficStats {
             .last
             .as_ref()
             .map(|(t, _)| now.saturating_duration_since(*t).as_secs_f64());
-        for (i, m) in self.metrics.iter_mut().enumerate() {
-            let cur = snap.classes[i];
-            let (pps, bps, dps) = match (&self.last, elapsed) {
-                (Some((_, prev)), Some(secs)) if secs > 0.0 => {
-                    let p = prev.classes[i];
-                    (
-                        delta(p.packets, cur.packets) as f64 / secs,
-                        delta(p.bytes, cur.bytes) as f64 / secs,
-                        delta(p.drops, cur.drops) as f64 / secs,
-                    )
-                }
-                _ => (0.0, 0.0, 0.0),
-            };
-            *m = ClassMetrics {
-                packets: cur.packets,
-                bytes: cur.bytes,
-                drops: cur.drops,
-                pps,
-                bps,
-                dps,
-            };
-        }
+        let secs = elapsed.filter(|s| *s > 0.0);
+        let prev = self.last.as_ref().map(|(_, p)| p);
+        self.metrics = rates(&snap.classes, prev.map(|p| &p.classes), secs);
+        self.slots = snap
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, cur)| rates(cur, prev.and_then(|p| p.slots.get(i)), secs))
+            .collect();
         self.events = snap.events;
         self.detect = snap.detect;
         self.parse = snap.parse;
@@ -245,6 +253,13 @@ impl TrafficStats {
     /// Metrics of a class (`CLASS_*` index).
     pub fn class(&self, class: usize) -> ClassMetrics {
         self.metrics[class]
+    }
+
+    /// Metrics of every class in STATS slot `slot` (an interface's
+    /// `stats_slot`; 0: unattributed frames), zero before the first
+    /// snapshot.
+    pub fn slot(&self, slot: u32) -> ClassesMetrics {
+        self.slots.get(slot as usize).copied().unwrap_or_default()
     }
 
     /// Metrics of all classes, by name.
@@ -272,8 +287,37 @@ impl TrafficStats {
 
     /// The latest snapshot, if any.
     pub fn snapshot(&self) -> Option<TrafficSnapshot> {
-        self.last.map(|(_, s)| s)
+        self.last.as_ref().map(|(_, s)| s.clone())
     }
+}
+
+/// Counters and rates of every class: the change from `prev` over `secs`
+/// (no rates without either).
+fn rates(cur: &Classes, prev: Option<&Classes>, secs: Option<f64>) -> ClassesMetrics {
+    let mut out = ClassesMetrics::default();
+    for (i, m) in out.iter_mut().enumerate() {
+        let c = cur[i];
+        let (pps, bps, dps) = match (prev, secs) {
+            (Some(p), Some(secs)) => {
+                let p = p[i];
+                (
+                    delta(p.packets, c.packets) as f64 / secs,
+                    delta(p.bytes, c.bytes) as f64 / secs,
+                    delta(p.drops, c.drops) as f64 / secs,
+                )
+            }
+            _ => (0.0, 0.0, 0.0),
+        };
+        *m = ClassMetrics {
+            packets: c.packets,
+            bytes: c.bytes,
+            drops: c.drops,
+            pps,
+            bps,
+            dps,
+        };
+    }
+    out
 }
 
 fn delta(prev: u64, cur: u64) -> u64 {
@@ -318,7 +362,7 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let snap = TrafficSnapshot::from_per_cpu(&stats, &events, &[], &[]);
+        let snap = TrafficSnapshot::from_per_cpu(&[stats.to_vec()], &events, &[], &[]);
         assert_eq!(
             snap.tcp(),
             ClassCounters {
@@ -338,6 +382,36 @@ mod tests {
     fn no_cpus_is_zero() {
         let snap = TrafficSnapshot::from_per_cpu(&[], &[], &[], &[]);
         assert_eq!(snap, TrafficSnapshot::default());
+    }
+
+    #[test]
+    fn slots_are_summed_alone_and_together() {
+        let slot0 = vec![cpu((1, 10, 0), (1, 10, 0))];
+        let slot1 = vec![cpu((2, 20, 1), (3, 30, 1)), cpu((4, 40, 0), (4, 40, 0))];
+        let snap = TrafficSnapshot::from_per_cpu(&[slot0, slot1], &[], &[], &[]);
+        assert_eq!(snap.slots.len(), 2);
+        assert_eq!(snap.slots[0][CLASS_TCP].packets, 1);
+        assert_eq!(
+            snap.slots[1][CLASS_TCP],
+            ClassCounters {
+                packets: 6,
+                bytes: 60,
+                drops: 1
+            }
+        );
+        assert_eq!(snap.slots[1][CLASS_TOTAL].packets, 7);
+        assert_eq!(snap.total().packets, 8);
+        assert_eq!(snap.tcp().bytes, 70);
+
+        let mut st = TrafficStats::new();
+        let t0 = Instant::now();
+        st.update(snap.clone(), t0);
+        let mut later = snap;
+        later.slots[1][CLASS_TCP].packets += 50;
+        st.update(later, t0 + Duration::from_secs(5));
+        assert!((st.slot(1)[CLASS_TCP].pps - 10.0).abs() < 1e-9);
+        assert_eq!(st.slot(0)[CLASS_TCP].pps, 0.0);
+        assert_eq!(st.slot(9), ClassesMetrics::default());
     }
 
     fn snap(packets: u64, bytes: u64, drops: u64) -> TrafficSnapshot {

@@ -62,6 +62,20 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             i.ifindex,
             text(&i.mode)
         )?;
+        let t = &i.traffic.total;
+        writeln!(
+            out,
+            "  {} packets ({:.0}/s), {} bytes, {} dropped ({:.0}/s); tcp {}, udp {}, icmp {}, other {}",
+            t.packets,
+            t.pps,
+            t.bytes,
+            t.drops,
+            t.dps,
+            i.traffic.tcp.packets,
+            i.traffic.udp.packets,
+            i.traffic.icmp.packets,
+            i.traffic.other.packets
+        )?;
     }
     for i in &v.absent_interfaces {
         writeln!(

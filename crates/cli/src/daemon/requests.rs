@@ -700,6 +700,9 @@ impl Daemon {
                     mode: a.mode.as_str().to_owned(),
                     program_id: a.program_id,
                     pinned: a.pinned.clone(),
+                    // Shared with any interface whose ifindex has the same
+                    // remainder (the log said so when it was attached).
+                    traffic: crate::daemon::class_lines(&self.live.slot(a.stats_slot)),
                 })
                 .collect(),
             absent_interfaces: self

@@ -53,7 +53,9 @@ pub mod maps {
     /// SRC_V4 prefix covers part of it. The program looks up only the maps
     /// whose bit is set for the source's /16.
     pub const SRC16_V4: &str = "SRC16_V4";
-    /// `PerCpuArray<TrafficCounters>` with one entry: per-class counters.
+    /// `PerCpuArray<TrafficCounters>` of [`STATS_SLOTS`](super::STATS_SLOTS)
+    /// entries: per-class counters of the interfaces whose ifindex has that
+    /// remainder (see [`stats_slot`](super::stats_slot)).
     pub const STATS: &str = "STATS";
     /// `RingBuf` of [`PacketEventRecord`](super::PacketEventRecord).
     pub const EVENTS: &str = "EVENTS";
@@ -418,7 +420,20 @@ pub struct ProtoStats {
     pub drops: u64,
 }
 
-/// The single STATS entry: counters per traffic class, on one CPU.
+/// Entries of STATS (a power of two).
+pub const STATS_SLOTS: u32 = 64;
+
+/// The STATS slot that counts the frames of interface `ifindex`: its
+/// remainder, so the program needs no lookup of its own to find it (a
+/// lookup added a branch that took the verifier past its limit). Two
+/// attached interfaces with the same remainder share a slot; user space
+/// reports them together.
+#[inline(always)]
+pub const fn stats_slot(ifindex: u32) -> u32 {
+    ifindex & (STATS_SLOTS - 1)
+}
+
+/// A STATS entry: counters per traffic class of one interface, on one CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrafficCounters {
@@ -929,6 +944,7 @@ const _: () = {
     assert!(offset_of!(RuleValue, bytes) == 16);
     assert!(size_of::<ProtoStats>() == 24);
     assert!(size_of::<TrafficCounters>() == 24 * CLASS_COUNT);
+    assert!(STATS_SLOTS.is_power_of_two());
     assert!(size_of::<EventCounters>() == 40);
     assert!(size_of::<PacketEventRecord>() == 64);
     assert!(align_of::<PacketEventRecord>() == 8);

@@ -50,11 +50,11 @@ use ironpost_ebpf_common::{
     DetectCounters, EventCounters, FAMILY_IPV4, FAMILY_IPV6, FragKey, FragState,
     MAX_IPV6_EXT_HEADERS, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6,
     POLICY_EXACT_V4, POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, PORT_RULE_SLOTS,
-    PacketEventRecord, ParseCounters, RuleValue, SRC16_V4_WORDS, SUMMARY_ALLOW, SUMMARY_EXACT,
-    SUMMARY_PREFIX, SignalRecord, SlowState, SourceKey, SourceState, TABLE_FRAGS, TABLE_SOURCES,
-    TABLE_TARGETS, TABLES, TARGET_PROTOCOL, TRACKED_SLOW, TRACKED_TARGETS, TargetKey, TargetState,
-    TrafficCounters, ipproto, l4_min_len, parse, port_index, signal, signal_bit, table_buckets,
-    tcp_flags,
+    PacketEventRecord, ParseCounters, RuleValue, SRC16_V4_WORDS, STATS_SLOTS, SUMMARY_ALLOW,
+    SUMMARY_EXACT, SUMMARY_PREFIX, SignalRecord, SlowState, SourceKey, SourceState, TABLE_FRAGS,
+    TABLE_SOURCES, TABLE_TARGETS, TABLES, TARGET_PROTOCOL, TRACKED_SLOW, TRACKED_TARGETS,
+    TargetKey, TargetState, TrafficCounters, ipproto, l4_min_len, parse, port_index, signal,
+    signal_bit, stats_slot, table_buckets, tcp_flags,
 };
 
 /// [`RuleValue`] as the program sees it: the same layout, with the hit
@@ -126,7 +126,7 @@ static POLICY_FLAGS: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Per-CPU counters per traffic class.
 #[map]
-static STATS: PerCpuArray<TrafficCounters> = PerCpuArray::with_max_entries(1, 0);
+static STATS: PerCpuArray<TrafficCounters> = PerCpuArray::with_max_entries(STATS_SLOTS, 0);
 
 /// Reports of dropped and monitored packets.
 #[map]
@@ -396,7 +396,7 @@ pub fn ironpost_xdp(ctx: XdpContext) -> u32 {
         // Nothing is known about the frame: it passes (fail open).
         note(pkt.bad);
     }
-    count(pkt.class, len, action == ACTION_DROP);
+    count(&ctx, pkt.class, len, action == ACTION_DROP);
     // Dropped packets are not tracked (a blocked source stays quiet for the
     // detectors), nor allow-listed ones; a fragmented datagram is tracked
     // once, at its first fragment.
@@ -1863,10 +1863,11 @@ fn signal_target(
     });
 }
 
-/// Adds the packet to its class and to TOTAL.
+/// Adds the packet to its class and to TOTAL, in the STATS slot of the
+/// interface it arrived on.
 #[inline(always)]
-fn count(class: usize, len: u64, dropped: bool) {
-    let Some(stats) = STATS.get_ptr_mut(0) else {
+fn count(ctx: &XdpContext, class: usize, len: u64, dropped: bool) {
+    let Some(stats) = STATS.get_ptr_mut(stats_slot(ctx.ingress_ifindex() as u32)) else {
         return;
     };
     // SAFETY: a non-null pointer to this CPU's entry, which nothing else
