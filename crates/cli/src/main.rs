@@ -1,18 +1,8 @@
 //! `ironpost`: XDP network threat detection and mitigation.
 
-mod api;
 mod client;
 mod commands;
-mod daemon;
-mod hostinfo;
-mod links;
-mod metrics;
 mod netset;
-mod output;
-mod privileges;
-mod socket;
-mod state;
-mod store;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -286,6 +276,21 @@ pub struct RunArgs {
     pub socket: Option<PathBuf>,
 }
 
+impl From<RunArgs> for ironpost_daemon::RunOptions {
+    fn from(a: RunArgs) -> Self {
+        Self {
+            interface: a.interface,
+            config: a.config,
+            xdp_mode: a.xdp_mode,
+            stats_interval: a.stats_interval,
+            state_file: a.state_file,
+            pin_dir: a.pin_dir,
+            on_exit: a.on_exit,
+            socket: a.socket,
+        }
+    }
+}
+
 fn parse_list(s: &str) -> Result<ListName, String> {
     ListName::parse(s)
 }
@@ -324,7 +329,11 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
         e.allow_max_entries,
         e.event_budget_per_cpu
     );
-    for iface in e.interfaces.iter().filter(|i| !daemon::interface_exists(i)) {
+    for iface in e
+        .interfaces
+        .iter()
+        .filter(|i| !ironpost_daemon::interface_exists(i))
+    {
         eprintln!(
             "warning: {}: ebpf.interfaces: {iface} does not exist on this host now; `ironpost \
              run` with this file fails until it does",
@@ -443,7 +452,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(mut args) => {
             args.socket = cli.socket;
-            daemon::run(args)
+            ironpost_daemon::run(args.into())
         }
         Command::CheckConfig { config } => check_config(&config),
         Command::Block(BlockCmd::Add {

@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use ironpost_ebpf_engine::pin;
 
-use crate::socket;
+use ironpost_daemon::daemon_running;
 
 /// Removes the pinned links in `dir` (those of `interfaces`, or all): the
 /// program leaves those interfaces for good. Refused while a daemon answers
 /// on `socket_path`: it holds the links and would go on filtering with
 /// state that no longer matches the interfaces.
 pub fn unload(socket_path: &Path, dir: &Path, interfaces: &[String]) -> anyhow::Result<()> {
-    if socket::daemon_running(socket_path) {
+    if daemon_running(socket_path) {
         bail!(
             "an ironpost daemon is running on {}: stop it with `--on-exit detach` (or stop it, \
              then run this again)",

@@ -37,7 +37,7 @@ mod interfaces;
 mod requests;
 
 use crate::{
-    RunArgs, api, hostinfo, links, metrics,
+    RunOptions, api, hostinfo, links, metrics,
     output::Output,
     privileges,
     socket::{self, SocketGuard},
@@ -59,7 +59,7 @@ const LINK_CHECK_TICK: Duration = Duration::from_secs(1);
 const EXPIRY_SAVE_DELAY: Duration = Duration::from_secs(2);
 
 /// Runs the daemon until a signal.
-pub fn run(args: RunArgs) -> anyhow::Result<()> {
+pub fn run(args: RunOptions) -> anyhow::Result<()> {
     let cfg = match &args.config {
         Some(path) => IronpostConfig::load(path)?,
         None => IronpostConfig::default(),
