@@ -1,152 +1,113 @@
 //! Addresses, prefixes, ports and protocols as rules name them.
 
-use std::{
-    fmt,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    str::FromStr,
-};
+use std::{fmt, net::IpAddr, str::FromStr};
 
+use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// An IPv4 or IPv6 prefix in canonical form (no host bits set). A bare
-/// address is the prefix of its full length (/32 or /128).
+/// An IPv4 or IPv6 prefix in canonical form (no host bits set), on
+/// `ipnet`'s [`IpNet`]. A bare address is the prefix of its full length
+/// (/32 or /128). Ordered by address, then length (IPv4 first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Prefix {
-    addr: IpAddr,
-    len: u8,
-}
+pub struct Prefix(IpNet);
 
 impl Prefix {
     /// The prefix `addr/len`; `None` if `len` is too long for the family or
     /// host bits are set.
     pub fn new(addr: IpAddr, len: u8) -> Option<Self> {
-        let p = Self { addr, len };
-        (len <= p.max_len() && p.network() == addr).then_some(p)
+        let net = IpNet::new(addr, len).ok()?;
+        (net.network() == addr).then_some(Self(net))
     }
 
     /// The prefix holding exactly `addr`.
     pub fn host(addr: IpAddr) -> Self {
-        let len = if addr.is_ipv4() { 32 } else { 128 };
-        Self { addr, len }
+        Self(IpNet::from(addr))
     }
 
     /// The network address.
     pub fn addr(&self) -> IpAddr {
-        self.addr
+        self.0.addr()
     }
 
     /// The prefix length in bits.
     pub fn len(&self) -> u8 {
-        self.len
+        self.0.prefix_len()
     }
 
     /// True for `/0`, the prefix that matches everything of its family.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// True for an IPv4 prefix.
     pub fn is_ipv4(&self) -> bool {
-        self.addr.is_ipv4()
+        matches!(self.0, IpNet::V4(_))
     }
 
     /// True when the prefix names one address (/32 or /128).
     pub fn is_host(&self) -> bool {
-        self.len == self.max_len()
-    }
-
-    fn max_len(&self) -> u8 {
-        if self.addr.is_ipv4() { 32 } else { 128 }
+        self.0.prefix_len() == self.0.max_prefix_len()
     }
 
     /// The address bytes (4 or 16), network order.
     pub fn octets(&self) -> Vec<u8> {
-        match self.addr {
+        match self.0.addr() {
             IpAddr::V4(a) => a.octets().to_vec(),
             IpAddr::V6(a) => a.octets().to_vec(),
         }
     }
 
-    fn network(&self) -> IpAddr {
-        mask(self.addr, self.len)
+    /// The prefix as `ipnet` has it.
+    pub fn net(&self) -> IpNet {
+        self.0
     }
 
     /// True when every address of `other` is in `self`.
     pub fn contains(&self, other: &Prefix) -> bool {
-        self.addr.is_ipv4() == other.addr.is_ipv4()
-            && self.len <= other.len
-            && mask(other.addr, self.len) == self.addr
+        self.0.contains(&other.0)
     }
 
     /// True when `addr` is in the prefix.
     pub fn contains_addr(&self, addr: IpAddr) -> bool {
-        self.contains(&Self::host(addr))
+        self.0.contains(&addr)
     }
 
     /// The smallest and the largest prefix (in `Ord` order) whose network
-    /// address lies in `self`: the bounds of a range query over an ordered
-    /// set that finds every prefix inside `self` (and those of the same
-    /// network address around it).
+    /// address lies in `self`: the bounds of an inclusive range query over
+    /// an ordered set that finds every prefix inside `self` (and those of
+    /// the same network address around it). The bounds are not canonical
+    /// prefixes themselves.
     pub fn range_bounds(&self) -> (Prefix, Prefix) {
-        let last = match self.addr {
-            IpAddr::V4(a) => {
-                let host = u32::MAX.checked_shr(u32::from(self.len)).unwrap_or(0);
-                IpAddr::V4(Ipv4Addr::from(u32::from(a) | host))
-            }
-            IpAddr::V6(a) => {
-                let host = u128::MAX.checked_shr(u32::from(self.len)).unwrap_or(0);
-                IpAddr::V6(Ipv6Addr::from(u128::from(a) | host))
-            }
-        };
-        (
-            Self {
-                addr: self.addr,
-                len: 0,
-            },
-            Self {
-                addr: last,
-                len: u8::MAX,
-            },
-        )
+        let max = self.0.max_prefix_len();
+        let bound = |addr, len| Self(IpNet::new(addr, len).expect("a length within the family"));
+        (bound(self.0.network(), 0), bound(self.0.broadcast(), max))
     }
 
     /// The prefix one bit shorter, if this is not /0.
     pub fn parent(&self) -> Option<Prefix> {
-        let len = self.len.checked_sub(1)?;
-        Some(Self {
-            addr: mask(self.addr, len),
-            len,
-        })
+        self.0.supernet().map(|n| Self(n.trunc()))
     }
 }
 
-fn mask(addr: IpAddr, len: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let m = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(len.min(32)))
-            };
-            IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
-        }
-        IpAddr::V6(a) => {
-            let m = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(len.min(128)))
-            };
-            IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
-        }
+impl From<Prefix> for IpNet {
+    fn from(p: Prefix) -> Self {
+        p.0
+    }
+}
+
+impl From<IpNet> for Prefix {
+    /// The prefix of `net`, its host bits cleared.
+    fn from(net: IpNet) -> Self {
+        Self(net.trunc())
     }
 }
 
 impl fmt::Display for Prefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_host() {
-            write!(f, "{}", self.addr)
+            write!(f, "{}", self.addr())
         } else {
-            write!(f, "{}/{}", self.addr, self.len)
+            write!(f, "{}", self.0)
         }
     }
 }
@@ -176,14 +137,14 @@ impl FromStr for Prefix {
                 }
             },
         };
-        let p = Self { addr, len };
-        if p.network() != addr {
+        let net = IpNet::new(addr, len).map_err(|e| format!("\"{s}\": {e}"))?;
+        if net.network() != addr {
             return Err(format!(
                 "\"{s}\" has host bits set: the network is {}/{len}",
-                p.network()
+                net.network()
             ));
         }
-        Ok(p)
+        Ok(Self(net))
     }
 }
 
@@ -380,6 +341,50 @@ mod tests {
         assert_eq!(p("0.0.0.0/0").parent(), None);
         assert!(Prefix::new("10.1.0.0".parse().unwrap(), 16).is_some());
         assert!(Prefix::new("10.1.0.0".parse().unwrap(), 8).is_none());
+        assert_eq!(p("2001:db8::/33").parent(), Some(p("2001:db8::/32")));
+    }
+
+    #[test]
+    fn ordered_by_family_address_then_length_and_ranges_find_what_is_inside() {
+        let set: std::collections::BTreeSet<Prefix> = [
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "10.1.2.3",
+            "10.0.0.0/9",
+            "11.0.0.0/8",
+            "9.255.255.255",
+            "::/0",
+            "0.0.0.0/0",
+        ]
+        .into_iter()
+        .map(p)
+        .collect();
+        let order: Vec<String> = set.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            order,
+            [
+                "0.0.0.0/0",
+                "9.255.255.255",
+                "10.0.0.0/8",
+                "10.0.0.0/9",
+                "10.1.0.0/16",
+                "10.1.2.3",
+                "11.0.0.0/8",
+                "::/0"
+            ]
+        );
+        let (first, last) = p("10.0.0.0/8").range_bounds();
+        let inside: Vec<String> = set.range(first..=last).map(ToString::to_string).collect();
+        assert_eq!(
+            inside,
+            ["10.0.0.0/8", "10.0.0.0/9", "10.1.0.0/16", "10.1.2.3"]
+        );
+        let net: ipnet::IpNet = "192.0.2.77/24".parse().unwrap();
+        assert_eq!(Prefix::from(net), p("192.0.2.0/24"));
+        assert_eq!(
+            ipnet::IpNet::from(p("192.0.2.0/24")).to_string(),
+            "192.0.2.0/24"
+        );
     }
 
     #[test]
