@@ -81,6 +81,9 @@ pub struct Lab {
     peer_if: String,
     host_addr: Ipv4Addr,
     peer_addrs: Vec<Ipv4Addr>,
+    /// The routing table that keeps everything the host sends from its
+    /// lab address inside the lab (see [`Lab::reply_table`]).
+    table: u32,
 }
 
 impl Lab {
@@ -99,6 +102,7 @@ impl Lab {
             peer_addrs: (0..peers.clamp(1, 200))
                 .map(|i| Ipv4Addr::new(10, second, third, 2 + i as u8))
                 .collect(),
+            table: reply_table(pid, n),
         };
         // From here on, Drop removes whatever was made.
         lab.build()?;
@@ -107,6 +111,20 @@ impl Lab {
 
     fn build(&self) -> Result<(), LabError> {
         ip(&["netns", "add", &self.ns])?;
+        // Whatever the host sends from its lab address (its answers to the
+        // spoofed sources of a flood: RSTs, ICMP errors) is routed into the
+        // lab, never out of the machine, whatever its destination.
+        let (table, from) = (self.table.to_string(), self.host_addr.to_string());
+        ip(&[
+            "rule",
+            "add",
+            "from",
+            &from,
+            "lookup",
+            &table,
+            "priority",
+            RULE_PRIORITY,
+        ])?;
         self.build_link()
     }
 
@@ -149,6 +167,36 @@ impl Lab {
         ip(&["link", "set", host, "up"])?;
         ip(&["-n", ns, "link", "set", peer, "up"])?;
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        // The lab address's own table: everything into the namespace (which
+        // does not forward: it drops what is not its own), and a blackhole
+        // behind it while the link is down.
+        let table = self.table.to_string();
+        let via = self.peer_addrs[0].to_string();
+        let net = format!("{}/24", Ipv4Addr::from(u32::from(self.host_addr) & !0xff));
+        ip(&[
+            "route",
+            "replace",
+            &net,
+            "dev",
+            host,
+            "src",
+            &self.host_addr.to_string(),
+            "table",
+            &table,
+        ])?;
+        ip(&[
+            "route", "replace", "default", "via", &via, "dev", host, "table", &table,
+        ])?;
+        ip(&[
+            "route",
+            "replace",
+            "blackhole",
+            "default",
+            "table",
+            &table,
+            "metric",
+            "4096",
+        ])?;
         // Static neighbours: no ARP on the wire, and no packet waits for it.
         let host_mac = std::fs::read_to_string(format!("/sys/class/net/{host}/address")).map_err(
             |source| LabError::Io {
@@ -331,6 +379,7 @@ fn disable_ipv6(dev: &str) -> Result<(), LabError> {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        remove_reply_table(self.table);
         // Deleting one end of a veth pair deletes both.
         let _ = Command::new("ip")
             .args(["link", "del", &self.host_if])
@@ -341,8 +390,47 @@ impl Drop for Lab {
     }
 }
 
+/// Priority of the labs' source rules: before the main table (32766).
+const RULE_PRIORITY: &str = "1000";
+/// Marks the routing tables of labs (bit 30).
+const TABLE_MARK: u32 = 1 << 30;
+
+/// The routing table of lab `n` of process `pid`.
+fn reply_table(pid: u32, n: u32) -> u32 {
+    TABLE_MARK | ((pid & 0x3f_ffff) << 8) | (n & 0xff)
+}
+
+/// Removes a lab's source rule and its table's routes.
+fn remove_reply_table(table: u32) {
+    let table = table.to_string();
+    while Command::new("ip")
+        .args(["rule", "del", "lookup", &table])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {}
+    let _ = Command::new("ip")
+        .args(["route", "flush", "table", &table])
+        .output();
+}
+
 /// Removes labs whose creating process is gone.
 fn remove_stale() {
+    if let Ok(out) = Command::new("ip").args(["rule", "list"]).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(table) = line
+                .split_whitespace()
+                .skip_while(|w| *w != "lookup")
+                .nth(1)
+                .and_then(|t| t.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let pid = (table & !TABLE_MARK) >> 8;
+            if table & TABLE_MARK != 0 && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                remove_reply_table(table);
+            }
+        }
+    }
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
     };
