@@ -788,6 +788,39 @@ fn hping3_rst_flood_is_blocked_by_its_rsts() {
     assert_eq!(auto_entry(&at.d, a)["condition"], "tcp-rst");
 }
 
+/// ACK and RST floods from random sources: no source earns state, so each
+/// shows on the address it hits (the ACKs by the RSTs the host sends back,
+/// seen on egress; the RSTs on ingress), as one alert that blocks nobody.
+#[test]
+fn hping3_spoofed_ack_and_rst_floods_alert_on_their_target_and_block_nobody() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let (d, _cfg) = start(&lab, "spoofed-ack-rst.toml", "");
+    let host = lab.host_addr().to_string();
+    for (flag, detector) in [("-A", "ack_flood"), ("-R", "rst_flood")] {
+        let t = Tool::start(
+            &lab,
+            "hping3",
+            &[flag, "--flood", "--rand-source", "-p", "8080", "-q", &host],
+        );
+        let a = wait_alert(&d, detector, 20);
+        drop(t);
+        assert_eq!(a["source"], Value::Null, "{a}");
+        assert_eq!(a["target"], host, "{a}");
+        assert!(a["evidence"]["count"].as_u64().unwrap() >= 50_000, "{a}");
+        assert!(
+            a["evidence"]["distinct_sources"].as_u64().unwrap() > 1000,
+            "{a}"
+        );
+        assert_eq!(a["action"]["kind"], "none", "{a}");
+    }
+    let list = d.json(&["block", "list"]);
+    assert!(list["entries"].as_array().unwrap().is_empty(), "{list}");
+}
+
 /// A UDP flood from random sources: each source sends one packet and earns
 /// no state; the flood shows on its target, which is named in one alert,
 /// and nobody is blocked.

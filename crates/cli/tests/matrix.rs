@@ -107,6 +107,22 @@ const CASES: &[Case] = &[
         secs: 20,
     },
     Case {
+        name: "ACK flood, random sources",
+        peers: 1,
+        command: "hping3 -A --flood --rand-source -q -p 80 {host}",
+        expect: Some("ack_flood"),
+        block: false,
+        secs: 20,
+    },
+    Case {
+        name: "RST flood, random sources",
+        peers: 1,
+        command: "hping3 -R --flood --rand-source -q -p 80 {host}",
+        expect: Some("rst_flood"),
+        block: false,
+        secs: 20,
+    },
+    Case {
         name: "nmap -sS (SYN scan)",
         peers: 1,
         command: "nmap -sS -Pn -n -T4 -p- {host}",

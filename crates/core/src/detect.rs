@@ -32,6 +32,13 @@ pub enum SignalKind {
     AckFlood,
     /// RSTs from one source (`rst`).
     RstFlood,
+    /// RSTs from untracked sources onto one address (`rst`, `sources`,
+    /// `sample_sources`).
+    RstTarget,
+    /// ACK-bearing segments of untracked remotes that one of the host's
+    /// addresses refused (`ack`, `sources`, `sample_sources`), seen on
+    /// egress.
+    AckTarget,
     /// UDP from untracked sources onto one address (`udp`, `sources`,
     /// `sample_sources`).
     UdpTarget,
@@ -67,9 +74,9 @@ impl SignalKind {
             | Self::TinyFragments => DetectorKind::PortScan,
             Self::UdpFlood | Self::UdpTarget => DetectorKind::UdpFlood,
             Self::IcmpFlood | Self::IcmpTarget => DetectorKind::IcmpFlood,
-            Self::AckFlood => DetectorKind::AckFlood,
+            Self::AckFlood | Self::AckTarget => DetectorKind::AckFlood,
             Self::DistributedScan => DetectorKind::DistributedScan,
-            Self::RstFlood => DetectorKind::RstFlood,
+            Self::RstFlood | Self::RstTarget => DetectorKind::RstFlood,
         }
     }
 }

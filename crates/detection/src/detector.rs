@@ -409,7 +409,13 @@ impl Detector for FloodDetector {
                 true,
             ),
             (DetectorKind::AckFlood, SignalKind::AckFlood) => (s.ack, c.threshold, 0, "ACK", false),
+            (DetectorKind::AckFlood, SignalKind::AckTarget) => {
+                (s.ack, c.target_threshold, 0, "ACK", true)
+            }
             (DetectorKind::RstFlood, SignalKind::RstFlood) => (s.rst, c.threshold, 0, "RST", false),
+            (DetectorKind::RstFlood, SignalKind::RstTarget) => {
+                (s.rst, c.target_threshold, 0, "RST", true)
+            }
             _ => return None,
         };
         let by_packets = threshold != 0 && count >= threshold;
@@ -1222,6 +1228,32 @@ mod tests {
         let mut off =
             PacketDetector::new(&cfg("[detection.udp_flood]\ntarget_threshold = 0\n"), "t");
         assert_eq!(off.observe(&u), Outcome::Ignored);
+    }
+
+    #[test]
+    fn spoofed_ack_and_rst_floods_are_alerts_on_their_target() {
+        let mut d = PacketDetector::new(&cfg(""), "t");
+        let mut k = sig(SignalKind::AckTarget, "100.64.3.4", 0, 900);
+        k.ack = 49_999;
+        assert_eq!(d.observe(&k), Outcome::Ignored, "below the default");
+        k.ack = 50_000;
+        k.sources = 250;
+        let a = alert(d.observe(&k));
+        assert_eq!(a.detector, DetectorKind::AckFlood);
+        assert_eq!((a.source, a.target.as_str()), (None, "10.0.0.1"));
+        assert!(
+            a.summary.contains("ACK flood onto 10.0.0.1"),
+            "{}",
+            a.summary
+        );
+        let mut r = sig(SignalKind::RstTarget, "100.64.3.5", 0, 900);
+        r.rst = 50_000;
+        let a = alert(d.observe(&r));
+        assert_eq!((a.detector, a.source), (DetectorKind::RstFlood, None));
+        assert_eq!(a.evidence.count, 50_000);
+        let mut off =
+            PacketDetector::new(&cfg("[detection.rst_flood]\ntarget_threshold = 0\n"), "t");
+        assert_eq!(off.observe(&r), Outcome::Ignored);
     }
 
     #[test]

@@ -103,8 +103,6 @@ pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
         ack_window_ns: d.ack_flood.window_secs * NS,
         rst_window_ns: d.rst_flood.window_secs * NS,
         rst_threshold: on(d.rst_flood.enabled, d.rst_flood.threshold),
-        udp_target_threshold: on(d.udp_flood.enabled, d.udp_flood.target_threshold),
-        icmp_target_threshold: on(d.icmp_flood.enabled, d.icmp_flood.target_threshold),
         slow_threshold: on(scan && d.slow_scan.enabled, d.slow_scan.distinct_ports),
         slow_window_ns: d.slow_scan.window_secs * NS,
         slow_gate: SLOW_GATE,
@@ -112,18 +110,34 @@ pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
         distributed_ports: on(scan, d.port_scan.distributed_ports),
         distributed_sources: d.port_scan.distributed_sources,
         protocol_threshold: on(scan, d.port_scan.distinct_protocols),
+        ack_target_threshold: on(d.ack_flood.enabled, d.ack_flood.target_threshold),
         udp_bytes_threshold: on64(d.udp_flood.enabled, d.udp_flood.bytes_threshold),
         icmp_bytes_threshold: on64(d.icmp_flood.enabled, d.icmp_flood.bytes_threshold),
-        udp_target_bytes_threshold: on64(d.udp_flood.enabled, d.udp_flood.target_bytes_threshold),
-        icmp_target_bytes_threshold: on64(
-            d.icmp_flood.enabled,
-            d.icmp_flood.target_bytes_threshold,
-        ),
+        target_threshold: [
+            on(d.rst_flood.enabled, d.rst_flood.target_threshold),
+            on(d.udp_flood.enabled, d.udp_flood.target_threshold),
+            on(d.icmp_flood.enabled, d.icmp_flood.target_threshold),
+            0,
+        ],
+        target_bytes_threshold: [
+            0,
+            on64(d.udp_flood.enabled, d.udp_flood.target_bytes_threshold),
+            on64(d.icmp_flood.enabled, d.icmp_flood.target_bytes_threshold),
+            0,
+        ],
+        target_window_ns: [
+            d.rst_flood.window_secs * NS,
+            d.udp_flood.window_secs * NS,
+            d.icmp_flood.window_secs * NS,
+            0,
+        ],
+        reserved: 0,
     };
     c.replies = u32::from(
         c.enabled != 0
             && (c.refused_threshold != 0
                 || c.ack_threshold != 0
+                || c.ack_target_threshold != 0
                 || c.slow_threshold != 0
                 || c.distributed_ports != 0),
     );

@@ -105,6 +105,8 @@ pub fn decode_signal(rec: &SignalRecord, interface: &str, clock: &Clock) -> Opti
         signal::DISTRIBUTED_SCAN => SignalKind::DistributedScan,
         signal::PROTOCOL_SCAN => SignalKind::ProtocolScan,
         signal::TINY_FRAGMENTS => SignalKind::TinyFragments,
+        signal::RST_TARGET => SignalKind::RstTarget,
+        signal::ACK_TARGET => SignalKind::AckTarget,
         _ => return None,
     };
     let ms = |ns: u64| {

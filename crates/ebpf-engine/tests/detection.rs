@@ -388,6 +388,38 @@ fn spoofed_udp_and_icmp_count_on_their_target() {
 }
 
 #[test]
+fn spoofed_rsts_count_on_their_target() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let mut e = engine(
+        "[detection]\nadmit_after_packets = 4\nadmit_per_sec_per_cpu = 0\n\
+         [detection.rst_flood]\ntarget_threshold = 150\n\
+         [detection.port_scan]\nenabled = false\n",
+    );
+    let (rt, mut rx) = reader(&mut e);
+    for i in 0..149u32 {
+        let src = Ipv4Addr::from(0x6440_0000 + i * 7919);
+        e.test_run(&tcp_pkt(src, DST, 1234, 80, RST), 1).unwrap();
+        // Plain ACKs from untracked sources are not RSTs: they do not
+        // count there (the host's refusals of them do, on egress).
+        e.test_run(&tcp_pkt(src, DST, 1234, 80, ACK), 1).unwrap();
+    }
+    assert!(signals(&rt, &mut rx).is_empty());
+    for i in 149..200u32 {
+        let src = Ipv4Addr::from(0x6440_0000 + i * 7919);
+        e.test_run(&tcp_pkt(src, DST, 1234, 80, RST | ACK), 1)
+            .unwrap();
+    }
+    let got = signals(&rt, &mut rx);
+    assert_eq!(got.len(), 1, "once per window: {got:?}");
+    let t = &got[0];
+    assert_eq!((t.kind, t.rst), (SignalKind::RstTarget, 150));
+    assert_eq!(t.dst, std::net::IpAddr::V4(DST));
+    assert!(t.sources > 60, "distinct source bins: {}", t.sources);
+}
+
+#[test]
 fn rsts_from_one_source_are_a_flood() {
     if !kernel_tests_enabled() {
         return;

@@ -62,9 +62,9 @@ pub struct DetectionConfig {
     pub icmp_flood: FloodConfig,
     /// `[detection.slow_scan]`.
     pub slow_scan: SlowScanConfig,
-    /// `[detection.ack_flood]` (no `target_threshold`).
+    /// `[detection.ack_flood]`.
     pub ack_flood: FloodConfig,
-    /// `[detection.rst_flood]` (no `target_threshold`).
+    /// `[detection.rst_flood]`.
     pub rst_flood: FloodConfig,
 }
 
@@ -140,9 +140,10 @@ pub struct FloodConfig {
     pub window_secs: u64,
     /// Packets from one source per window.
     pub threshold: u32,
-    /// UDP and ICMP: packets onto one destination address per window from
-    /// sources the datapath keeps no state for (spoofed or new ones); 0
-    /// turns the check off. Always 0 for ACK and RST floods.
+    /// Packets onto one destination address per window from sources the
+    /// datapath keeps no state for (spoofed or new ones); for ACK floods,
+    /// the ACK-bearing segments of such remotes that one of the host's
+    /// addresses refused. 0 turns the check off.
     pub target_threshold: u32,
     /// UDP and ICMP: bytes (frames as received, Ethernet header included)
     /// from one source per window; 0 (the default) turns the check off.
@@ -229,21 +230,28 @@ impl Default for DetectionConfig {
             // them only for connections it does not know (a restart, a
             // NAT timeout: a few per connection); `hping3 -A --flood`
             // crosses in milliseconds, an `nmap -sA` of 1,000 ports never.
+            // Onto one of the host's addresses from remotes without state
+            // (spoofed ACKs): 5,000 refusals a second, ten times one
+            // source's threshold, since a restart or a NAT timeout makes
+            // every client of a busy host send a few.
             ack_flood: FloodConfig {
                 enabled: true,
                 window_secs: 10,
                 threshold: 5_000,
-                target_threshold: 0,
+                target_threshold: 50_000,
                 bytes_threshold: 0,
                 target_bytes_threshold: 0,
             },
             // 500 RSTs a second from one source: a client aborts one
             // connection with one RST.
+            // Onto one address from sources without state (spoofed RSTs):
+            // 5,000 a second; each client that aborts a connection sends
+            // one.
             rst_flood: FloodConfig {
                 enabled: true,
                 window_secs: 10,
                 threshold: 5_000,
-                target_threshold: 0,
+                target_threshold: 50_000,
                 bytes_threshold: 0,
                 target_bytes_threshold: 0,
             },
@@ -658,15 +666,6 @@ impl Source<'_> {
             }
             if let Some(v) = &raw.target_threshold {
                 let field = format!("detection.{name}.target_threshold");
-                if matches!(name, "ack_flood" | "rst_flood") {
-                    return Err(self.error(
-                        v.span(),
-                        &field,
-                        "ACK and RST floods are counted per source only: there is no \
-                         target_threshold"
-                            .to_owned(),
-                    ));
-                }
                 c.target_threshold = self.range(v, &field, 0, U32)?;
             }
             for (v, slot, what) in [
@@ -815,6 +814,7 @@ mod tests {
              [detection.port_scan]\nenabled = false\nwindow_secs = 30\ndistinct_ports = 10\ndistinct_hosts = 0\n\
              [detection.udp_flood]\nthreshold = 50\nbytes_threshold = 125000000\n\
              [detection.icmp_flood]\nwindow_secs = 2\ntarget_bytes_threshold = 1000\n\
+             [detection.ack_flood]\ntarget_threshold = 0\n[detection.rst_flood]\ntarget_threshold = 777\n\
              [response]\ndry_run = true\nblock_ttl_secs = 60\nescalation_factor = 3\nmax_block_ttl_secs = 600\n\
              forget_after_secs = 3600\nmax_blocks_per_minute = 5\nauto_block_share_percent = 25\n\
              never_block = [\"192.0.2.0/24\", \"2001:db8::53\"]\n\
@@ -833,6 +833,8 @@ mod tests {
         assert_eq!(d.icmp_flood.target_bytes_threshold, 1000);
         assert_eq!(d.udp_flood.target_bytes_threshold, 0, "off by default");
         assert_eq!(d.icmp_flood.window_secs, 2);
+        assert_eq!(d.ack_flood.target_threshold, 0, "off");
+        assert_eq!(d.rst_flood.target_threshold, 777);
         let r = &c.response;
         assert!(r.dry_run);
         assert_eq!(
@@ -882,10 +884,10 @@ mod tests {
                 "0 is out of range",
             ),
             (
-                "[detection.rst_flood]\nthreshold = 10\ntarget_threshold = 5\n",
+                "[detection.rst_flood]\nthreshold = 10\ntarget_threshold = -5\n",
                 3,
                 "detection.rst_flood.target_threshold",
-                "per source only",
+                "-5 is out of range",
             ),
             (
                 "[response.port_scan]\nmin_severity = \"severe\"\n",

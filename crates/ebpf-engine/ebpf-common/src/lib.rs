@@ -487,11 +487,11 @@ pub mod signal {
     pub const ACK_FLOOD: u8 = 8;
     /// One source sent `rst_threshold` TCP RSTs within the RST window.
     pub const RST_FLOOD: u8 = 9;
-    /// One destination address received `udp_target_threshold` UDP packets
+    /// One destination address received `target_threshold[CLASS_UDP]` UDP packets
     /// from sources without tracking state (spoofed or new ones) within
     /// the UDP window.
     pub const UDP_TARGET: u8 = 10;
-    /// The same for ICMP and ICMPv6 (`icmp_target_threshold`, ICMP window).
+    /// The same for ICMP and ICMPv6 (`target_threshold[CLASS_ICMP]`).
     pub const ICMP_TARGET: u8 = 11;
     /// The host refused `slow_threshold` distinct ports (bins) of one
     /// remote address, too quiet for SOURCES, within the slow window.
@@ -507,6 +507,14 @@ pub mod signal {
     /// their TCP or UDP header (dropped as tiny) within the scan window: a
     /// scan hidden in fragments (`nmap -f`).
     pub const TINY_FRAGMENTS: u8 = 15;
+    /// One destination address received `target_threshold[CLASS_TCP]` TCP RSTs
+    /// from sources without tracking state (spoofed or new ones) within
+    /// the RST window.
+    pub const RST_TARGET: u8 = 16;
+    /// One of the host's addresses refused `ack_target_threshold`
+    /// ACK-bearing segments (RSTs without ACK it sent, seen on egress) of
+    /// remote addresses without tracking state within the ACK window.
+    pub const ACK_TARGET: u8 = 17;
 }
 
 /// SourceState::signalled / TargetState::signalled bit for a signal kind.
@@ -578,31 +586,32 @@ pub struct DetectConfig {
     pub rst_window_ns: u64,
     /// RSTs from one source per RST window (0: off).
     pub rst_threshold: u32,
-    /// UDP packets from untracked sources to one address per UDP window
-    /// (0: off).
-    pub udp_target_threshold: u32,
-    /// ICMP packets from untracked sources to one address per ICMP window
-    /// (0: off).
-    pub icmp_target_threshold: u32,
+    /// ACK-bearing segments of untracked remotes that one of the host's
+    /// addresses refused per ACK window (0: off).
+    pub ack_target_threshold: u32,
     /// New SLOW entries per second per CPU at most.
     pub slow_per_sec: u32,
-    /// Length of the slow-scan window.
-    pub slow_window_ns: u64,
     /// Distinct remote addresses (bins) those refusals went to, at least.
     pub distributed_sources: u32,
+    /// Length of the slow-scan window.
+    pub slow_window_ns: u64,
     /// Distinct IP protocols other than TCP, UDP and ICMP one source may
     /// send per scan window (0: off).
     pub protocol_threshold: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// Packets from untracked sources to one address per window, by
+    /// traffic class (`CLASS_TCP`: RSTs; UDP; ICMP; unused), 0: off.
+    pub target_threshold: [u32; 4],
     /// UDP bytes (frames as received) per source per UDP window (0: off).
     pub udp_bytes_threshold: u64,
     /// ICMP bytes per source per ICMP window (0: off).
     pub icmp_bytes_threshold: u64,
-    /// UDP bytes from untracked sources to one address per UDP window (0:
-    /// off).
-    pub udp_target_bytes_threshold: u64,
-    /// ICMP bytes from untracked sources to one address per ICMP window
-    /// (0: off).
-    pub icmp_target_bytes_threshold: u64,
+    /// Bytes from untracked sources to one address per window, by class
+    /// as `target_threshold` (UDP and ICMP only), 0: off.
+    pub target_bytes_threshold: [u64; 4],
+    /// The window of those counts, by class as `target_threshold`.
+    pub target_window_ns: [u64; 4],
 }
 
 /// Detection state of one source address, in SOURCES.
@@ -700,6 +709,10 @@ pub const TARGET_PROTOCOL: u32 = 1 << 16;
 /// Marks the refusals of one of the host's own addresses (the distributed
 /// scan count) in the last word of a [`TargetKey`].
 pub const TARGET_REFUSALS: u32 = 1 << 17;
+/// The fifth word of a TARGETS key that counts the ACK-bearing segments one
+/// of the host's addresses refused (RSTs without ACK it sent) to remotes
+/// without tracking state.
+pub const TARGET_ACK_REFUSALS: u32 = 1 << 18;
 
 /// Flood state of one destination address and port (bare SYNs), or of one
 /// address and protocol (packets from untracked sources), in TARGETS.
@@ -961,7 +974,7 @@ const _: () = {
     assert!(offset_of!(PacketEventRecord, vlan_id) == 56);
     assert!(offset_of!(EventCounters, lost_budget) == 32);
     assert!(CLASS_TOTAL == CLASS_COUNT - 1);
-    assert!(size_of::<DetectConfig>() == 176);
+    assert!(size_of::<DetectConfig>() == 240);
     assert!(offset_of!(DetectConfig, replies) == 4);
     assert!(offset_of!(DetectConfig, ack_threshold) == 28);
     assert!(offset_of!(DetectConfig, syn_window_ns) == 40);

@@ -14,14 +14,17 @@
 //! A refusal of a remote too quiet for SOURCES (one probe every few
 //! seconds never earns admission) counts in SLOW instead, over a long
 //! window, while the CPU sees no flood: at `slow_threshold` distinct ports
-//! the program signals SLOW_SCAN. The program only reads: every packet
+//! the program signals SLOW_SCAN. RSTs without ACK to remotes without
+//! state (a spoofed ACK flood) count against the host's address that sent
+//! them: at `ack_target_threshold` per ACK window the program signals
+//! ACK_TARGET. The program only reads: every packet
 //! goes on untouched.
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use ironpost_ebpf_common::{
     Admission, DetectConfig, DetectCounters, SignalRecord, TABLE_SLOW, TABLE_SOURCES,
-    TABLE_TARGETS, TARGET_REFUSALS, TargetKey, hash::GOLDEN, ipproto, signal, signal_bit,
-    tcp_flags,
+    TABLE_TARGETS, TARGET_ACK_REFUSALS, TARGET_REFUSALS, TargetKey, hash::GOLDEN, ipproto, signal,
+    signal_bit, tcp_flags,
 };
 
 use crate::{
@@ -190,6 +193,15 @@ fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
     // which that source's packet has just warmed: no clock, no SOURCES
     // bucket.
     let tracked = admitted(adm, hash, cfg.admit_packets);
+    // ACKs refused to remotes without state (a spoofed ACK flood) count
+    // against the host's address, flood or no flood.
+    if !tracked
+        && reply.ack_refused
+        && cfg.ack_target_threshold != 0
+        && let Some(what) = reply.refused
+    {
+        record_ack_target(ctx, cfg, adm, reply, what);
+    }
     // A refusal of a remote without SOURCES state counts only while the
     // CPU sees no flood of them (the gate reads the clock of the remote's
     // own packet, just before: no helper call for a reply it turns away).
@@ -293,6 +305,65 @@ fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
                 rec.ports = s.refused;
                 rec.ack = s.accepted;
                 rec.sample_ports = s.refused_ports;
+            },
+        );
+    }
+}
+
+/// Counts an ACK-bearing segment refused to a remote without SOURCES
+/// state against the host's address that refused it, and signals
+/// ACK_TARGET at `ack_target_threshold` per ACK window.
+#[inline(always)]
+fn record_ack_target(
+    ctx: &TcContext,
+    cfg: &DetectConfig,
+    adm: &mut Admission,
+    reply: &Reply,
+    (protocol, port): (u8, u16),
+) {
+    let Some(counters) = DETECT_COUNTERS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's own entry, non-null.
+    let counters = unsafe { &mut *counters };
+    let now = clock();
+    let l = reply.local;
+    let key: TargetKey = [l[0], l[1], l[2], l[3], TARGET_ACK_REFUSALS];
+    let hash = hash_target(&key);
+    let Some((t, new)) = table_state(&TARGETS, mask(TABLE_TARGETS), &key, hash, now, || {
+        admission_budget(adm, cfg.admit_per_sec, now, counters)
+    }) else {
+        return;
+    };
+    counters.targets_new += u64::from(new);
+    // SAFETY: a live array value, written without atomics like the source
+    // state.
+    let t = unsafe { &mut *t };
+    if roll(&mut t.syn_start_ns, cfg.ack_window_ns, now) {
+        reset_target(t);
+    }
+    t.syn = t.syn.saturating_add(1);
+    let remote = addr(reply.remote);
+    add_target_source(t, &reply.remote, &remote);
+    if crossed(
+        t.syn,
+        cfg.ack_target_threshold,
+        t.signalled,
+        signal::ACK_TARGET,
+    ) {
+        t.signalled |= signal_bit(signal::ACK_TARGET);
+        signal_reply(
+            ctx,
+            signal::ACK_TARGET,
+            reply,
+            (protocol, port),
+            now,
+            counters,
+            |rec| {
+                rec.window_start_ns = t.syn_start_ns;
+                rec.ack = t.syn;
+                rec.sources = t.sources;
+                rec.sample_sources = t.sample_sources;
             },
         );
     }

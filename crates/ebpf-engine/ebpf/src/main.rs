@@ -1293,25 +1293,20 @@ fn track(ctx: &XdpContext, pkt: &Packet, len: u64, now: u64) {
         }
     }
 
-    // UDP and ICMP from sources without state (spoofed ones among them)
-    // count against their destination address: a flood from a million
-    // addresses shows there, whatever its ports.
-    if !admitted && (pkt.class == CLASS_UDP || pkt.class == CLASS_ICMP) {
-        let (threshold, bytes_threshold, window, kind) = if pkt.class == CLASS_UDP {
-            (
-                cfg.udp_target_threshold,
-                cfg.udp_target_bytes_threshold,
-                cfg.udp_window_ns,
-                signal::UDP_TARGET,
-            )
-        } else {
-            (
-                cfg.icmp_target_threshold,
-                cfg.icmp_target_bytes_threshold,
-                cfg.icmp_window_ns,
-                signal::ICMP_TARGET,
-            )
-        };
+    // UDP, ICMP and TCP RSTs from sources without state (spoofed ones
+    // among them) count against their destination address: a flood from a
+    // million addresses shows there, whatever its ports.
+    let rst = tcp && pkt.tcp_flags & tcp_flags::RST != 0;
+    if !admitted && (pkt.class == CLASS_UDP || pkt.class == CLASS_ICMP || rst) {
+        // Indexed by class (TCP: its RSTs), without a branch per class: a
+        // branch more here took the verifier past its limit.
+        let c = pkt.class & 3;
+        let (threshold, bytes_threshold, window, kind) = (
+            cfg.target_threshold[c],
+            cfg.target_bytes_threshold[c],
+            cfg.target_window_ns[c],
+            TARGET_SIGNALS[c],
+        );
         if threshold == 0 && bytes_threshold == 0 {
             return;
         }
@@ -1338,6 +1333,16 @@ fn track(ctx: &XdpContext, pkt: &Packet, len: u64, now: u64) {
         }
     }
 }
+
+/// The signal of a flood onto one address from untracked sources, by
+/// traffic class (`CLASS_TCP`: RSTs).
+const TARGET_SIGNALS: [u8; 4] = [
+    signal::RST_TARGET,
+    signal::UDP_TARGET,
+    signal::ICMP_TARGET,
+    0,
+];
+const _: () = assert!(CLASS_TCP == 0 && CLASS_UDP == 1 && CLASS_ICMP == 2);
 
 /// The TARGETS state of `key`: targets are few and hot (TARGETS stays in
 /// cache), so the table is looked at first and the sketch only for a
@@ -1853,6 +1858,7 @@ fn signal_target(
         match kind {
             signal::UDP_TARGET => rec.udp = t.syn,
             signal::ICMP_TARGET => rec.icmp = t.syn,
+            signal::RST_TARGET => rec.rst = t.syn,
             _ => {
                 rec.syn = t.syn;
                 rec.ack = t.ack;
