@@ -396,6 +396,29 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
                 f.window_secs
             );
         }
+        for g in &d.host_groups {
+            let set: Vec<String> = [
+                ("syn", g.syn_target_threshold.map(u64::from)),
+                ("udp", g.udp_target_threshold.map(u64::from)),
+                ("udp bytes", g.udp_target_bytes_threshold),
+                ("icmp", g.icmp_target_threshold.map(u64::from)),
+                ("icmp bytes", g.icmp_target_bytes_threshold),
+                ("rst", g.rst_target_threshold.map(u64::from)),
+            ]
+            .into_iter()
+            .filter_map(|(what, v)| v.map(|v| format!("{what} {v}")))
+            .collect();
+            println!(
+                "  host group {}: {} prefixes; target thresholds: {}",
+                g.name,
+                g.prefixes.len(),
+                if set.is_empty() {
+                    "the detectors'".to_owned()
+                } else {
+                    set.join(", ")
+                }
+            );
+        }
     } else {
         println!("  detection: off");
     }

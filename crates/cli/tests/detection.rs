@@ -821,6 +821,55 @@ fn hping3_spoofed_ack_and_rst_floods_alert_on_their_target_and_block_nobody() {
     assert!(list["entries"].as_array().unwrap().is_empty(), "{list}");
 }
 
+/// A host group lowers the UDP target threshold of the lab host's address
+/// to 1,000 (the detector's stays at 100,000): 3,000 spoofed datagrams are
+/// one alert naming the group; nobody is blocked.
+#[test]
+fn a_host_group_sets_its_address_target_threshold() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let lab = Lab::new(1).unwrap();
+    let host = lab.host_addr().to_string();
+    let (d, _cfg) = start(
+        &lab,
+        "groups.toml",
+        &format!(
+            "[[detection.host_groups]]\nname = \"dns\"\nprefixes = [\"{host}\"]\n\
+             udp_target_threshold = 1000\n"
+        ),
+    );
+    let mut t = Tool::start(
+        &lab,
+        "hping3",
+        &[
+            "-2",
+            "--rand-source",
+            "-c",
+            "3000",
+            "-i",
+            "u200",
+            "-p",
+            "53",
+            "-q",
+            &host,
+        ],
+    );
+    let a = wait_alert(&d, "udp_flood", 20);
+    let _ = t.0.wait();
+    assert_eq!(a["source"], Value::Null, "{a}");
+    assert_eq!(a["target"], host, "{a}");
+    assert_eq!(a["evidence"]["threshold"], 1000, "{a}");
+    assert!(a["evidence"]["count"].as_u64().unwrap() >= 1000, "{a}");
+    assert!(
+        a["summary"].as_str().unwrap().contains("(host group dns)"),
+        "{a}"
+    );
+    let list = d.json(&["block", "list"]);
+    assert!(list["entries"].as_array().unwrap().is_empty(), "{list}");
+}
+
 /// A UDP flood from random sources: each source sends one packet and earns
 /// no state; the flood shows on its target, which is named in one alert,
 /// and nobody is blocked.

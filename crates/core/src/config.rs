@@ -19,8 +19,9 @@ use crate::net::{L4Protocol, PortRange, Prefix};
 mod detection;
 
 pub use detection::{
-    AlertFormat, BlockScope, DetectionConfig, DetectorResponse, FloodConfig, MAX_BYTES, MAX_SECS,
-    MAX_TRACKED_SOURCES, PortScanConfig, ResponseConfig, SlowScanConfig, SynFloodConfig,
+    AlertFormat, BlockScope, DetectionConfig, DetectorResponse, FloodConfig, HostGroup, MAX_BYTES,
+    MAX_HOST_GROUP_PREFIXES, MAX_HOST_GROUPS, MAX_SECS, MAX_TRACKED_SOURCES, PortScanConfig,
+    ResponseConfig, SlowScanConfig, SynFloodConfig, host_group_of,
 };
 
 /// Smallest ring buffer the kernel accepts: one page.

@@ -8,7 +8,10 @@ use std::collections::HashMap;
 
 use ironpost_core::{
     Alert, AlertAction, Detector, DetectorKind, Evidence, Finding, Severity, Signal, SignalKind,
-    config::{DetectionConfig, FloodConfig, PortScanConfig, SlowScanConfig, SynFloodConfig},
+    config::{
+        DetectionConfig, FloodConfig, HostGroup, PortScanConfig, SlowScanConfig, SynFloodConfig,
+        host_group_of,
+    },
 };
 use ironpost_ebpf_common::{HOST_BINS, PORT_BINS};
 use serde::Serialize;
@@ -63,6 +66,11 @@ fn ratio(syn: u32, ack: u32) -> f64 {
     }
 }
 
+/// ` (host group NAME)` when `dst` is in one of `groups`, for a summary.
+fn group_note(groups: &[HostGroup], dst: std::net::IpAddr) -> String {
+    host_group_of(groups, dst).map_or(String::new(), |g| format!(" (host group {})", g.name))
+}
+
 /// SYN floods: bare SYNs from one source, or onto one destination port,
 /// above the threshold within the window, with a SYN-only ratio at or
 /// above the configured one (a busy but healthy client or service
@@ -70,12 +78,14 @@ fn ratio(syn: u32, ack: u32) -> f64 {
 #[derive(Debug)]
 pub struct SynFloodDetector {
     cfg: SynFloodConfig,
+    groups: Vec<HostGroup>,
 }
 
 impl SynFloodDetector {
-    /// A detector with these settings.
-    pub fn new(cfg: SynFloodConfig) -> Self {
-        Self { cfg }
+    /// A detector with these settings; `groups` set the target threshold
+    /// of their destinations.
+    pub fn new(cfg: SynFloodConfig, groups: Vec<HostGroup>) -> Self {
+        Self { cfg, groups }
     }
 }
 
@@ -100,7 +110,9 @@ impl Detector for SynFloodDetector {
             SignalKind::SynTarget => {
                 let target = socket(s.dst, s.dst_port);
                 (
-                    c.target_threshold,
+                    host_group_of(&self.groups, s.dst)
+                        .and_then(|g| g.syn_target_threshold)
+                        .unwrap_or(c.target_threshold),
                     None,
                     target.clone(),
                     format!("syn_flood:target:{target}"),
@@ -134,8 +146,9 @@ impl Detector for SynFloodDetector {
                 ev.distinct_sources = Some(n);
                 ev.sampled_sources = s.sample_sources.clone();
                 format!(
-                    "SYN flood onto {target}: {} SYNs in {:.2} s from about {n} sources, {:.0}% \
+                    "SYN flood onto {target}{}: {} SYNs in {:.2} s from about {n} sources, {:.0}% \
                      without handshake",
+                    group_note(&self.groups, s.dst),
                     s.syn,
                     ev.elapsed_secs,
                     r * 100.0
@@ -369,12 +382,35 @@ impl Detector for DistributedScanDetector {
 pub struct FloodDetector {
     kind: DetectorKind,
     cfg: FloodConfig,
+    groups: Vec<HostGroup>,
 }
 
 impl FloodDetector {
-    /// A flood detector of `kind` (UDP, ICMP, ACK or RST flood).
-    pub fn new(kind: DetectorKind, cfg: FloodConfig) -> Self {
-        Self { kind, cfg }
+    /// A flood detector of `kind` (UDP, ICMP, ACK or RST flood); `groups`
+    /// set the target thresholds of their destinations.
+    pub fn new(kind: DetectorKind, cfg: FloodConfig, groups: Vec<HostGroup>) -> Self {
+        Self { kind, cfg, groups }
+    }
+
+    /// The target thresholds (packets, bytes) for `dst`: its host group's
+    /// where it sets them (ACK floods onto an address have none).
+    fn target_limits(&self, dst: std::net::IpAddr) -> (u32, u64) {
+        let c = &self.cfg;
+        let g = host_group_of(&self.groups, dst);
+        let (packets, bytes) = match self.kind {
+            DetectorKind::UdpFlood => g.map_or((None, None), |g| {
+                (g.udp_target_threshold, g.udp_target_bytes_threshold)
+            }),
+            DetectorKind::IcmpFlood => g.map_or((None, None), |g| {
+                (g.icmp_target_threshold, g.icmp_target_bytes_threshold)
+            }),
+            DetectorKind::RstFlood => (g.and_then(|g| g.rst_target_threshold), None),
+            _ => (None, None),
+        };
+        (
+            packets.unwrap_or(c.target_threshold),
+            bytes.unwrap_or(c.target_bytes_threshold),
+        )
     }
 }
 
@@ -391,30 +427,24 @@ impl Detector for FloodDetector {
             (DetectorKind::UdpFlood, SignalKind::UdpFlood) => {
                 (s.udp, c.threshold, c.bytes_threshold, "UDP", false)
             }
-            (DetectorKind::UdpFlood, SignalKind::UdpTarget) => (
-                s.udp,
-                c.target_threshold,
-                c.target_bytes_threshold,
-                "UDP",
-                true,
-            ),
+            (DetectorKind::UdpFlood, SignalKind::UdpTarget) => {
+                let (p, b) = self.target_limits(s.dst);
+                (s.udp, p, b, "UDP", true)
+            }
             (DetectorKind::IcmpFlood, SignalKind::IcmpFlood) => {
                 (s.icmp, c.threshold, c.bytes_threshold, "ICMP", false)
             }
-            (DetectorKind::IcmpFlood, SignalKind::IcmpTarget) => (
-                s.icmp,
-                c.target_threshold,
-                c.target_bytes_threshold,
-                "ICMP",
-                true,
-            ),
+            (DetectorKind::IcmpFlood, SignalKind::IcmpTarget) => {
+                let (p, b) = self.target_limits(s.dst);
+                (s.icmp, p, b, "ICMP", true)
+            }
             (DetectorKind::AckFlood, SignalKind::AckFlood) => (s.ack, c.threshold, 0, "ACK", false),
             (DetectorKind::AckFlood, SignalKind::AckTarget) => {
                 (s.ack, c.target_threshold, 0, "ACK", true)
             }
             (DetectorKind::RstFlood, SignalKind::RstFlood) => (s.rst, c.threshold, 0, "RST", false),
             (DetectorKind::RstFlood, SignalKind::RstTarget) => {
-                (s.rst, c.target_threshold, 0, "RST", true)
+                (s.rst, self.target_limits(s.dst).0, 0, "RST", true)
             }
             _ => return None,
         };
@@ -451,9 +481,11 @@ impl Detector for FloodDetector {
                 None,
                 s.dst.to_string(),
                 format!(
-                    "{name} flood onto {}: {volume} in {:.2} s from about {n} sources \
+                    "{name} flood onto {}{}: {volume} in {:.2} s from about {n} sources \
                      without tracking state (spoofed or new)",
-                    s.dst, ev.elapsed_secs
+                    s.dst,
+                    group_note(&self.groups, s.dst),
+                    ev.elapsed_secs
                 ),
                 format!("{}:target:{}", self.kind, s.dst),
             )
@@ -633,7 +665,10 @@ impl PacketDetector {
     pub fn reconfigure(&mut self, cfg: &DetectionConfig) {
         let mut v: Vec<Box<dyn Detector + Send>> = Vec::new();
         if cfg.runs(DetectorKind::SynFlood) {
-            v.push(Box::new(SynFloodDetector::new(cfg.syn_flood.clone())));
+            v.push(Box::new(SynFloodDetector::new(
+                cfg.syn_flood.clone(),
+                cfg.host_groups.clone(),
+            )));
         }
         if cfg.runs(DetectorKind::DistributedScan) {
             v.push(Box::new(DistributedScanDetector::new(
@@ -653,7 +688,11 @@ impl PacketDetector {
             (DetectorKind::RstFlood, &cfg.rst_flood),
         ] {
             if cfg.runs(kind) {
-                v.push(Box::new(FloodDetector::new(kind, c.clone())));
+                v.push(Box::new(FloodDetector::new(
+                    kind,
+                    c.clone(),
+                    cfg.host_groups.clone(),
+                )));
             }
         }
         self.detectors = v;
@@ -1228,6 +1267,49 @@ mod tests {
         let mut off =
             PacketDetector::new(&cfg("[detection.udp_flood]\ntarget_threshold = 0\n"), "t");
         assert_eq!(off.observe(&u), Outcome::Ignored);
+    }
+
+    #[test]
+    fn host_groups_set_the_target_thresholds_of_their_destinations() {
+        let mut d = PacketDetector::new(
+            &cfg("[detection.udp_flood]\ntarget_threshold = 200\n\
+                  [[detection.host_groups]]\nname = \"dns\"\nprefixes = [\"10.0.0.0/24\"]\n\
+                  udp_target_threshold = 50\n\
+                  [[detection.host_groups]]\nname = \"bulk\"\nprefixes = [\"10.0.0.1\"]\n\
+                  udp_target_threshold = 400\nsyn_target_threshold = 20000\n"),
+            "t",
+        );
+        // 10.0.0.1 is in both: the longer prefix, "bulk", decides.
+        let mut u = sig(SignalKind::UdpTarget, "100.64.3.4", 0, 700);
+        for (count, alerts) in [(50, false), (100, false), (200, false), (400, true)] {
+            u.udp = count;
+            let o = d.observe(&u);
+            assert_eq!(matches!(o, Outcome::Alert(_)), alerts, "{count}: {o:?}");
+        }
+        // 10.0.0.2 is only in "dns": 50 alerts.
+        let mut v = u.clone();
+        v.dst = ip("10.0.0.2");
+        v.udp = 50;
+        let a = alert(d.observe(&v));
+        assert_eq!((a.evidence.count, a.evidence.threshold), (50, 50));
+        assert!(
+            a.summary.contains("onto 10.0.0.2 (host group dns)"),
+            "{}",
+            a.summary
+        );
+        // Elsewhere the detector's 200.
+        let mut w = u.clone();
+        w.dst = ip("192.0.2.1");
+        w.udp = 100;
+        assert_eq!(d.observe(&w), Outcome::Ignored);
+        w.udp = 200;
+        assert!(matches!(d.observe(&w), Outcome::Alert(_)));
+        // SYNs onto 10.0.0.1:443: the group's 20000, not the default 10000.
+        let mut s = sig(SignalKind::SynTarget, "100.64.3.4", 0, 0);
+        (s.syn, s.dst_port) = (10_000, 443);
+        assert_eq!(d.observe(&s), Outcome::Ignored);
+        s.syn = 20_000;
+        assert!(matches!(d.observe(&s), Outcome::Alert(_)));
     }
 
     #[test]

@@ -74,6 +74,19 @@ pub const SLOW_GATE: u32 = 10_000;
 /// spoofed replies a second still gets a slot within a few probes.
 pub const SLOW_PER_SEC: u32 = 1_000;
 
+/// The lowest threshold that is on (not 0) of a detector's `own` and the
+/// host groups' (a group that sets none has the detector's); 0 when all
+/// are off.
+fn lowest<T: Copy + Ord + Default>(own: T, groups: impl Iterator<Item = Option<T>>) -> T {
+    let off = T::default();
+    groups
+        .map(|g| g.unwrap_or(own))
+        .chain([own])
+        .filter(|v| *v != off)
+        .min()
+        .unwrap_or(off)
+}
+
 /// The datapath's DETECT_CONFIG for a `[detection]` section: a detector
 /// that is off has its thresholds at 0 (no signal).
 pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
@@ -113,16 +126,42 @@ pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
         ack_target_threshold: on(d.ack_flood.enabled, d.ack_flood.target_threshold),
         udp_bytes_threshold: on64(d.udp_flood.enabled, d.udp_flood.bytes_threshold),
         icmp_bytes_threshold: on64(d.icmp_flood.enabled, d.icmp_flood.bytes_threshold),
+        // The first count that signals: the lowest threshold of the
+        // detector's and the host groups' (user space, which knows which
+        // group a target is in, decides; the datapath signals again at
+        // twice each count that signalled).
         target_threshold: [
-            on(d.rst_flood.enabled, d.rst_flood.target_threshold),
-            on(d.udp_flood.enabled, d.udp_flood.target_threshold),
-            on(d.icmp_flood.enabled, d.icmp_flood.target_threshold),
+            lowest(
+                on(d.rst_flood.enabled, d.rst_flood.target_threshold),
+                d.host_groups.iter().map(|g| g.rst_target_threshold),
+            ),
+            lowest(
+                on(d.udp_flood.enabled, d.udp_flood.target_threshold),
+                d.host_groups.iter().map(|g| g.udp_target_threshold),
+            ),
+            lowest(
+                on(d.icmp_flood.enabled, d.icmp_flood.target_threshold),
+                d.host_groups.iter().map(|g| g.icmp_target_threshold),
+            ),
+            0,
+            lowest(
+                on(syn, d.syn_flood.target_threshold),
+                d.host_groups.iter().map(|g| g.syn_target_threshold),
+            ),
+            0,
+            0,
             0,
         ],
         target_bytes_threshold: [
             0,
-            on64(d.udp_flood.enabled, d.udp_flood.target_bytes_threshold),
-            on64(d.icmp_flood.enabled, d.icmp_flood.target_bytes_threshold),
+            lowest(
+                on64(d.udp_flood.enabled, d.udp_flood.target_bytes_threshold),
+                d.host_groups.iter().map(|g| g.udp_target_bytes_threshold),
+            ),
+            lowest(
+                on64(d.icmp_flood.enabled, d.icmp_flood.target_bytes_threshold),
+                d.host_groups.iter().map(|g| g.icmp_target_bytes_threshold),
+            ),
             0,
         ],
         target_window_ns: [
@@ -147,6 +186,29 @@ pub fn detect_params(d: &DetectionConfig) -> DetectConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_thresholds_are_the_lowest_of_the_detector_and_the_groups() {
+        let core = ironpost_core::IronpostConfig::parse(
+            "[detection.udp_flood]\ntarget_threshold = 200\n\
+             [[detection.host_groups]]\nname = \"a\"\nprefixes = [\"10.0.0.0/8\"]\n\
+             udp_target_threshold = 50\nrst_target_threshold = 0\n\
+             [[detection.host_groups]]\nname = \"b\"\nprefixes = [\"11.0.0.0/8\"]\n\
+             udp_target_threshold = 0\nsyn_target_threshold = 90000\n",
+            "t.toml",
+        )
+        .unwrap();
+        let p = detect_params(&core.detection);
+        use ironpost_ebpf_common::{CLASS_TCP, CLASS_UDP, LIMIT_SYN};
+        assert_eq!(p.target_threshold[CLASS_UDP], 50, "a's 50; b's 0 is off");
+        assert_eq!(p.target_threshold[CLASS_TCP], 50_000, "a's 0 is off");
+        assert_eq!(
+            p.target_threshold[LIMIT_SYN], 10_000,
+            "the detector's is lower"
+        );
+        assert_eq!(p.target_syn_threshold, 10_000);
+        assert_eq!(lowest(0u32, [Some(0), None].into_iter()), 0, "all off");
+    }
 
     #[test]
     fn from_core_keeps_rules_and_sizes() {

@@ -302,7 +302,7 @@ impl EbpfEngine {
             .policy
             .set_config(&config.rules, &config.allow, now_ms(), maps)?;
         if let Some(l) = self.inner.as_mut() {
-            l.set_detection(&crate::config::detect_params(&config.detection))?;
+            l.set_detection(&config.detection)?;
         }
         self.config.detection = config.detection;
         self.config.rules = config.rules;
@@ -810,16 +810,20 @@ mod imp {
                 egress_links: Vec::new(),
                 attachments: Vec::new(),
             };
-            loaded.set_detection(&crate::config::detect_params(&cfg.detection))?;
+            loaded.set_detection(&cfg.detection)?;
             Ok(loaded)
         }
 
         /// Writes the detection windows and thresholds.
-        pub(super) fn set_detection(&mut self, params: &DetectConfig) -> Result<(), EngineError> {
+        pub(super) fn set_detection(
+            &mut self,
+            detection: &ironpost_core::config::DetectionConfig,
+        ) -> Result<(), EngineError> {
+            let params = crate::config::detect_params(detection);
             let name = maps::DETECT_CONFIG;
             let mut map: Array<&mut MapData, DetectConfig> =
                 Array::try_from(self.map_mut(name)?).map_err(|e| map_err(name, e))?;
-            map.set(0, *params, 0).map_err(|e| map_err(name, e))
+            map.set(0, params, 0).map_err(|e| map_err(name, e))
         }
 
         fn program(&mut self) -> Result<&mut Xdp, EngineError> {

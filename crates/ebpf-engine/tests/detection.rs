@@ -388,6 +388,51 @@ fn spoofed_udp_and_icmp_count_on_their_target() {
 }
 
 #[test]
+fn target_floods_signal_at_the_lowest_threshold_then_at_each_doubling() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    // One host group lowers the UDP target threshold to 50 and the SYN
+    // target threshold to 30: the datapath signals every target at those
+    // counts and again at twice each (user space, which knows the groups,
+    // decides which signal is an alert).
+    let mut e = engine(
+        "[detection]\nadmit_after_packets = 4\nadmit_per_sec_per_cpu = 0\n\
+         [detection.udp_flood]\ntarget_threshold = 200\n\
+         [detection.syn_flood]\ntarget_threshold = 200\n\
+         [detection.port_scan]\nenabled = false\n\
+         [[detection.host_groups]]\nname = \"dns\"\nprefixes = [\"203.0.113.0/28\"]\n\
+         udp_target_threshold = 50\nsyn_target_threshold = 30\n",
+    );
+    let (rt, mut rx) = reader(&mut e);
+    let other = Ipv4Addr::new(192, 0, 2, 9);
+    for i in 0..210u32 {
+        let src = Ipv4Addr::from(0x6440_0000 + i * 7919);
+        e.test_run(&udp_pkt(src, 40000, 53), 1).unwrap();
+        if i < 60 {
+            let p = ethernet(ETH_P_IP, &[], &ipv4(src, other, 17, &udp(40000, 53, b"q")));
+            e.test_run(&p, 1).unwrap();
+        }
+    }
+    let got = signals(&rt, &mut rx);
+    let at = |dst: Ipv4Addr| -> Vec<u32> {
+        got.iter()
+            .filter(|s| s.kind == SignalKind::UdpTarget && s.dst == std::net::IpAddr::V4(dst))
+            .map(|s| s.udp)
+            .collect()
+    };
+    assert_eq!(at(DST), [50, 100, 200], "{got:?}");
+    assert_eq!(at(other), [50], "{got:?}");
+    assert_eq!(got.len(), 4, "{got:?}");
+    for i in 0..70u32 {
+        let src = Ipv4Addr::from(0x6480_0000 + i * 7919);
+        e.test_run(&tcp_pkt(src, DST, 1234, 443, SYN), 1).unwrap();
+    }
+    let syn: Vec<u32> = signals(&rt, &mut rx).iter().map(|s| s.syn).collect();
+    assert_eq!(syn, [30, 60], "SYN target signals at 30 and 60");
+}
+
+#[test]
 fn spoofed_rsts_count_on_their_target() {
     if !kernel_tests_enabled() {
         return;

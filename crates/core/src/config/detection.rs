@@ -66,6 +66,50 @@ pub struct DetectionConfig {
     pub ack_flood: FloodConfig,
     /// `[detection.rst_flood]`.
     pub rst_flood: FloodConfig,
+    /// `[[detection.host_groups]]`: per-destination thresholds of the
+    /// floods counted on their target.
+    pub host_groups: Vec<HostGroup>,
+}
+
+/// Most host groups.
+pub const MAX_HOST_GROUPS: usize = 256;
+/// Most prefixes of all host groups together.
+pub const MAX_HOST_GROUP_PREFIXES: usize = 4096;
+
+/// `[[detection.host_groups]]`: the thresholds of the floods counted on
+/// their target (per destination address, or address and port for SYNs)
+/// for the destinations in `prefixes`, in place of the detectors' own.
+/// A threshold not given is the detector's; 0 turns the check off for the
+/// group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostGroup {
+    /// Its name, for alerts and errors.
+    pub name: String,
+    /// The destinations it covers (the longest prefix of all groups wins).
+    pub prefixes: Vec<Prefix>,
+    /// Bare SYNs onto one address and port per SYN window.
+    pub syn_target_threshold: Option<u32>,
+    /// UDP packets from untracked sources onto one address per window.
+    pub udp_target_threshold: Option<u32>,
+    /// The same in bytes.
+    pub udp_target_bytes_threshold: Option<u64>,
+    /// ICMP packets from untracked sources onto one address per window.
+    pub icmp_target_threshold: Option<u32>,
+    /// The same in bytes.
+    pub icmp_target_bytes_threshold: Option<u64>,
+    /// RSTs from untracked sources onto one address per window.
+    pub rst_target_threshold: Option<u32>,
+}
+
+/// The host group of `groups` whose prefix holds `addr` most closely, if
+/// any: the group the datapath's longest-prefix lookup finds.
+pub fn host_group_of(groups: &[HostGroup], addr: std::net::IpAddr) -> Option<&HostGroup> {
+    groups
+        .iter()
+        .flat_map(|g| g.prefixes.iter().map(move |p| (p, g)))
+        .filter(|(p, _)| p.contains_addr(addr))
+        .max_by_key(|(p, _)| p.len())
+        .map(|(_, g)| g)
 }
 
 /// `[detection.syn_flood]`.
@@ -255,6 +299,7 @@ impl Default for DetectionConfig {
                 bytes_threshold: 0,
                 target_bytes_threshold: 0,
             },
+            host_groups: Vec::new(),
         }
     }
 }
@@ -411,6 +456,21 @@ pub(super) struct RawDetection {
     icmp_flood: Option<RawFlood>,
     ack_flood: Option<RawFlood>,
     rst_flood: Option<RawFlood>,
+    #[serde(default)]
+    host_groups: Vec<RawHostGroup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHostGroup {
+    name: Spanned<String>,
+    prefixes: Vec<Spanned<String>>,
+    syn_target_threshold: Option<Spanned<i64>>,
+    udp_target_threshold: Option<Spanned<i64>>,
+    udp_target_bytes_threshold: Option<Spanned<i64>>,
+    icmp_target_threshold: Option<Spanned<i64>>,
+    icmp_target_bytes_threshold: Option<Spanned<i64>>,
+    rst_target_threshold: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -694,7 +754,150 @@ impl Source<'_> {
                 *slot = self.bytes(v, &field)?;
             }
         }
+        cfg.host_groups = self.host_groups(&raw.host_groups, &cfg)?;
         Ok(cfg)
+    }
+
+    /// `[[detection.host_groups]]`: names unique, prefixes valid and in
+    /// one group only, thresholds in range and only for checks that are on.
+    fn host_groups(
+        &self,
+        raw: &[RawHostGroup],
+        d: &DetectionConfig,
+    ) -> Result<Vec<HostGroup>, ConfigError> {
+        if raw.len() > MAX_HOST_GROUPS {
+            return Err(self.error(
+                raw[MAX_HOST_GROUPS].name.span(),
+                "detection.host_groups",
+                format!("at most {MAX_HOST_GROUPS} host groups"),
+            ));
+        }
+        let mut out: Vec<HostGroup> = Vec::with_capacity(raw.len());
+        let mut prefixes = 0;
+        for (i, g) in raw.iter().enumerate() {
+            let at = |f: &str| format!("detection.host_groups[{i}].{f}");
+            let name = g.name.get_ref().trim();
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                return Err(self.error(
+                    g.name.span(),
+                    &at("name"),
+                    "a name of 1 to 64 printable characters".to_owned(),
+                ));
+            }
+            if out.iter().any(|o| o.name == name) {
+                return Err(self.error(
+                    g.name.span(),
+                    &at("name"),
+                    format!("a second host group is named {name}"),
+                ));
+            }
+            let list = self.prefix_list(&g.prefixes, &at("prefixes"))?;
+            if list.is_empty() {
+                return Err(self.error(
+                    g.name.span(),
+                    &at("prefixes"),
+                    "a host group needs at least one prefix".to_owned(),
+                ));
+            }
+            for (k, p) in list.iter().enumerate() {
+                if let Some(o) = out.iter().find(|o| o.prefixes.contains(p)) {
+                    return Err(self.error(
+                        g.prefixes[k].span(),
+                        &format!("{}[{k}]", at("prefixes")),
+                        format!("{p} is already in host group {}", o.name),
+                    ));
+                }
+            }
+            prefixes += list.len();
+            if prefixes > MAX_HOST_GROUP_PREFIXES {
+                return Err(self.error(
+                    g.name.span(),
+                    &at("prefixes"),
+                    format!("at most {MAX_HOST_GROUP_PREFIXES} prefixes in all host groups"),
+                ));
+            }
+            // A group sets a threshold of a check the detector runs: the
+            // datapath counts a target only when its detector's check is on.
+            let on = |v: &Option<Spanned<i64>>, f: &str, check: bool, what: &str| match v {
+                Some(v) if !check => Err(self.error(
+                    v.span(),
+                    &at(f),
+                    format!(
+                        "{what} is off for every address: turn it on (not 0) to set it per group"
+                    ),
+                )),
+                _ => Ok(()),
+            };
+            on(
+                &g.syn_target_threshold,
+                "syn_target_threshold",
+                d.syn_flood.enabled && d.syn_flood.target_threshold != 0,
+                "detection.syn_flood.target_threshold",
+            )?;
+            on(
+                &g.udp_target_threshold,
+                "udp_target_threshold",
+                d.udp_flood.enabled
+                    && (d.udp_flood.target_threshold != 0
+                        || d.udp_flood.target_bytes_threshold != 0),
+                "the UDP target check",
+            )?;
+            on(
+                &g.udp_target_bytes_threshold,
+                "udp_target_bytes_threshold",
+                d.udp_flood.enabled
+                    && (d.udp_flood.target_threshold != 0
+                        || d.udp_flood.target_bytes_threshold != 0),
+                "the UDP target check",
+            )?;
+            on(
+                &g.icmp_target_threshold,
+                "icmp_target_threshold",
+                d.icmp_flood.enabled
+                    && (d.icmp_flood.target_threshold != 0
+                        || d.icmp_flood.target_bytes_threshold != 0),
+                "the ICMP target check",
+            )?;
+            on(
+                &g.icmp_target_bytes_threshold,
+                "icmp_target_bytes_threshold",
+                d.icmp_flood.enabled
+                    && (d.icmp_flood.target_threshold != 0
+                        || d.icmp_flood.target_bytes_threshold != 0),
+                "the ICMP target check",
+            )?;
+            on(
+                &g.rst_target_threshold,
+                "rst_target_threshold",
+                d.rst_flood.enabled && d.rst_flood.target_threshold != 0,
+                "detection.rst_flood.target_threshold",
+            )?;
+            let count = |v: &Option<Spanned<i64>>, f: &str| {
+                v.as_ref()
+                    .map(|v| self.range(v, &at(f), 0, u32::MAX))
+                    .transpose()
+            };
+            let bytes = |v: &Option<Spanned<i64>>, f: &str| {
+                v.as_ref().map(|v| self.bytes(v, &at(f))).transpose()
+            };
+            out.push(HostGroup {
+                name: name.to_owned(),
+                prefixes: list,
+                syn_target_threshold: count(&g.syn_target_threshold, "syn_target_threshold")?,
+                udp_target_threshold: count(&g.udp_target_threshold, "udp_target_threshold")?,
+                udp_target_bytes_threshold: bytes(
+                    &g.udp_target_bytes_threshold,
+                    "udp_target_bytes_threshold",
+                )?,
+                icmp_target_threshold: count(&g.icmp_target_threshold, "icmp_target_threshold")?,
+                icmp_target_bytes_threshold: bytes(
+                    &g.icmp_target_bytes_threshold,
+                    "icmp_target_bytes_threshold",
+                )?,
+                rst_target_threshold: count(&g.rst_target_threshold, "rst_target_threshold")?,
+            });
+        }
+        Ok(out)
     }
 
     pub(super) fn response(&self, raw: RawResponse) -> Result<ResponseConfig, ConfigError> {
@@ -802,6 +1005,89 @@ mod tests {
             c.response.detector(DetectorKind::PortScan).min_severity,
             Severity::Medium
         );
+    }
+
+    #[test]
+    fn host_groups_parse_and_the_longest_prefix_picks_one() {
+        let c = parse(
+            "[[detection.host_groups]]\nname = \"dns\"\nprefixes = [\"10.0.0.0/24\", \"2001:db8::/64\"]\n\
+             udp_target_threshold = 50\nudp_target_bytes_threshold = 1000000\n\
+             [[detection.host_groups]]\nname = \"web\"\nprefixes = [\"10.0.0.80\"]\n\
+             syn_target_threshold = 50000\nrst_target_threshold = 0\n",
+        )
+        .unwrap();
+        let g = &c.detection.host_groups;
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].udp_target_threshold, Some(50));
+        assert_eq!(g[0].udp_target_bytes_threshold, Some(1_000_000));
+        assert_eq!(g[0].syn_target_threshold, None, "the detector's");
+        assert_eq!(g[1].rst_target_threshold, Some(0), "off for the group");
+        let of = |a: &str| host_group_of(g, a.parse().unwrap()).map(|g| g.name.as_str());
+        assert_eq!(of("10.0.0.80"), Some("web"));
+        assert_eq!(of("10.0.0.81"), Some("dns"));
+        assert_eq!(of("2001:db8::5"), Some("dns"));
+        assert_eq!(of("10.0.1.1"), None);
+    }
+
+    #[test]
+    fn bad_host_groups_name_line_and_field() {
+        let cases = [
+            (
+                "[[detection.host_groups]]\nname = \"a\"\nprefixes = [\"10.0.0.1/8\"]\n",
+                3,
+                "detection.host_groups[0].prefixes[0]",
+                "host bits",
+            ),
+            (
+                "[[detection.host_groups]]\nname = \"a\"\nprefixes = [\"10.0.0.0/8\"]\n\
+                 [[detection.host_groups]]\nname = \"b\"\nprefixes = [\"10.0.0.0/8\"]\n",
+                6,
+                "detection.host_groups[1].prefixes[0]",
+                "already in host group a",
+            ),
+            (
+                "[[detection.host_groups]]\nname = \"a\"\nprefixes = [\"10.0.0.0/8\"]\n\
+                 [[detection.host_groups]]\nname = \"a\"\nprefixes = [\"11.0.0.0/8\"]\n",
+                5,
+                "detection.host_groups[1].name",
+                "a second host group is named a",
+            ),
+            (
+                "[[detection.host_groups]]\nname = \"a\"\nprefixes = []\n",
+                2,
+                "detection.host_groups[0].prefixes",
+                "at least one prefix",
+            ),
+            (
+                "[detection.udp_flood]\ntarget_threshold = 0\n\
+                 [[detection.host_groups]]\nname = \"a\"\nprefixes = [\"10.0.0.0/8\"]\n\
+                 udp_target_threshold = 5\n",
+                6,
+                "detection.host_groups[0].udp_target_threshold",
+                "off for every address",
+            ),
+            (
+                "[[detection.host_groups]]\nname = \"a\"\nprefixes = [\"10.0.0.0/8\"]\n\
+                 syn_target_threshold = -1\n",
+                4,
+                "detection.host_groups[0].syn_target_threshold",
+                "-1 is out of range",
+            ),
+            (
+                "[[detection.host_groups]]\nname = \"a\"\nprefixes = [\"10.0.0.0/8\"]\nsyn = 5\n",
+                4,
+                "",
+                "unknown field",
+            ),
+        ];
+        for (text, line, field, needle) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.line, line, "{text}: {e}");
+            if !field.is_empty() {
+                assert_eq!(e.field, field, "{text}: {e}");
+            }
+            assert!(e.message.contains(needle), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -420,6 +420,11 @@ pub struct ProtoStats {
     pub drops: u64,
 }
 
+/// Index of `DetectConfig::target_threshold` for bare SYNs onto one
+/// address and port; 0 to 2 are the traffic classes (`CLASS_TCP`: RSTs,
+/// UDP, ICMP) of packets from untracked sources.
+pub const LIMIT_SYN: usize = 4;
+
 /// Entries of STATS (a power of two).
 pub const STATS_SLOTS: u32 = 64;
 
@@ -601,14 +606,18 @@ pub struct DetectConfig {
     /// Reserved, zero.
     pub reserved: u32,
     /// Packets from untracked sources to one address per window, by
-    /// traffic class (`CLASS_TCP`: RSTs; UDP; ICMP; unused), 0: off.
-    pub target_threshold: [u32; 4],
+    /// traffic class (`CLASS_TCP`: RSTs; UDP; ICMP), and at [`LIMIT_SYN`]
+    /// bare SYNs to one address and port: the first count that signals, the
+    /// lowest of the detector's and the host groups' thresholds; each
+    /// crossing doubles the target's next one. 0: off.
+    pub target_threshold: [u32; 8],
     /// UDP bytes (frames as received) per source per UDP window (0: off).
     pub udp_bytes_threshold: u64,
     /// ICMP bytes per source per ICMP window (0: off).
     pub icmp_bytes_threshold: u64,
     /// Bytes from untracked sources to one address per window, by class
-    /// as `target_threshold` (UDP and ICMP only), 0: off.
+    /// as `target_threshold` (UDP and ICMP only; the lowest, doubling as
+    /// it does), 0: off.
     pub target_bytes_threshold: [u64; 4],
     /// The window of those counts, by class as `target_threshold`.
     pub target_window_ns: [u64; 4],
@@ -736,12 +745,15 @@ pub struct TargetState {
     pub sample_sources: [[u8; 16]; 4],
     /// Refusals target: distinct refused port bins in the window.
     pub ports: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// The count that signals next in this window: the lowest threshold
+    /// at the window's start, doubled at each crossing.
+    pub limit: u32,
     /// Refusals target: refused port set ([`PORT_BINS`] bits).
     pub port_bits: [u64; 8],
     /// Protocol target: bytes in the window.
     pub bytes: u64,
+    /// The byte count that signals next, as `limit`.
+    pub limit_bytes: u64,
 }
 
 /// A source or target that crossed a threshold, as written to SIGNALS.
@@ -974,13 +986,13 @@ const _: () = {
     assert!(offset_of!(PacketEventRecord, vlan_id) == 56);
     assert!(offset_of!(EventCounters, lost_budget) == 32);
     assert!(CLASS_TOTAL == CLASS_COUNT - 1);
-    assert!(size_of::<DetectConfig>() == 240);
+    assert!(size_of::<DetectConfig>() == 256);
     assert!(offset_of!(DetectConfig, replies) == 4);
     assert!(offset_of!(DetectConfig, ack_threshold) == 28);
     assert!(offset_of!(DetectConfig, syn_window_ns) == 40);
     assert!(size_of::<SourceState>() == 352);
     assert!(offset_of!(SourceState, port_bits) == 64);
-    assert!(size_of::<TargetState>() == 200);
+    assert!(size_of::<TargetState>() == 208);
     assert!(size_of::<SignalRecord>() == 176);
     assert!(offset_of!(SignalRecord, kind) == 48);
     assert!(offset_of!(SignalRecord, syn) == 56);

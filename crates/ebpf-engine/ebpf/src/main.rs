@@ -47,7 +47,7 @@ use ironpost_ebpf_common::{
     CLASS_TOTAL, CLASS_UDP, COND_RST_ONLY, COND_SYN_ONLY, DEFAULT_ALLOW_MAX_ENTRIES,
     DEFAULT_BLOCKLIST_MAX_ENTRIES, DEFAULT_EVENT_BUDGET_PER_SEC, DEFAULT_RING_BUFFER_SIZE,
     DEFAULT_SIGNAL_RING_SIZE, DEFAULT_TRACKED_FRAGMENTS, DEFAULT_TRACKED_SOURCES, DetectConfig,
-    DetectCounters, EventCounters, FAMILY_IPV4, FAMILY_IPV6, FragKey, FragState,
+    DetectCounters, EventCounters, FAMILY_IPV4, FAMILY_IPV6, FragKey, FragState, LIMIT_SYN,
     MAX_IPV6_EXT_HEADERS, POLICY_ALLOW_V4, POLICY_ALLOW_V6, POLICY_DST_V4, POLICY_DST_V6,
     POLICY_EXACT_V4, POLICY_PORTS, POLICY_SRC_V4, POLICY_SRC_V6, PORT_INDEX_LEN, PORT_RULE_SLOTS,
     PacketEventRecord, ParseCounters, RuleValue, SRC16_V4_WORDS, STATS_SLOTS, SUMMARY_ALLOW,
@@ -1264,18 +1264,16 @@ fn track(ctx: &XdpContext, pkt: &Packet, len: u64, now: u64) {
         if let Some(t) = target_state(adm, &key, cfg, now, counters) {
             if roll(&mut t.syn_start_ns, cfg.syn_window_ns, now) {
                 reset_target(t);
+                set_limits(t, cfg, LIMIT_SYN);
             }
             if syn {
                 t.syn = t.syn.saturating_add(1);
                 add_target_source(t, &srcw, &src);
-                if crossed(
-                    t.syn,
-                    cfg.target_syn_threshold,
-                    t.signalled,
-                    signal::SYN_TARGET,
-                ) && syn_only(t.syn, t.ack, cfg.syn_ratio_permille)
+                if t.limit != 0
+                    && t.syn >= t.limit
+                    && syn_only(t.syn, t.ack, cfg.syn_ratio_permille)
                 {
-                    t.signalled |= signal_bit(signal::SYN_TARGET);
+                    rearm(t);
                     signal_target(
                         signal::SYN_TARGET,
                         t,
@@ -1320,14 +1318,13 @@ fn track(ctx: &XdpContext, pkt: &Packet, len: u64, now: u64) {
         if let Some(t) = target_state(adm, &key, cfg, now, counters) {
             if roll(&mut t.syn_start_ns, window, now) {
                 reset_target(t);
+                set_limits(t, cfg, c);
             }
             t.syn = t.syn.saturating_add(1);
             t.bytes = t.bytes.wrapping_add(len);
             add_target_source(t, &srcw, &src);
-            if t.signalled & signal_bit(kind) == 0
-                && reaches_either(t.syn, threshold, t.bytes, bytes_threshold)
-            {
-                t.signalled |= signal_bit(kind);
+            if reaches_either(t.syn, t.limit, t.bytes, t.limit_bytes) {
+                rearm(t);
                 signal_target(kind, t, &src, &dst, pkt, ifindex, now, counters);
             }
         }
@@ -1364,6 +1361,24 @@ fn target_state(
     // SAFETY: a live array value, written without atomics like the source
     // state (see `track`).
     Some(unsafe { &mut *t })
+}
+
+/// Starts a target's thresholds for a new window (a new entry's first
+/// packet starts one): the lowest of its detector's and every host group's
+/// (`limit`: [`LIMIT_SYN`] or a traffic class). Each crossing signals and
+/// doubles them, so user space, which knows the host groups, sees the
+/// count again within a factor of two of any higher threshold.
+#[inline(always)]
+fn set_limits(t: &mut TargetState, cfg: &DetectConfig, limit: usize) {
+    t.limit = cfg.target_threshold[limit & 7];
+    t.limit_bytes = cfg.target_bytes_threshold[limit & 3];
+}
+
+/// The next thresholds of a target that crossed: twice the count.
+#[inline(always)]
+fn rearm(t: &mut TargetState) {
+    t.limit = t.limit.saturating_mul(2);
+    t.limit_bytes = t.limit_bytes.saturating_mul(2);
 }
 
 /// Starts a target's window afresh.
