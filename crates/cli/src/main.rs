@@ -408,8 +408,14 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
             .into_iter()
             .filter_map(|(what, v)| v.map(|v| format!("{what} {v}")))
             .collect();
+            let ports = if g.ports.is_empty() {
+                String::new()
+            } else {
+                let p: Vec<String> = g.ports.iter().map(ToString::to_string).collect();
+                format!(", ports {}", p.join(" "))
+            };
             println!(
-                "  host group {}: {} prefixes; target thresholds: {}",
+                "  host group {}: {} prefixes{ports}; target thresholds: {}",
                 g.name,
                 g.prefixes.len(),
                 if set.is_empty() {

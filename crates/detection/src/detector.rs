@@ -66,9 +66,10 @@ fn ratio(syn: u32, ack: u32) -> f64 {
     }
 }
 
-/// ` (host group NAME)` when `dst` is in one of `groups`, for a summary.
-fn group_note(groups: &[HostGroup], dst: std::net::IpAddr) -> String {
-    host_group_of(groups, dst).map_or(String::new(), |g| format!(" (host group {})", g.name))
+/// ` (host group NAME)` when `dst` (and `port`, see [`host_group_of`]) is
+/// in one of `groups`, for a summary.
+fn group_note(groups: &[HostGroup], dst: std::net::IpAddr, port: Option<u16>) -> String {
+    host_group_of(groups, dst, port).map_or(String::new(), |g| format!(" (host group {})", g.name))
 }
 
 /// SYN floods: bare SYNs from one source, or onto one destination port,
@@ -110,7 +111,7 @@ impl Detector for SynFloodDetector {
             SignalKind::SynTarget => {
                 let target = socket(s.dst, s.dst_port);
                 (
-                    host_group_of(&self.groups, s.dst)
+                    host_group_of(&self.groups, s.dst, Some(s.dst_port))
                         .and_then(|g| g.syn_target_threshold)
                         .unwrap_or(c.target_threshold),
                     None,
@@ -148,7 +149,7 @@ impl Detector for SynFloodDetector {
                 format!(
                     "SYN flood onto {target}{}: {} SYNs in {:.2} s from about {n} sources, {:.0}% \
                      without handshake",
-                    group_note(&self.groups, s.dst),
+                    group_note(&self.groups, s.dst, Some(s.dst_port)),
                     s.syn,
                     ev.elapsed_secs,
                     r * 100.0
@@ -396,7 +397,7 @@ impl FloodDetector {
     /// where it sets them (ACK floods onto an address have none).
     fn target_limits(&self, dst: std::net::IpAddr) -> (u32, u64) {
         let c = &self.cfg;
-        let g = host_group_of(&self.groups, dst);
+        let g = host_group_of(&self.groups, dst, None);
         let (packets, bytes) = match self.kind {
             DetectorKind::UdpFlood => g.map_or((None, None), |g| {
                 (g.udp_target_threshold, g.udp_target_bytes_threshold)
@@ -484,7 +485,7 @@ impl Detector for FloodDetector {
                     "{name} flood onto {}{}: {volume} in {:.2} s from about {n} sources \
                      without tracking state (spoofed or new)",
                     s.dst,
-                    group_note(&self.groups, s.dst),
+                    group_note(&self.groups, s.dst, None),
                     ev.elapsed_secs
                 ),
                 format!("{}:target:{}", self.kind, s.dst),
@@ -1310,6 +1311,19 @@ mod tests {
         assert_eq!(d.observe(&s), Outcome::Ignored);
         s.syn = 20_000;
         assert!(matches!(d.observe(&s), Outcome::Alert(_)));
+        // A group with ports sets the SYN threshold of those ports only.
+        let mut p = PacketDetector::new(
+            &cfg(
+                "[[detection.host_groups]]\nname = \"web\"\nprefixes = [\"10.0.0.0/24\"]\n\
+                  ports = [80, \"443-444\"]\nsyn_target_threshold = 40000\n",
+            ),
+            "t",
+        );
+        s.syn = 10_000;
+        assert_eq!(p.observe(&s), Outcome::Ignored, "443: the group's 40000");
+        s.dst_port = 22;
+        let a = alert(p.observe(&s));
+        assert_eq!(a.evidence.threshold, 10_000, "22: the detector's");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{ConfigError, Source};
-use crate::{DetectorKind, Prefix, Severity};
+use crate::{DetectorKind, PortRange, Prefix, Severity};
 
 /// Largest number of tracked sources (kernel tracking table and user space).
 pub const MAX_TRACKED_SOURCES: u32 = 4 << 20;
@@ -87,6 +87,11 @@ pub struct HostGroup {
     pub name: String,
     /// The destinations it covers (the longest prefix of all groups wins).
     pub prefixes: Vec<Prefix>,
+    /// The destination ports it covers, if it is limited to some: then it
+    /// sets only the SYN target threshold (the other target counts are per
+    /// address, whatever the port), and among groups of the same prefix
+    /// one with ports wins for them.
+    pub ports: Vec<PortRange>,
     /// Bare SYNs onto one address and port per SYN window.
     pub syn_target_threshold: Option<u32>,
     /// UDP packets from untracked sources onto one address per window.
@@ -102,13 +107,23 @@ pub struct HostGroup {
 }
 
 /// The host group of `groups` whose prefix holds `addr` most closely, if
-/// any: the group the datapath's longest-prefix lookup finds.
-pub fn host_group_of(groups: &[HostGroup], addr: std::net::IpAddr) -> Option<&HostGroup> {
+/// any, for traffic to `port` (`None`: counted per address, whatever the
+/// port, where only groups without `ports` apply). Of two groups with the
+/// same prefix, the one that names the port wins.
+pub fn host_group_of(
+    groups: &[HostGroup],
+    addr: std::net::IpAddr,
+    port: Option<u16>,
+) -> Option<&HostGroup> {
     groups
         .iter()
+        .filter(|g| match port {
+            None => g.ports.is_empty(),
+            Some(port) => g.ports.is_empty() || g.ports.iter().any(|r| r.contains(port)),
+        })
         .flat_map(|g| g.prefixes.iter().map(move |p| (p, g)))
         .filter(|(p, _)| p.contains_addr(addr))
-        .max_by_key(|(p, _)| p.len())
+        .max_by_key(|(p, g)| (p.len(), !g.ports.is_empty()))
         .map(|(_, g)| g)
 }
 
@@ -465,6 +480,8 @@ pub(super) struct RawDetection {
 struct RawHostGroup {
     name: Spanned<String>,
     prefixes: Vec<Spanned<String>>,
+    #[serde(default)]
+    ports: Vec<Spanned<toml::Value>>,
     syn_target_threshold: Option<Spanned<i64>>,
     udp_target_threshold: Option<Spanned<i64>>,
     udp_target_bytes_threshold: Option<Spanned<i64>>,
@@ -799,8 +816,48 @@ impl Source<'_> {
                     "a host group needs at least one prefix".to_owned(),
                 ));
             }
+            let mut ports = Vec::with_capacity(g.ports.len());
+            for (k, v) in g.ports.iter().enumerate() {
+                let field = format!("{}[{k}]", at("ports"));
+                let range = match v.get_ref() {
+                    toml::Value::Integer(n) => u16::try_from(*n)
+                        .map(|p| PortRange { first: p, last: p })
+                        .map_err(|_| format!("{n} is not a port number (0 to 65535)")),
+                    toml::Value::String(s) => s.parse::<PortRange>(),
+                    other => Err(format!("{other} is not a port: write 443 or \"8000-8100\"")),
+                }
+                .map_err(|m| self.error(v.span(), &field, m))?;
+                ports.push(range);
+            }
+            if !ports.is_empty() {
+                let per_address = [
+                    (&g.udp_target_threshold, "udp_target_threshold"),
+                    (&g.udp_target_bytes_threshold, "udp_target_bytes_threshold"),
+                    (&g.icmp_target_threshold, "icmp_target_threshold"),
+                    (
+                        &g.icmp_target_bytes_threshold,
+                        "icmp_target_bytes_threshold",
+                    ),
+                    (&g.rst_target_threshold, "rst_target_threshold"),
+                ];
+                if let Some((v, f)) = per_address
+                    .iter()
+                    .find_map(|(v, f)| v.as_ref().map(|v| (v, *f)))
+                {
+                    return Err(self.error(
+                        v.span(),
+                        &at(f),
+                        "a host group with ports sets only syn_target_threshold: UDP, ICMP \
+                         and RST floods are counted per address, whatever the port"
+                            .to_owned(),
+                    ));
+                }
+            }
             for (k, p) in list.iter().enumerate() {
-                if let Some(o) = out.iter().find(|o| o.prefixes.contains(p)) {
+                if let Some(o) = out
+                    .iter()
+                    .find(|o| o.prefixes.contains(p) && o.ports.is_empty() == ports.is_empty())
+                {
                     return Err(self.error(
                         g.prefixes[k].span(),
                         &format!("{}[{k}]", at("prefixes")),
@@ -883,6 +940,7 @@ impl Source<'_> {
             out.push(HostGroup {
                 name: name.to_owned(),
                 prefixes: list,
+                ports,
                 syn_target_threshold: count(&g.syn_target_threshold, "syn_target_threshold")?,
                 udp_target_threshold: count(&g.udp_target_threshold, "udp_target_threshold")?,
                 udp_target_bytes_threshold: bytes(
@@ -1022,11 +1080,25 @@ mod tests {
         assert_eq!(g[0].udp_target_bytes_threshold, Some(1_000_000));
         assert_eq!(g[0].syn_target_threshold, None, "the detector's");
         assert_eq!(g[1].rst_target_threshold, Some(0), "off for the group");
-        let of = |a: &str| host_group_of(g, a.parse().unwrap()).map(|g| g.name.as_str());
+        let of = |a: &str| host_group_of(g, a.parse().unwrap(), None).map(|g| g.name.as_str());
         assert_eq!(of("10.0.0.80"), Some("web"));
         assert_eq!(of("10.0.0.81"), Some("dns"));
         assert_eq!(of("2001:db8::5"), Some("dns"));
         assert_eq!(of("10.0.1.1"), None);
+        let c = parse(
+            "[[detection.host_groups]]\nname = \"all\"\nprefixes = [\"10.0.0.0/8\"]\n\
+             syn_target_threshold = 1\n\
+             [[detection.host_groups]]\nname = \"web\"\nprefixes = [\"10.0.0.0/8\"]\n\
+             ports = [443, \"8000-8100\"]\nsyn_target_threshold = 2\n",
+        )
+        .unwrap();
+        let g = &c.detection.host_groups;
+        let of =
+            |port| host_group_of(g, "10.1.2.3".parse().unwrap(), port).map(|g| g.name.as_str());
+        assert_eq!(of(Some(443)), Some("web"));
+        assert_eq!(of(Some(8050)), Some("web"));
+        assert_eq!(of(Some(22)), Some("all"));
+        assert_eq!(of(None), Some("all"));
     }
 
     #[test]
@@ -1072,6 +1144,20 @@ mod tests {
                 4,
                 "detection.host_groups[0].syn_target_threshold",
                 "-1 is out of range",
+            ),
+            (
+                "[[detection.host_groups]]\nname = \"a\"\nprefixes = [\"10.0.0.0/8\"]\n\
+                 ports = [443]\nudp_target_threshold = 5\n",
+                5,
+                "detection.host_groups[0].udp_target_threshold",
+                "counted per address",
+            ),
+            (
+                "[[detection.host_groups]]\nname = \"a\"\nprefixes = [\"10.0.0.0/8\"]\n\
+                 ports = [70000]\n",
+                4,
+                "detection.host_groups[0].ports[0]",
+                "not a port number",
             ),
             (
                 "[[detection.host_groups]]\nname = \"a\"\nprefixes = [\"10.0.0.0/8\"]\nsyn = 5\n",
