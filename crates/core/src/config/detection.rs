@@ -875,60 +875,61 @@ impl Source<'_> {
             }
             // A group sets a threshold of a check the detector runs: the
             // datapath counts a target only when its detector's check is on.
-            let on = |v: &Option<Spanned<i64>>, f: &str, check: bool, what: &str| match v {
-                Some(v) if !check => Err(self.error(
-                    v.span(),
-                    &at(f),
-                    format!(
-                        "{what} is off for every address: turn it on (not 0) to set it per group"
-                    ),
-                )),
-                _ => Ok(()),
-            };
-            on(
-                &g.syn_target_threshold,
-                "syn_target_threshold",
-                d.syn_flood.enabled && d.syn_flood.target_threshold != 0,
-                "detection.syn_flood.target_threshold",
-            )?;
-            on(
-                &g.udp_target_threshold,
-                "udp_target_threshold",
-                d.udp_flood.enabled
-                    && (d.udp_flood.target_threshold != 0
-                        || d.udp_flood.target_bytes_threshold != 0),
-                "the UDP target check",
-            )?;
-            on(
-                &g.udp_target_bytes_threshold,
-                "udp_target_bytes_threshold",
-                d.udp_flood.enabled
-                    && (d.udp_flood.target_threshold != 0
-                        || d.udp_flood.target_bytes_threshold != 0),
-                "the UDP target check",
-            )?;
-            on(
-                &g.icmp_target_threshold,
-                "icmp_target_threshold",
-                d.icmp_flood.enabled
-                    && (d.icmp_flood.target_threshold != 0
-                        || d.icmp_flood.target_bytes_threshold != 0),
-                "the ICMP target check",
-            )?;
-            on(
-                &g.icmp_target_bytes_threshold,
-                "icmp_target_bytes_threshold",
-                d.icmp_flood.enabled
-                    && (d.icmp_flood.target_threshold != 0
-                        || d.icmp_flood.target_bytes_threshold != 0),
-                "the ICMP target check",
-            )?;
-            on(
-                &g.rst_target_threshold,
-                "rst_target_threshold",
-                d.rst_flood.enabled && d.rst_flood.target_threshold != 0,
-                "detection.rst_flood.target_threshold",
-            )?;
+            let udp_on = d.udp_flood.enabled
+                && (d.udp_flood.target_threshold != 0 || d.udp_flood.target_bytes_threshold != 0);
+            let icmp_on = d.icmp_flood.enabled
+                && (d.icmp_flood.target_threshold != 0 || d.icmp_flood.target_bytes_threshold != 0);
+            for (v, f, check, what) in [
+                (
+                    &g.syn_target_threshold,
+                    "syn_target_threshold",
+                    d.syn_flood.enabled && d.syn_flood.target_threshold != 0,
+                    "detection.syn_flood.target_threshold",
+                ),
+                (
+                    &g.udp_target_threshold,
+                    "udp_target_threshold",
+                    udp_on,
+                    "the UDP target check",
+                ),
+                (
+                    &g.udp_target_bytes_threshold,
+                    "udp_target_bytes_threshold",
+                    udp_on,
+                    "the UDP target check",
+                ),
+                (
+                    &g.icmp_target_threshold,
+                    "icmp_target_threshold",
+                    icmp_on,
+                    "the ICMP target check",
+                ),
+                (
+                    &g.icmp_target_bytes_threshold,
+                    "icmp_target_bytes_threshold",
+                    icmp_on,
+                    "the ICMP target check",
+                ),
+                (
+                    &g.rst_target_threshold,
+                    "rst_target_threshold",
+                    d.rst_flood.enabled && d.rst_flood.target_threshold != 0,
+                    "detection.rst_flood.target_threshold",
+                ),
+            ] {
+                if let Some(v) = v
+                    && !check
+                {
+                    return Err(self.error(
+                        v.span(),
+                        &at(f),
+                        format!(
+                            "{what} is off for every address: turn it on (not 0) to set it per \
+                             group"
+                        ),
+                    ));
+                }
+            }
             let count = |v: &Option<Spanned<i64>>, f: &str| {
                 v.as_ref()
                     .map(|v| self.range(v, &at(f), 0, u32::MAX))

@@ -23,8 +23,8 @@
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use ironpost_ebpf_common::{
     Admission, DetectConfig, DetectCounters, SignalRecord, TABLE_SLOW, TABLE_SOURCES,
-    TABLE_TARGETS, TARGET_ACK_REFUSALS, TARGET_REFUSALS, TargetKey, hash::GOLDEN, ipproto, signal,
-    signal_bit, tcp_flags,
+    TABLE_TARGETS, TARGET_ACK_REFUSALS, TARGET_REFUSALS, TargetKey, TargetState, hash::GOLDEN,
+    ipproto, signal, signal_bit, tcp_flags,
 };
 
 use crate::{
@@ -310,6 +310,38 @@ fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
     }
 }
 
+/// The TARGETS entry `what` (`TARGET_REFUSALS`, `TARGET_ACK_REFUSALS`) of
+/// the host's address that sent `reply`; a new one within the per-CPU
+/// admission budget.
+#[inline(always)]
+fn host_target(
+    cfg: &DetectConfig,
+    adm: &mut Admission,
+    reply: &Reply,
+    what: u32,
+    now: u64,
+    counters: &mut DetectCounters,
+) -> Option<&'static mut TargetState> {
+    let l = reply.local;
+    let key: TargetKey = [l[0], l[1], l[2], l[3], what];
+    let hash = hash_target(&key);
+    let (t, new) = table_state(&TARGETS, mask(TABLE_TARGETS), &key, hash, now, || {
+        admission_budget(adm, cfg.admit_per_sec, now, counters)
+    })?;
+    counters.targets_new += u64::from(new);
+    // SAFETY: a live array value, written without atomics like the source
+    // state.
+    Some(unsafe { &mut *t })
+}
+
+/// Counts one more reply of a host-address target, and its remote.
+#[inline(always)]
+fn count_remote(t: &mut TargetState, reply: &Reply) {
+    t.syn = t.syn.saturating_add(1);
+    let remote = addr(reply.remote);
+    add_target_source(t, &reply.remote, &remote);
+}
+
 /// Counts an ACK-bearing segment refused to a remote without SOURCES
 /// state against the host's address that refused it, and signals
 /// ACK_TARGET at `ack_target_threshold` per ACK window.
@@ -327,24 +359,13 @@ fn record_ack_target(
     // SAFETY: this CPU's own entry, non-null.
     let counters = unsafe { &mut *counters };
     let now = clock();
-    let l = reply.local;
-    let key: TargetKey = [l[0], l[1], l[2], l[3], TARGET_ACK_REFUSALS];
-    let hash = hash_target(&key);
-    let Some((t, new)) = table_state(&TARGETS, mask(TABLE_TARGETS), &key, hash, now, || {
-        admission_budget(adm, cfg.admit_per_sec, now, counters)
-    }) else {
+    let Some(t) = host_target(cfg, adm, reply, TARGET_ACK_REFUSALS, now, counters) else {
         return;
     };
-    counters.targets_new += u64::from(new);
-    // SAFETY: a live array value, written without atomics like the source
-    // state.
-    let t = unsafe { &mut *t };
     if roll(&mut t.syn_start_ns, cfg.ack_window_ns, now) {
         reset_target(t);
     }
-    t.syn = t.syn.saturating_add(1);
-    let remote = addr(reply.remote);
-    add_target_source(t, &reply.remote, &remote);
+    count_remote(t, reply);
     if crossed(
         t.syn,
         cfg.ack_target_threshold,
@@ -432,26 +453,15 @@ fn record_distributed(
     now: u64,
     counters: &mut DetectCounters,
 ) {
-    let l = reply.local;
-    let key: TargetKey = [l[0], l[1], l[2], l[3], TARGET_REFUSALS];
-    let hash = hash_target(&key);
-    let Some((t, new)) = table_state(&TARGETS, mask(TABLE_TARGETS), &key, hash, now, || {
-        admission_budget(adm, cfg.admit_per_sec, now, counters)
-    }) else {
+    let Some(t) = host_target(cfg, adm, reply, TARGET_REFUSALS, now, counters) else {
         return;
     };
-    counters.targets_new += u64::from(new);
-    // SAFETY: a live array value, written without atomics like the source
-    // state.
-    let t = unsafe { &mut *t };
     if roll(&mut t.syn_start_ns, cfg.scan_window_ns, now) {
         reset_target(t);
         t.ports = 0;
         clear(&mut t.port_bits);
     }
-    t.syn = t.syn.saturating_add(1);
-    let remote = addr(reply.remote);
-    add_target_source(t, &reply.remote, &remote);
+    count_remote(t, reply);
     let bin = (u32::from(port).wrapping_mul(GOLDEN) >> 23) as usize;
     if set_bin(&mut t.port_bits, bin) {
         t.ports += 1;
