@@ -35,6 +35,8 @@ const PAGE: usize = 4096;
 #[derive(Clone)]
 struct Api {
     jobs: mpsc::Sender<Job>,
+    /// The configuration file a reload reads (off the main loop).
+    config: Option<Arc<std::path::Path>>,
     /// One large request body is read at a time.
     large: Arc<Semaphore>,
 }
@@ -81,9 +83,10 @@ impl From<ApiError> for Failure {
 type Answer<T> = Result<Json<T>, Failure>;
 
 /// The router, for the Unix socket.
-pub fn router(jobs: mpsc::Sender<Job>) -> Router {
+pub fn router(jobs: mpsc::Sender<Job>, config: Option<std::path::PathBuf>) -> Router {
     let api = Api {
         jobs,
+        config: config.map(Arc::from),
         large: Arc::new(Semaphore::new(1)),
     };
     Router::new()
@@ -110,7 +113,15 @@ pub fn router(jobs: mpsc::Sender<Job>) -> Router {
         .route(
             path::RELOAD,
             axum::routing::post(|State(api): State<Api>| async move {
-                answer(api.ask(|d| timed(|| d.reload())).await)
+                // Read and checked here, off the main loop; applied there.
+                let t = Instant::now();
+                let Some(path) = api.config.clone() else {
+                    return Err(Failure(crate::daemon::requests::no_config()));
+                };
+                let cfg = crate::daemon::requests::read_config_off_loop(path.to_path_buf()).await?;
+                let mut c = api.ask(move |d| d.reload_with(cfg)).await??;
+                c.elapsed_ms = t.elapsed().as_secs_f64() * 1000.0;
+                Ok(Json(c))
             }),
         )
         .fallback(|req: Request| async move {
@@ -392,8 +403,12 @@ impl axum::serve::Listener for RootOnly {
 }
 
 /// Serves the API on `listener` until the task is aborted.
-pub async fn serve(listener: tokio::net::UnixListener, jobs: mpsc::Sender<Job>) {
-    if let Err(e) = axum::serve(RootOnly(listener), router(jobs)).await {
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    jobs: mpsc::Sender<Job>,
+    config: Option<std::path::PathBuf>,
+) {
+    if let Err(e) = axum::serve(RootOnly(listener), router(jobs, config)).await {
         tracing::error!("control socket: {e}");
     }
 }

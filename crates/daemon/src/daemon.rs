@@ -34,7 +34,7 @@ use tokio::{
 };
 
 mod interfaces;
-mod requests;
+pub(crate) mod requests;
 
 use crate::{
     RunOptions, api, hostinfo, links, metrics,
@@ -434,7 +434,21 @@ impl Daemon {
         let listener = socket::bind(&self.socket)?;
         let _socket_guard = SocketGuard::new(&self.socket);
         let (jobs_tx, mut jobs_rx) = mpsc::channel::<api::Job>(64);
-        let accept = tokio::spawn(api::serve(listener, jobs_tx));
+        let accept = tokio::spawn(api::serve(listener, jobs_tx, self.config_path.clone()));
+        // SIGHUP's configuration is read and checked by a task of its own,
+        // one read at a time, in order; the main loop applies the result.
+        let (hup_tx, mut hup_rx) = mpsc::channel::<()>(1);
+        let (reload_tx, mut reload_rx) = mpsc::channel(1);
+        let reader = self.config_path.clone().map(|path| {
+            tokio::spawn(async move {
+                while hup_rx.recv().await.is_some() {
+                    let read = requests::read_config_off_loop(path.clone()).await;
+                    if reload_tx.send(read).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        });
         // Scrapes come to this loop like control requests; the sender is
         // kept here too, so that with metrics off the channel stays open
         // (and idle) rather than closed.
@@ -474,7 +488,15 @@ impl Daemon {
                 _ = sigint.recv() => break "SIGINT",
                 _ = sigterm.recv() => break "SIGTERM",
                 _ = sighup.recv() => {
-                    match self.reload() {
+                    if self.config_path.is_none() {
+                        tracing::error!("SIGHUP: {}", requests::no_config());
+                    }
+                    // Read and checked off the main loop, applied when
+                    // ready; SIGHUPs while one read waits are that read.
+                    let _ = hup_tx.try_send(());
+                }
+                Some(read) = reload_rx.recv() => {
+                    match read.and_then(|cfg| self.reload_with(cfg)) {
                         Ok(c) => tracing::info!(
                             "SIGHUP: configuration reloaded: {} added, {} updated, {} removed{}",
                             c.added, c.updated, c.removed,
@@ -541,6 +563,9 @@ impl Daemon {
         }
         tracing::info!("{reason}: stopping");
         accept.abort();
+        if let Some(t) = reader {
+            t.abort();
+        }
         if let Some(t) = metrics_task {
             t.abort();
         }
