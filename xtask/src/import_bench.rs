@@ -134,20 +134,49 @@ fn run(bin: &Path, dir: &Path, pins: &Path, entries: u32) -> Result<()> {
             rss_mb,
         })
     };
-    let mut report = Vec::new();
+    // What `status` costs end to end with nothing else going on.
+    let mut idle = Vec::new();
+    for _ in 0..7 {
+        let t = Instant::now();
+        ctl(&["status", "--json"])?;
+        idle.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut report = vec![format!(
+        "  `status` with nothing else going on: median {:.0} ms (7 asked)",
+        median(&mut idle)
+    )];
     let mut rss_one = 0.0;
     let mut restart_one = None;
     for (what, file) in [
         ("addresses (hash map)", &hosts),
         ("/24 prefixes (LPM trie)", &nets),
     ] {
+        let path = file.to_str().context("path")?;
         let started = Instant::now();
-        let out = ctl(&["block", "import", file.to_str().context("path")?])?;
-        let secs = started.elapsed().as_secs_f64();
+        // `status` asked over and over while the import runs: how long a
+        // request waits behind it.
+        let (out, secs, mut waits) = std::thread::scope(|s| -> Result<_> {
+            let import = s.spawn(|| {
+                let out = ctl(&["block", "import", path]);
+                (out, started.elapsed().as_secs_f64())
+            });
+            let mut waits = Vec::new();
+            while !import.is_finished() {
+                let t = Instant::now();
+                ctl(&["status", "--json"])?;
+                waits.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let (out, secs) = import.join().expect("the import thread");
+            Ok((out?, secs, waits))
+        })?;
         print!("   {out}");
         report.push(format!(
-            "  {entries} {what}: {secs:.2} s ({:.0} entries/s)",
-            f64::from(entries) / secs
+            "  {entries} {what}: {secs:.2} s ({:.0} entries/s); `status` meanwhile: median \
+             {:.0} ms, slowest {:.0} ms ({} asked)",
+            f64::from(entries) / secs,
+            median(&mut waits),
+            waits.iter().copied().fold(0.0, f64::max),
+            waits.len()
         ));
         if restart_one.is_none() {
             // With the first list alone: `entries` entries held.
@@ -255,7 +284,7 @@ struct Restart {
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// A streamed listing, measured.

@@ -729,6 +729,80 @@ fn import_body(n: u32, base: u32) -> String {
 }
 
 #[test]
+fn a_large_import_holds_up_nothing_else() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    const N: u32 = 1_500_000;
+    let lab = Lab::new(1).unwrap();
+    let peer = lab.peer_addr(0);
+    let (d, _cfg) = start_on_lab(
+        &lab,
+        "large-import.toml",
+        "[ebpf]\nblocklist_max_entries = 1600000\n",
+    );
+    let body = import_body(N, u32::from(std::net::Ipv4Addr::new(20, 0, 0, 0)));
+    // Due to expire while the import is being applied (it takes seconds).
+    d.ok(&["block", "add", "192.0.2.7", "--ttl", "1s"]);
+    d.wait_for_stderr("blocked 192.0.2.7");
+    let socket = d.socket();
+    let (partial, answer) = std::thread::scope(|s| {
+        let import = s.spawn(|| raw_request(&socket, "POST", "/v1/blocks", &body));
+        // Requests that only read are answered meanwhile: status sees the
+        // import part-way.
+        let mut partial = None;
+        while !import.is_finished() && partial.is_none() {
+            let n = d.json(&["status"])["maps"]["blocks"].as_u64().unwrap();
+            partial = Some(n).filter(|n| (2..u64::from(N)).contains(n));
+        }
+        // A change waits for the import, then goes through.
+        d.ok(&["block", "add", &peer.to_string()]);
+        (partial, import.join().unwrap())
+    });
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    assert_eq!(answer.1["added"], N, "{}", answer.1);
+    let partial = partial.expect("status answered while the import was part-way");
+    eprintln!("status saw {partial} of {N} entries");
+    // In the log: the import starts, the TTL expires during it, the import
+    // ends, and only then is the change that waited applied.
+    d.wait_for_stderr(&format!("applying a change of {N} entries"));
+    d.wait_for_stderr("block on src 192.0.2.7 expired");
+    d.wait_for_stderr(&format!("imported {N} entries"));
+    d.wait_for_stderr(&format!("blocked {peer}"));
+    assert_eq!(
+        lab.ping(peer, 2).unwrap(),
+        0,
+        "the waiting change is enforced"
+    );
+    assert_eq!(
+        d.json(&["status"])["maps"]["blocks"],
+        u64::from(N) + 1,
+        "the import and the change, not the expired entry"
+    );
+    // A sync that keeps 20,000 of them: its removals go the same way.
+    let keep = import_body(20_000, u32::from(std::net::Ipv4Addr::new(20, 0, 0, 0)));
+    let (code, synced) = raw_request(&d.socket(), "POST", "/v1/blocks/sync", &keep);
+    assert_eq!(code, 200, "{synced}");
+    assert_eq!(synced["removed"], N - 20_000, "{synced}");
+    assert_eq!(synced["updated"], 20_000, "{synced}");
+    d.wait_for_stderr(&format!(
+        "list feed synced: 0 added, 20000 updated, {} removed",
+        N - 20_000
+    ));
+    assert_eq!(d.json(&["status"])["maps"]["blocks"], 20_001);
+    // What is saved is what is enforced.
+    let cfg = _cfg.path().to_owned();
+    d.signal(libc::SIGTERM);
+    let (status, dir) = d.wait_keeping_dir();
+    assert!(status.success(), "{status}");
+    let mut args = run_on(&lab).to_vec();
+    args.extend_from_slice(&["-c", &cfg]);
+    let d = Daemon::start_in(dir, &args);
+    let restored = d.wait_for_stderr("restored");
+    assert!(restored.contains("restored 20001 blocks"), "{restored}");
+}
+
+#[test]
 fn kill_9_during_an_import_leaves_all_of_it_or_none() {
     if !kernel_tests_enabled() {
         return;

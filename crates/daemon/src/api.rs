@@ -1,8 +1,10 @@
 //! The daemon's side of the control API ([`ironpost_api`]): HTTP/1.1 on
 //! the root-only Unix socket. Handlers run as tasks; each turns its
 //! request into a [`Job`] that the daemon's main task runs between its
-//! other work, so a listing or an import holds the main task one page or
-//! one change at a time, never the whole stream.
+//! other work, so a listing holds the main task one page at a time and a
+//! large change one chunk at a time (see `daemon/bulk.rs`), never the
+//! whole stream. Changes have a queue of their own, which waits while a
+//! large change is applied.
 
 use std::{net::IpAddr, sync::Arc, time::Instant};
 
@@ -27,6 +29,15 @@ use crate::daemon::Daemon;
 /// Work for the daemon's main task.
 pub type Job = Box<dyn FnOnce(&mut Daemon) + Send>;
 
+/// The main task's queues: reads are taken at any time, changes only when
+/// no large change (an import, a sync) is being applied.
+pub struct Queues {
+    /// Requests that only read.
+    pub reads: mpsc::Sender<Job>,
+    /// Requests that change the policy.
+    pub changes: mpsc::Sender<Job>,
+}
+
 /// Block-list entries per page of a listing: the main task is held for
 /// one page (its hit counters read from the kernel) at a time.
 const PAGE: usize = 4096;
@@ -35,6 +46,7 @@ const PAGE: usize = 4096;
 #[derive(Clone)]
 struct Api {
     jobs: mpsc::Sender<Job>,
+    changes: mpsc::Sender<Job>,
     /// The configuration file a reload reads (off the main loop).
     config: Option<Arc<std::path::Path>>,
     /// One large request body is read at a time.
@@ -42,21 +54,44 @@ struct Api {
 }
 
 impl Api {
-    /// Runs `f` on the main task and returns its result.
+    /// Runs `f` (which only reads) on the main task and returns its result.
     fn ask<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Daemon) -> T + Send + 'static,
     ) -> impl Future<Output = Result<T, ApiError>> + Send + 'static {
-        let jobs = self.jobs.clone();
-        async move {
-            let (tx, rx) = oneshot::channel();
-            let job: Job = Box::new(move |d| {
-                let _ = tx.send(f(d));
-            });
-            jobs.send(job).await.map_err(|_| stopping())?;
-            rx.await.map_err(|_| stopping())
-        }
+        queue(self.jobs.clone(), move |d, tx| {
+            let _ = tx.send(f(d));
+        })
     }
+
+    /// Runs the change `f` on the main task and returns its result.
+    fn change<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Daemon) -> T + Send + 'static,
+    ) -> impl Future<Output = Result<T, ApiError>> + Send + 'static {
+        queue(self.changes.clone(), move |d, tx| {
+            let _ = tx.send(f(d));
+        })
+    }
+
+    /// Starts the change `f` on the main task, which answers through the
+    /// sender it is given (a large change answers when it is done).
+    fn change_replying<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Daemon, oneshot::Sender<T>) + Send + 'static,
+    ) -> impl Future<Output = Result<T, ApiError>> + Send + 'static {
+        queue(self.changes.clone(), f)
+    }
+}
+
+async fn queue<T: Send + 'static>(
+    queue: mpsc::Sender<Job>,
+    f: impl FnOnce(&mut Daemon, oneshot::Sender<T>) + Send + 'static,
+) -> Result<T, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(move |d| f(d, tx));
+    queue.send(job).await.map_err(|_| stopping())?;
+    rx.await.map_err(|_| stopping())
 }
 
 fn stopping() -> ApiError {
@@ -83,9 +118,10 @@ impl From<ApiError> for Failure {
 type Answer<T> = Result<Json<T>, Failure>;
 
 /// The router, for the Unix socket.
-pub fn router(jobs: mpsc::Sender<Job>, config: Option<std::path::PathBuf>) -> Router {
+pub fn router(queues: Queues, config: Option<std::path::PathBuf>) -> Router {
     let api = Api {
-        jobs,
+        jobs: queues.reads,
+        changes: queues.changes,
         config: config.map(Arc::from),
         large: Arc::new(Semaphore::new(1)),
     };
@@ -119,7 +155,7 @@ pub fn router(jobs: mpsc::Sender<Job>, config: Option<std::path::PathBuf>) -> Ro
                     return Err(Failure(crate::daemon::requests::no_config()));
                 };
                 let cfg = crate::daemon::requests::read_config_off_loop(path.to_path_buf()).await?;
-                let mut c = api.ask(move |d| d.reload_with(cfg)).await??;
+                let mut c = api.change(move |d| d.reload_with(cfg)).await??;
                 c.elapsed_ms = t.elapsed().as_secs_f64() * 1000.0;
                 Ok(Json(c))
             }),
@@ -261,15 +297,12 @@ async fn add_blocks(
 ) -> Result<Response, Failure> {
     let add: BlockAdd = read_json(&api, req).await?;
     let (ptx, mut prx) = mpsc::channel::<(usize, usize)>(16);
-    let result = api.ask(move |d| {
-        timed(|| {
-            d.block_add(add, &mut |done, total| {
-                let _ = ptx.try_send((done, total));
-                // Closed when the client has gone: stop, undo.
-                !ptx.is_closed()
-            })
-        })
+    let progress = Box::new(move |done, total| {
+        let _ = ptx.try_send((done, total));
+        // Closed when the client has gone: stop, undo.
+        !ptx.is_closed()
     });
+    let result = api.change_replying(move |d, reply| d.block_add(add, progress, reply));
     if !q.progress {
         tokio::pin!(result);
         let r = loop {
@@ -311,18 +344,21 @@ async fn add_blocks(
 
 async fn sync_blocks(State(api): State<Api>, req: Request) -> Answer<Changed> {
     let sync: ironpost_api::BlockSync = read_json(&api, req).await?;
-    answer(api.ask(move |d| timed(|| d.block_sync(sync))).await)
+    answer(
+        api.change_replying(move |d, reply| d.block_sync(sync, reply))
+            .await,
+    )
 }
 
 async fn flush_blocks(State(api): State<Api>, req: Request) -> Answer<Changed> {
     let flush: ironpost_api::BlockFlush = read_json(&api, req).await?;
-    answer(api.ask(move |d| timed(|| d.block_flush(flush))).await)
+    answer(api.change(move |d| timed(|| d.block_flush(flush))).await)
 }
 
 async fn del_blocks(State(api): State<Api>, req: Request) -> Answer<Changed> {
     let p: Prefixes = read_json(&api, req).await?;
     answer(
-        api.ask(move |d| timed(|| d.block_del(p.prefixes, p.list)))
+        api.change(move |d| timed(|| d.block_del(p.prefixes, p.list)))
             .await,
     )
 }
@@ -358,12 +394,12 @@ async fn list_allow(State(api): State<Api>) -> Answer<Vec<ironpost_api::AllowRow
 
 async fn add_allow(State(api): State<Api>, req: Request) -> Answer<Changed> {
     let a: AllowAdd = read_json(&api, req).await?;
-    answer(api.ask(move |d| timed(|| d.allow_add(a))).await)
+    answer(api.change(move |d| timed(|| d.allow_add(a))).await)
 }
 
 async fn del_allow(State(api): State<Api>, req: Request) -> Answer<Changed> {
     let p: Prefixes = read_json(&api, req).await?;
-    answer(api.ask(move |d| timed(|| d.allow_del(p.prefixes))).await)
+    answer(api.change(move |d| timed(|| d.allow_del(p.prefixes))).await)
 }
 
 /// The control socket's listener: connections from users other than
@@ -405,10 +441,10 @@ impl axum::serve::Listener for RootOnly {
 /// Serves the API on `listener` until the task is aborted.
 pub async fn serve(
     listener: tokio::net::UnixListener,
-    jobs: mpsc::Sender<Job>,
+    queues: Queues,
     config: Option<std::path::PathBuf>,
 ) {
-    if let Err(e) = axum::serve(RootOnly(listener), router(jobs, config)).await {
+    if let Err(e) = axum::serve(RootOnly(listener), router(queues, config)).await {
         tracing::error!("control socket: {e}");
     }
 }

@@ -33,6 +33,7 @@ use tokio::{
     sync::mpsc,
 };
 
+mod bulk;
 mod interfaces;
 pub(crate) mod requests;
 
@@ -42,7 +43,7 @@ use crate::{
     privileges,
     socket::{self, SocketGuard},
     state::State,
-    store::Store,
+    store::{Store, StoreError},
 };
 
 /// How often expiries are checked: entries leave the maps within this much
@@ -162,13 +163,16 @@ pub fn run(args: RunOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let (bulk_finishing, bulk_finished) = mpsc::unbounded_channel();
     let daemon = Daemon {
         engine,
         config_path: args.config.clone(),
         interfaces_from_cli: !args.interface.is_empty(),
         xdp_mode_from_cli: args.xdp_mode,
         state_file,
-        store,
+        store: Some(store),
+        bulk: None,
+        bulk_finishing,
         socket,
         started: Instant::now(),
         live: TrafficStats::new(),
@@ -190,7 +194,7 @@ pub fn run(args: RunOptions) -> anyhow::Result<()> {
         interface_losses: std::collections::BTreeMap::new(),
         alerts_by_severity: [0; 4],
     };
-    rt.block_on(daemon.serve(state, loading, args.stats_interval))
+    rt.block_on(daemon.serve(state, loading, bulk_finished, args.stats_interval))
 }
 
 /// Whether the host has a network interface of that name now.
@@ -213,8 +217,13 @@ pub(crate) struct Daemon {
     interfaces_from_cli: bool,
     xdp_mode_from_cli: Option<ironpost_core::XdpMode>,
     state_file: PathBuf,
-    /// Where manual and automatic entries are kept across restarts.
-    store: Store,
+    /// Where manual and automatic entries are kept across restarts (held
+    /// by the writer thread of a large change while one is in progress).
+    store: Option<Store>,
+    /// The large change in progress (an import, a sync), if any.
+    bulk: Option<bulk::Bulk>,
+    /// Where writer threads say they ended.
+    bulk_finishing: bulk::Finishing,
     socket: PathBuf,
     started: Instant,
     /// Counters and rates over the last second, for `ironpost stats`.
@@ -325,6 +334,7 @@ impl Daemon {
         mut self,
         state: State,
         loading: std::thread::JoinHandle<Result<Prepared, EngineError>>,
+        mut bulk_finished: mpsc::UnboundedReceiver<crate::store::bulk::Finished>,
         stats_interval: u64,
     ) -> anyhow::Result<()> {
         // Signals first, so a signal during start-up is not lost.
@@ -392,8 +402,10 @@ impl Daemon {
             let mut fix = ironpost_policy::Changes::default();
             fix.blocks.extend(expired);
             fix.blocks.extend(clamped);
-            if !fix.is_empty() {
-                self.store
+            if !fix.is_empty()
+                && let Some(store) = self.store.as_mut()
+            {
+                store
                     .write(self.engine.policy(), &fix)
                     .context("updating the store")?;
             }
@@ -434,7 +446,15 @@ impl Daemon {
         let listener = socket::bind(&self.socket)?;
         let _socket_guard = SocketGuard::new(&self.socket);
         let (jobs_tx, mut jobs_rx) = mpsc::channel::<api::Job>(64);
-        let accept = tokio::spawn(api::serve(listener, jobs_tx, self.config_path.clone()));
+        let (changes_tx, mut changes_rx) = mpsc::channel::<api::Job>(64);
+        let accept = tokio::spawn(api::serve(
+            listener,
+            api::Queues {
+                reads: jobs_tx,
+                changes: changes_tx,
+            },
+            self.config_path.clone(),
+        ));
         // SIGHUP's configuration is read and checked by a task of its own,
         // one read at a time, in order; the main loop applies the result.
         let (hup_tx, mut hup_rx) = mpsc::channel::<()>(1);
@@ -495,7 +515,8 @@ impl Daemon {
                     // ready; SIGHUPs while one read waits are that read.
                     let _ = hup_tx.try_send(());
                 }
-                Some(read) = reload_rx.recv() => {
+                // A reload changes the policy: it waits for a large change.
+                Some(read) = reload_rx.recv(), if !self.bulk_in_progress() => {
                     match read.and_then(|cfg| self.reload_with(cfg)) {
                         Ok(c) => tracing::info!(
                             "SIGHUP: configuration reloaded: {} added, {} updated, {} removed{}",
@@ -543,6 +564,11 @@ impl Daemon {
                     None => break "stats poller stopped",
                 },
                 Some(job) = jobs_rx.recv() => job(&mut self),
+                // Changes wait while a large one is applied, a chunk per
+                // turn of this loop.
+                Some(job) = changes_rx.recv(), if !self.bulk_in_progress() => job(&mut self),
+                () = std::future::ready(()), if self.bulk_ready() => self.bulk_step(),
+                Some(f) = bulk_finished.recv() => self.bulk_finished(f),
                 Some(scrape) = scrape_rx.recv() => {
                     let _ = scrape.send(self.readings());
                 }
@@ -563,6 +589,15 @@ impl Daemon {
         }
         tracing::info!("{reason}: stopping");
         accept.abort();
+        if self.bulk_in_progress() {
+            self.bulk_fail(ironpost_api::ApiError::new(
+                ironpost_api::ErrorKind::Unavailable,
+                "the daemon is stopping; nothing was changed",
+            ));
+            if let Some(f) = bulk_finished.recv().await {
+                self.bulk_finished(f);
+            }
+        }
         if let Some(t) = reader {
             t.abort();
         }
@@ -589,7 +624,7 @@ impl Daemon {
         if self.expired_unsaved
             && let Err(e) = self.save()
         {
-            tracing::error!("{e:#}");
+            tracing::error!("saving the state: {}", requests::chain(&e));
         }
         match self.on_exit {
             OnExit::Keep => self.engine.keep_filtering(),
@@ -741,7 +776,7 @@ impl Daemon {
                     }
                     Ok(_) => {
                         if let Err(e) = self.save() {
-                            tracing::error!("{e:#}");
+                            tracing::error!("saving the state: {}", requests::chain(&e));
                         }
                         AlertAction::Blocked {
                             block: prefix.to_string(),
@@ -895,16 +930,27 @@ impl Daemon {
         out
     }
 
+    /// Saves what changed now, or (while a large change holds the store)
+    /// when that change ends: for the daemon's own changes (automatic
+    /// blocks, expiries), which no client waits on.
+    fn save(&mut self) -> Result<(), StoreError> {
+        if self.store.is_none() {
+            return Ok(());
+        }
+        self.save_now()
+    }
+
     /// Writes what changed in the policy since the last save to the store
     /// (one transaction of the changed rows). On failure the changes are
     /// kept for the next save.
-    fn save(&mut self) -> anyhow::Result<()> {
+    fn save_now(&mut self) -> Result<(), StoreError> {
+        let store = self.store.as_mut().ok_or(StoreError::Busy)?;
         let changes = self.engine.take_policy_changes();
         if !changes.is_empty()
-            && let Err(e) = self.store.write(self.engine.policy(), &changes)
+            && let Err(e) = store.write(self.engine.policy(), &changes)
         {
             self.engine.restore_policy_changes(changes);
-            return Err(e.into());
+            return Err(e);
         }
         self.expired_unsaved = false;
         self.last_save = Instant::now();
@@ -927,7 +973,7 @@ impl Daemon {
             && self.last_save.elapsed() >= EXPIRY_SAVE_DELAY
             && let Err(e) = self.save()
         {
-            tracing::error!("{e:#}");
+            tracing::error!("saving the state: {}", requests::chain(&e));
         }
     }
 }

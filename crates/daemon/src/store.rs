@@ -36,6 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::{State, StateError};
 
+pub mod bulk;
+
 /// Block entries by [`block_key`]: every membership of the key, as
 /// [`Member`]s.
 const BLOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blocks");
@@ -80,6 +82,12 @@ pub enum StoreError {
     /// A JSON state file (v1) that cannot be read or converted.
     #[error(transparent)]
     Legacy(#[from] StateError),
+    /// A bulk write given up before its commit: nothing of it was written.
+    #[error("the change was abandoned before it was stored; nothing of it was written")]
+    Abandoned,
+    /// The store is held by a bulk write in progress.
+    #[error("the store is busy with a large change")]
+    Busy,
 }
 
 /// The daemon's store.
@@ -400,56 +408,6 @@ impl Store {
         })
     }
 
-    /// The rows of a change whose entries are each their key's only
-    /// membership ([`Policy::sole_memberships`]), as they will be once it
-    /// is applied: keys the configuration holds are left out (the change
-    /// leaves them, and they are never stored).
-    pub fn sole_rows(policy: &Policy, entries: &[BlockEntry]) -> Rows {
-        let configured: std::collections::HashSet<&RuleKey> = policy.configured_keys().collect();
-        let mut rows: Rows = entries
-            .iter()
-            .filter(|e| !configured.contains(&e.key()))
-            .map(|e| {
-                (
-                    block_key(&e.key()),
-                    Some(encode_members(std::slice::from_ref(e))),
-                )
-            })
-            .collect();
-        rows.sort_unstable_by_key(|(k, _)| *k);
-        rows
-    }
-
-    /// Writes rows made by [`Store::sole_rows`] in one durable transaction.
-    pub fn write_rows(&mut self, rows: Rows) -> Result<(), StoreError> {
-        self.put(rows.into_iter(), std::iter::empty())
-    }
-
-    /// Writes the memberships of each key as `snapshot` holds them (no
-    /// row for a key without any), in one durable transaction: the undo of
-    /// [`Store::write_rows`].
-    pub fn write_members(
-        &mut self,
-        snapshot: &[(RuleKey, Vec<BlockEntry>)],
-    ) -> Result<(), StoreError> {
-        let mut rows: Rows = snapshot
-            .iter()
-            .map(|(k, members)| {
-                let stored: Vec<BlockEntry> = members
-                    .iter()
-                    .filter(|e| e.origin != Origin::Config)
-                    .cloned()
-                    .collect();
-                (
-                    block_key(k),
-                    (!stored.is_empty()).then(|| encode_members(&stored)),
-                )
-            })
-            .collect();
-        rows.sort_unstable_by_key(|(k, _)| *k);
-        self.write_rows(rows)
-    }
-
     /// Inserts (`Some` value) or deletes (`None`) rows in one transaction.
     fn put(
         &mut self,
@@ -500,9 +458,6 @@ fn db_err(path: &Path, what: &str, e: impl Into<redb::Error>) -> StoreError {
 
 /// A row's key and value.
 type Row = (Vec<u8>, Vec<u8>);
-
-/// Block rows to insert (`Some` value) or delete (`None`).
-pub type Rows = Vec<(Key, Option<Vec<u8>>)>;
 
 /// The block rows of layout 2 (JSON), in this layout.
 fn json_rows(path: &Path, blocks: &redb::Table<'_, &[u8], &[u8]>) -> Result<Vec<Row>, StoreError> {
@@ -614,6 +569,60 @@ mod tests {
         let mut v: Vec<String> = s.blocks.iter().map(|e| e.prefix.to_string()).collect();
         v.sort();
         v
+    }
+
+    /// Runs a bulk write: `feed` sends to the writer, then `end` commits
+    /// or abandons it; returns the outcome and the store.
+    fn bulk(store: Store, feed: impl FnOnce(&bulk::BulkWriter), commit: bool) -> bulk::Finished {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = bulk::BulkWriter::start(store, move |f| tx.send(f).unwrap());
+        feed(&w);
+        if commit {
+            w.commit()
+        } else {
+            w.abandon()
+        }
+        rx.recv().unwrap()
+    }
+
+    #[test]
+    fn a_bulk_write_is_stored_whole_on_commit_and_not_at_all_otherwise() {
+        let dir = tmpdir("bulk");
+        let path = dir.join("state.redb");
+        let (store, _) = Store::open(&path, None).unwrap();
+        let a = entry("192.0.2.1", Origin::Manual, None);
+        let b = entry("192.0.2.2", Origin::Manual, Some(9));
+        let rows = |w: &bulk::BulkWriter| {
+            assert!(w.rows(vec![(a.key(), vec![a.clone()])]));
+            assert!(w.same(vec![b.key()], vec![b.clone()]));
+        };
+        // Abandoned: nothing of it is stored.
+        let f = bulk(store, rows, false);
+        assert!(
+            matches!(f.result, Err(StoreError::Abandoned)),
+            "{:?}",
+            f.result
+        );
+        drop(f.store);
+        let (store, state) = Store::open(&path, None).unwrap();
+        assert!(state.blocks.is_empty(), "{:?}", state.blocks);
+        // Committed: all of it, and a later chunk's empty row deletes.
+        let f = bulk(store, rows, true);
+        f.result.unwrap();
+        drop(f.store);
+        let (store, state) = Store::open(&path, None).unwrap();
+        assert_eq!(prefixes(&state), ["192.0.2.1", "192.0.2.2"]);
+        assert_eq!(state.blocks[1].expires_ms, Some(9));
+        let f = bulk(
+            store,
+            |w| assert!(w.rows(vec![(a.key(), Vec::new())])),
+            true,
+        );
+        f.result.unwrap();
+        drop(f.store);
+        let (_, state) = Store::open(&path, None).unwrap();
+        assert_eq!(prefixes(&state), ["192.0.2.2"]);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -190,6 +190,12 @@ impl EbpfEngine {
         self.policy.take_changes()
     }
 
+    /// Packs the policy's memory after a large change made in parts (see
+    /// [`Policy::compact`]).
+    pub fn compact_policy(&mut self) {
+        self.policy.compact();
+    }
+
     /// Puts back changes the store could not write.
     pub fn restore_policy_changes(&mut self, c: ironpost_policy::Changes) {
         self.policy.restore_changes(c);

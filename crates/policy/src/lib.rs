@@ -547,6 +547,11 @@ impl Policy {
         c
     }
 
+    /// Packs the block list's memory after a large change made in parts.
+    pub fn compact(&mut self) {
+        self.blocks.compact();
+    }
+
     /// Puts back changes that could not be stored, to be tried again with
     /// the next ones.
     pub fn restore_changes(&mut self, c: Changes) {

@@ -192,6 +192,12 @@ impl BlockTable {
         self.map.append(&mut new);
     }
 
+    /// Rebuilds the tree with full nodes (entries inserted a few thousand
+    /// at a time leave them about half full).
+    pub(crate) fn compact(&mut self) {
+        self.map = std::mem::take(&mut self.map).into_iter().collect();
+    }
+
     /// Removes the entry with `key`.
     pub(crate) fn remove(&mut self, key: &RuleKey) -> Option<BlockEntry> {
         let old = self.map.remove(key)?;

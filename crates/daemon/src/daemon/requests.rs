@@ -16,7 +16,11 @@ use ironpost_policy::{
     RuleKey,
 };
 
-use super::{AlertSink, Daemon, check_interface_exists, stats_line};
+use super::{
+    AlertSink, Daemon,
+    bulk::{CHUNK, Plan, Progress, Reply},
+    check_interface_exists, stats_line,
+};
 
 /// An error as the API reports it: its kind, and the whole chain of
 /// causes in words.
@@ -68,40 +72,29 @@ fn changed(r: ChangeReport, notes: Vec<String>) -> Changed {
 impl Daemon {
     /// Blocks (or updates) sources. `progress` is told how far the change
     /// is; when it answers false (the client went away) the change stops
-    /// and is undone.
-    pub(crate) fn block_add(
-        &mut self,
-        req: BlockAdd,
-        progress: &mut dyn FnMut(usize, usize) -> bool,
-    ) -> Result<Changed, ApiError> {
-        let mut keys: Vec<RuleKey> = req.prefixes.iter().map(|p| (Direction::Src, *p)).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let before = self.snapshot(&keys);
-        let t = Instant::now();
-        let (changed, done) = self.block_apply(req, progress, Some(&before))?;
-        let applied = t.elapsed();
-        self.save_or_undo(|engine| engine.restore_members(before))?;
-        tracing::debug!(
-            "block_add: {} entries applied in {applied:?}, state saved in {:?}",
-            keys.len(),
-            t.elapsed() - applied
-        );
-        tracing::info!("{done}");
-        Ok(changed)
+    /// and is undone. A large change (an import) is applied a chunk at a
+    /// time between the main loop's other work (see [`super::bulk`]); the
+    /// answer goes to `reply` when it is done.
+    pub(crate) fn block_add(&mut self, req: BlockAdd, mut progress: Progress, reply: Reply) {
+        let started = Instant::now();
+        let plan = match self.plan_add(req) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        if plan.adds.len() >= CHUNK {
+            self.start_bulk(plan, progress, reply, started);
+            return;
+        }
+        let total = plan.adds.len();
+        let r = self.apply_now(plan, &mut |done| progress(done, total));
+        let _ = reply.send(r.map(|c| timed_since(c, started)));
     }
 
-    /// Checks and applies a block change to the policy and the kernel;
-    /// also returns the log line that says what it did. It is saved here
-    /// only when it is large and `before` (the memberships of its keys now)
-    /// is given (see [`Self::apply_storing`]); otherwise the caller saves
-    /// it.
-    fn block_apply(
-        &mut self,
-        req: BlockAdd,
-        progress: &mut dyn FnMut(usize, usize) -> bool,
-        before: Option<&[(RuleKey, Members)]>,
-    ) -> Result<(Changed, String), ApiError> {
+    /// Checks a block change and says what it does, as a [`Plan`].
+    fn plan_add(&self, req: BlockAdd) -> Result<Plan, ApiError> {
         let BlockAdd {
             prefixes,
             ttl_secs,
@@ -151,133 +144,102 @@ impl Daemon {
                 }
             }
         }
-        let entries: Vec<BlockEntry> = prefixes
-            .iter()
-            .map(|p| {
-                let mut e = BlockEntry::source(*p, RuleAction::Drop, Origin::Manual, now);
-                e.reason = reason.clone();
-                e.expires_ms = expires;
-                e.list = list.clone();
-                e
-            })
-            .collect();
+        let mut template = BlockEntry::source(
+            Prefix::host(std::net::Ipv4Addr::UNSPECIFIED.into()),
+            RuleAction::Drop,
+            Origin::Manual,
+            now,
+        );
+        template.reason = reason.clone();
+        template.expires_ms = expires;
+        template.list = list.clone();
         let conflict = if import {
             OnConfigConflict::Skip
         } else {
             OnConfigConflict::Refuse
         };
-        let progress = &mut |done| progress(done, total);
-        let storing = before.filter(|_| {
-            let policy = self.engine.policy();
-            // A change the block list cannot take is refused by the policy
-            // before anything is written: not worth saving first.
-            let fill = policy.fill_levels();
-            total >= STORE_ALONGSIDE_FROM
-                && policy
-                    .sole_change(&entries)
-                    .is_some_and(|new| fill.blocks + new <= fill.blocks_capacity)
-        });
-        let r = match storing {
-            Some(before) => self.apply_storing(entries, conflict, before, progress)?,
-            None => self
-                .engine
-                .block(entries, conflict, progress)
-                .map_err(block_error)?,
-        };
-        let done = if import {
-            format!(
-                "imported {total} entries into list {list} ({} new, {} updated, {} set by \
-                 config) ({})",
-                r.added,
-                r.updated,
-                r.skipped_config,
-                printable(&reason)
-            )
+        let name = list.clone();
+        let shown = if import {
+            String::new()
         } else {
-            format!(
-                "blocked {} in list {list}{} ({})",
-                join(&prefixes),
-                ttl_secs.map_or(String::new(), |t| format!(" for {t} s")),
-                printable(&reason)
-            )
+            join(&prefixes)
         };
-        Ok((changed(r, notes), done))
+        let done: Box<dyn FnOnce(&Changed) -> String + Send> = if import {
+            Box::new(move |r| {
+                format!(
+                    "imported {total} entries into list {name} ({} new, {} updated, {} set by \
+                     config) ({})",
+                    r.added,
+                    r.updated,
+                    r.skipped_config,
+                    printable(&reason)
+                )
+            })
+        } else {
+            Box::new(move |_| {
+                format!(
+                    "blocked {shown} in list {name}{} ({})",
+                    ttl_secs.map_or(String::new(), |t| format!(" for {t} s")),
+                    printable(&reason)
+                )
+            })
+        };
+        Ok(Plan {
+            adds: prefixes,
+            template,
+            conflict,
+            leaving: Vec::new(),
+            list,
+            notes,
+            done,
+        })
     }
 
-    /// Applies a large change whose entries are each their key's only
-    /// membership (an import), and saves it at the same time on a second
-    /// thread: its rows are known before it is applied. Either side that
-    /// fails is taken back with `before`, so that what the kernel enforces
-    /// is what was saved and acknowledged.
-    fn apply_storing(
+    /// Applies a small change at once: its additions, then its removals,
+    /// saved together (or taken back together).
+    fn apply_now(
         &mut self,
-        entries: Vec<BlockEntry>,
-        conflict: OnConfigConflict,
-        before: &[(RuleKey, Members)],
+        plan: Plan,
         progress: &mut dyn FnMut(usize) -> bool,
-    ) -> Result<ChangeReport, ApiError> {
-        // What is not saved yet first: afterwards, the changes the policy
-        // records are this one's, which the second thread saves.
-        self.save().map_err(|e| {
-            ApiError::new(
-                ErrorKind::NotSaved,
-                format!("nothing was changed: the state could not be saved: {e:#}"),
-            )
-        })?;
-        let rows = crate::store::Store::sole_rows(self.engine.policy(), &entries);
-        let (engine, store) = (&mut self.engine, &mut self.store);
-        let (applied, stored) = std::thread::scope(|s| {
-            let writer = s.spawn(move || store.write_rows(rows));
-            let applied = engine.block(entries, conflict, progress);
-            let stored = writer
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (applied, stored)
-        });
-        release_free_memory();
-        match (applied, stored) {
-            (Ok(r), Ok(())) => {
-                let _ = self.engine.take_policy_changes();
-                Ok(r)
-            }
-            (Ok(_), Err(e)) => {
-                let undo = self.engine.restore_members(before.to_vec());
-                // Nothing of the change reached the store.
-                let _ = self.engine.take_policy_changes();
-                let saving = format!("{e:#}");
-                match undo {
-                    Ok(()) => Err(ApiError::new(
-                        ErrorKind::NotSaved,
-                        format!("nothing was changed: the state could not be saved: {saving}"),
-                    )),
-                    Err(u) => {
-                        tracing::error!(
-                            "taking back a change that could not be saved failed: {u}; the \
-                             kernel holds it until the next restart"
-                        );
-                        Err(ApiError::new(
-                            ErrorKind::Internal,
-                            format!(
-                                "the state could not be saved ({saving}), and taking the change \
-                                 back out of the kernel failed too ({})",
-                                chain(&u)
-                            ),
-                        ))
+    ) -> Result<Changed, ApiError> {
+        let Plan {
+            adds,
+            template,
+            conflict,
+            leaving,
+            list,
+            notes,
+            done,
+        } = plan;
+        let adds: Vec<BlockEntry> = adds
+            .into_iter()
+            .map(|p| Plan::entry(&template, p))
+            .collect();
+        let mut keys: Vec<RuleKey> = adds.iter().map(BlockEntry::key).collect();
+        keys.extend(leaving.iter().copied());
+        let before = self.snapshot(&keys);
+        let r = if adds.is_empty() {
+            ChangeReport::default()
+        } else {
+            self.engine
+                .block(adds, conflict, progress)
+                .map_err(block_error)?
+        };
+        let mut changed = changed(r, notes);
+        if !leaving.is_empty() {
+            match self.engine.unblock_from(&list, &leaving) {
+                Ok(gone) => changed.removed = gone.len(),
+                Err(e) => {
+                    if let Err(u) = self.engine.restore_members(before) {
+                        tracing::error!("taking back a failed change: {u}");
                     }
+                    return Err(engine_error(e));
                 }
-            }
-            (Err(err), stored) => {
-                if stored.is_ok()
-                    && let Err(u) = self.store.write_members(before)
-                {
-                    tracing::error!(
-                        "the store holds a change that was not applied, and taking it back \
-                         failed: {u:#}; it would be loaded at the next start"
-                    );
-                }
-                Err(block_error(err))
             }
         }
+        self.save_or_undo(|engine| engine.restore_members(before))?;
+        tracing::info!("{}", done(&changed));
+        Ok(changed)
     }
 
     /// Saves the state after a change already in the kernel; when saving
@@ -287,10 +249,10 @@ impl Daemon {
         &mut self,
         undo: impl FnOnce(&mut EbpfEngine) -> Result<(), EngineError>,
     ) -> Result<(), ApiError> {
-        let Err(e) = self.save() else {
+        let Err(e) = self.save_now() else {
             return Ok(());
         };
-        let saving = format!("{e:#}");
+        let saving = chain(&e);
         match undo(&mut self.engine) {
             Ok(()) => Err(ApiError::new(
                 ErrorKind::NotSaved,
@@ -378,7 +340,26 @@ impl Daemon {
     /// Makes `list` hold exactly `req.prefixes`: new ones are added, the
     /// ones it holds are updated (TTL, reason), the others leave it. The
     /// additions and removals are one change, saved (or taken back) whole.
-    pub(crate) fn block_sync(&mut self, req: BlockSync) -> Result<Changed, ApiError> {
+    pub(crate) fn block_sync(&mut self, req: BlockSync, reply: Reply) {
+        let started = Instant::now();
+        let plan = match self.plan_sync(req) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        if plan.adds.len() + plan.leaving.len() >= CHUNK {
+            self.start_bulk(plan, Box::new(|_, _| true), reply, started);
+            return;
+        }
+        let r = self.apply_now(plan, &mut |_| true);
+        let _ = reply.send(r.map(|c| timed_since(c, started)));
+    }
+
+    /// Checks a sync and says what it does: the additions of an import
+    /// into the list, and the removal of what the list holds beyond them.
+    fn plan_sync(&self, req: BlockSync) -> Result<Plan, ApiError> {
         let list = list_for_add(Some(req.list))?;
         // An empty feed is far more often a failed download than a wish to
         // unblock everything: emptying a list is `block flush`.
@@ -391,57 +372,32 @@ impl Daemon {
         }
         let now = now_ms();
         let want: std::collections::HashSet<Prefix> = req.prefixes.iter().copied().collect();
-        let leaving: Vec<RuleKey> = self
+        let mut leaving: Vec<RuleKey> = self
             .engine
             .policy()
             .list_members(&list, now)
             .filter(|e| e.direction == Direction::Src && !want.contains(&e.prefix))
             .map(|e| e.key())
             .collect();
-        let mut keys: Vec<RuleKey> = want.iter().map(|p| (Direction::Src, *p)).collect();
-        keys.extend(leaving.iter().copied());
-        let before = self.snapshot(&keys);
-        let mut added = Changed::default();
-        if !req.prefixes.is_empty() {
-            let add = BlockAdd {
-                prefixes: req.prefixes,
-                ttl_secs: req.ttl_secs,
-                reason: req.reason,
-                import: true,
-                force: req.force,
-                list: Some(list.clone()),
-            };
-            // Saved below, with the removals.
-            match self.block_apply(add, &mut |_, _| true, None) {
-                Ok((c, _)) => added = c,
-                Err(e) => return Err(e),
-            }
-        }
-        let gone = if leaving.is_empty() {
-            Vec::new()
-        } else {
-            match self.engine.unblock_from(&list, &leaving) {
-                Ok(g) => g,
-                Err(e) => {
-                    let undo = self.engine.restore_members(before);
-                    if let Err(u) = undo {
-                        tracing::error!("taking back a failed sync: {u}");
-                    }
-                    return Err(engine_error(e));
-                }
-            }
+        leaving.sort_unstable();
+        leaving.dedup();
+        let add = BlockAdd {
+            prefixes: req.prefixes,
+            ttl_secs: req.ttl_secs,
+            reason: req.reason,
+            import: true,
+            force: req.force,
+            list: Some(list.clone()),
         };
-        self.save_or_undo(|engine| engine.restore_members(before))?;
-        tracing::info!(
-            "list {list} synced: {} added, {} updated, {} removed",
-            added.added,
-            added.updated,
-            gone.len()
-        );
-        Ok(Changed {
-            removed: gone.len(),
-            ..added
-        })
+        let mut plan = self.plan_add(add)?;
+        plan.leaving = leaving;
+        plan.done = Box::new(move |c| {
+            format!(
+                "list {list} synced: {} added, {} updated, {} removed",
+                c.added, c.updated, c.removed
+            )
+        });
+        Ok(plan)
     }
 
     /// Removes every entry of `list`.
@@ -953,7 +909,7 @@ fn unique(mut prefixes: Vec<Prefix>) -> Vec<Prefix> {
 /// allocator keeps what the second thread freed in that thread's arena,
 /// where a daemon holding a million entries would carry tens of megabytes
 /// it no longer uses.
-fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     // SAFETY: malloc_trim only returns free heap pages to the kernel; it
     // takes the allocator's locks like any allocation.
     unsafe {
@@ -961,12 +917,8 @@ fn release_free_memory() {
     }
 }
 
-/// Changes of at least this many entries that can be saved while they are
-/// applied are (see `apply_storing`).
-const STORE_ALONGSIDE_FROM: usize = 16_384;
-
 /// The API error for a block change the engine refused.
-fn block_error(e: EngineError) -> ApiError {
+pub(crate) fn block_error(e: EngineError) -> ApiError {
     match e {
         EngineError::Policy(PolicyError::Cancelled) => {
             tracing::info!(
@@ -980,6 +932,12 @@ fn block_error(e: EngineError) -> ApiError {
         }
         e => engine_error(e),
     }
+}
+
+/// `c` with the time since `started`.
+fn timed_since(mut c: Changed, started: Instant) -> Changed {
+    c.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    c
 }
 
 fn join(prefixes: &[Prefix]) -> String {
