@@ -590,10 +590,14 @@ impl Daemon {
         tracing::info!("{reason}: stopping");
         accept.abort();
         if self.bulk_in_progress() {
-            self.bulk_fail(ironpost_api::ApiError::new(
-                ironpost_api::ErrorKind::Unavailable,
-                "the daemon is stopping; nothing was changed",
-            ));
+            // Abandoned while chunks remain; once its commit was asked for,
+            // the store may hold it already: its outcome is awaited.
+            if self.bulk_ready() {
+                self.bulk_fail(ironpost_api::ApiError::new(
+                    ironpost_api::ErrorKind::Unavailable,
+                    "the daemon is stopping; nothing was changed",
+                ));
+            }
             if let Some(f) = bulk_finished.recv().await {
                 self.bulk_finished(f);
             }
