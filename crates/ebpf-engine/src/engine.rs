@@ -1009,11 +1009,21 @@ mod imp {
                 Ok(None)
             };
             let (link, old) = pin::open(&path)?;
+            // Listing programs needs CAP_SYS_ADMIN, which the service does
+            // not have: then the pin's place vouches for it (a directory of
+            // Ironpost's own, that only root writes to).
+            let mut denied = false;
             let name = aya::programs::loaded_programs()
-                .filter_map(Result::ok)
+                .filter_map(|p| p.map_err(|_| denied = true).ok())
                 .find(|p| p.id() == old)
                 .and_then(|p| p.name_as_str().map(str::to_owned));
-            if name.as_deref() != Some(PROGRAM_NAME) {
+            if name.is_none() && denied {
+                tracing::debug!(
+                    "{}: the name of program {old} cannot be read without CAP_SYS_ADMIN; taken \
+                     over as Ironpost's, pinned in its own directory",
+                    path.display()
+                );
+            } else if name.as_deref() != Some(PROGRAM_NAME) {
                 return Err(pin_error(
                     format!(
                         "it runs program {old} ({}), not Ironpost's {PROGRAM_NAME}: remove the \
@@ -1373,27 +1383,37 @@ mod imp {
             Ok(out)
         }
 
-        fn map_id(&self, name: &'static str) -> Result<u32, EngineError> {
+        /// A second handle on a per-CPU array map, for the stats thread: its
+        /// descriptor duplicated (opening it again by id would need
+        /// CAP_SYS_ADMIN, which the service does not have).
+        fn map_dup(&self, name: &'static str) -> Result<MapData, EngineError> {
             let map = self
                 .ebpf
                 .map(name)
                 .ok_or(EngineError::Missing { what: "map", name })?;
-            let data = match map {
-                aya::maps::Map::PerCpuArray(d) | aya::maps::Map::RingBuf(d) => d,
-                _ => {
-                    return Err(EngineError::Missing {
-                        what: "per-CPU array or ring buffer map",
-                        name,
-                    });
-                }
+            let aya::maps::Map::PerCpuArray(data) = map else {
+                return Err(EngineError::Missing {
+                    what: "per-CPU array map",
+                    name,
+                });
             };
-            Ok(data.info().map_err(|e| map_err(name, e))?.id())
+            let fd = std::os::fd::AsFd::as_fd(data.fd())
+                .try_clone_to_owned()
+                .map_err(|io_error| {
+                    map_err(
+                        name,
+                        MapError::SyscallError(aya::sys::SyscallError {
+                            call: "dup",
+                            io_error,
+                        }),
+                    )
+                })?;
+            MapData::from_fd(fd).map_err(|e| map_err(name, e))
         }
 
         pub(super) fn stats_reader(&self) -> Result<StatsReader, EngineError> {
             let open = |name: &'static str| -> Result<aya::maps::Map, EngineError> {
-                let data = MapData::from_id(self.map_id(name)?).map_err(|e| map_err(name, e))?;
-                Ok(aya::maps::Map::PerCpuArray(data))
+                Ok(aya::maps::Map::PerCpuArray(self.map_dup(name)?))
             };
             Ok(StatsReader {
                 stats: PerCpuArray::try_from(open(maps::STATS)?)
