@@ -2,6 +2,7 @@
 
 mod demo;
 mod import_bench;
+mod package;
 mod setup;
 
 use std::{
@@ -79,6 +80,11 @@ enum Task {
         #[arg(long, default_value_t = 1_000_000)]
         entries: u32,
     },
+    /// Build the Debian package (target/package/deb/ironpost_*.deb): the
+    /// release binary with its XDP program, the systemd unit, the default
+    /// configuration, man pages, completions, the fail2ban action and the
+    /// Grafana dashboard. Install it with `apt install ./FILE`.
+    Package,
 }
 
 /// Where the project keeps the tools setup installs.
@@ -373,6 +379,9 @@ fn main() -> ExitCode {
         }
         Task::Bench { args } => ensure_setup(&tools).and_then(|()| bench(&tools, &root, &args)),
         Task::Matrix => ensure_setup(&tools).and_then(|()| matrix(&tools, &root)),
+        Task::Package => {
+            ensure_setup(&tools).and_then(|()| package::package(&tools, &root).map(|_| ()))
+        }
         Task::BenchImport { entries } => {
             ensure_setup(&tools).and_then(|()| import_bench::bench_import(&tools, &root, entries))
         }

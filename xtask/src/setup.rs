@@ -25,7 +25,17 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iperf3",
     // promtool, which checks the daemon's /metrics in the tests.
     "prometheus",
+    // The package's tests: lint it, verify its unit, render its man pages,
+    // drive `ironpost top` in a terminal, ban through fail2ban.
+    "lintian",
+    "systemd",
+    "man-db",
+    "tmux",
+    "fail2ban",
+    "util-linux",
 ];
+
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -35,6 +45,8 @@ pub fn setup(tools: &Tools) -> Result<bool> {
     changed |= debian_packages()?;
     changed |= nightly_rust_src()?;
     changed |= bpf_linker(tools)?;
+    changed |= cargo_deb(tools)?;
+    changed |= crowdsec(tools)?;
     if changed {
         println!("setup: done");
     } else {
@@ -48,6 +60,96 @@ pub fn is_complete(tools: &Tools) -> bool {
     missing_packages().is_ok_and(|m| m.is_empty())
         && has_rust_src().unwrap_or(false)
         && bpf_linker_ok(tools)
+        && cargo_deb_ok(tools)
+        && crowdsec_ok(tools)
+}
+
+fn cargo_deb_ok(tools: &Tools) -> bool {
+    Command::new(tools.bin().join("cargo-deb"))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB_VERSION)
+        })
+}
+
+/// cargo-deb, which `cargo xtask package` builds the package with.
+fn cargo_deb(tools: &Tools) -> Result<bool> {
+    if cargo_deb_ok(tools) {
+        println!(
+            "ok: cargo-deb {CARGO_DEB_VERSION} in {}",
+            tools.bin().display()
+        );
+        return Ok(false);
+    }
+    println!("building cargo-deb {CARGO_DEB_VERSION} (about two minutes)");
+    run_status(
+        Command::new("cargo")
+            .args([
+                "install",
+                "cargo-deb",
+                "--locked",
+                "--version",
+                CARGO_DEB_VERSION,
+            ])
+            .arg("--root")
+            .arg(tools.root())
+            .current_dir(tools.root()),
+    )
+    .context("building cargo-deb failed (see the cargo output above)")?;
+    if !cargo_deb_ok(tools) {
+        bail!("cargo-deb was built but `cargo-deb --version` does not run");
+    }
+    Ok(true)
+}
+
+/// Where CrowdSec's binaries are unpacked.
+pub fn crowdsec_root(tools: &Tools) -> PathBuf {
+    tools.root().join("crowdsec")
+}
+
+fn crowdsec_ok(tools: &Tools) -> bool {
+    let root = crowdsec_root(tools);
+    ["usr/bin/crowdsec", "usr/bin/cscli"]
+        .iter()
+        .all(|b| root.join(b).is_file())
+}
+
+/// CrowdSec for the tests: the Debian package's post-install step needs
+/// the network, so the package is fetched and unpacked, not installed.
+fn crowdsec(tools: &Tools) -> Result<bool> {
+    let root = crowdsec_root(tools);
+    if crowdsec_ok(tools) {
+        println!("ok: crowdsec unpacked in {}", root.display());
+        return Ok(false);
+    }
+    println!("fetching the crowdsec Debian package (unpacked, not installed)");
+    let download = tools.root().join("downloads");
+    fs::create_dir_all(&download).with_context(|| format!("creating {}", download.display()))?;
+    run_status(
+        Command::new("apt-get")
+            .args(["download", "-q", "crowdsec"])
+            .current_dir(&download),
+    )
+    .context("`apt-get download crowdsec` failed; check the package sources")?;
+    let deb = fs::read_dir(&download)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("crowdsec_") && n.ends_with(".deb"))
+        })
+        .context("apt-get download crowdsec left no crowdsec_*.deb")?;
+    run_status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))
+        .with_context(|| format!("unpacking {}", deb.display()))?;
+    if !crowdsec_ok(tools) {
+        bail!(
+            "{} holds no usr/bin/crowdsec and usr/bin/cscli after unpacking",
+            root.display()
+        );
+    }
+    Ok(true)
 }
 
 fn missing_packages() -> Result<Vec<&'static str>> {

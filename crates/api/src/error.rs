@@ -14,6 +14,10 @@ pub mod exit {
     pub const NO_DAEMON: u8 = 3;
     /// The control socket is root's.
     pub const PERMISSION: u8 = 4;
+    /// `ironpost run`: the configuration is invalid or incomplete (no
+    /// interface set); sysexits' EX_CONFIG, so that a service manager does
+    /// not restart it in a loop.
+    pub const CONFIG: u8 = 78;
 }
 
 /// Why the daemon refused a request. Whatever the kind, nothing was

@@ -40,6 +40,8 @@ pub mod path {
     pub const STATS: &str = "/v1/stats";
     /// `GET`: the daemon's status ([`crate::Status`]).
     pub const STATUS: &str = "/v1/status";
+    /// `GET`: latest alerts, top sources, latest blocks (`ironpost top`).
+    pub const ACTIVITY: &str = "/v1/activity";
     /// `POST`: re-read the configuration file ([`crate::Changed`]).
     pub const RELOAD: &str = "/v1/reload";
 }

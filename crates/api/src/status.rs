@@ -45,6 +45,24 @@ pub struct Status {
     pub state_file: PathBuf,
     /// The control socket.
     pub socket: PathBuf,
+    /// The CrowdSec decision stream, when `[crowdsec]` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crowdsec: Option<CrowdsecStatus>,
+}
+
+/// How the CrowdSec decision stream is followed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrowdsecStatus {
+    /// The Local API it follows.
+    pub lapi: String,
+    /// The last read of the stream succeeded.
+    pub connected: bool,
+    /// IPs and ranges banned by its decisions now.
+    pub decisions: u64,
+    /// Reads that failed since the daemon started.
+    pub failures: u64,
+    /// When the last read succeeded (RFC 3339), if ever.
+    pub last_success: Option<String>,
 }
 
 /// An interface the program is attached to.

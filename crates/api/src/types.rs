@@ -200,3 +200,27 @@ pub struct BlockShow {
     /// What happens to traffic from the address, in words.
     pub verdict: String,
 }
+
+/// `GET /v1/activity`: what `ironpost top` shows besides the counters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    /// The latest alerts, newest first, as the daemon writes them.
+    pub alerts: Vec<serde_json::Value>,
+    /// The sources of the most packets the datapath reported (drops and
+    /// monitored packets) over the last one to two minutes, most first.
+    pub sources: Vec<SourceCount>,
+    /// The latest blocks still in force, soonest to expire first.
+    pub blocks: Vec<BlockRow>,
+}
+
+/// One source's reported packets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCount {
+    /// The source.
+    pub addr: IpAddr,
+    /// Packets reported from it (at most this many; the count is an upper
+    /// bound once more sources are seen than are counted).
+    pub packets: u64,
+    /// Of those, dropped.
+    pub drops: u64,
+}

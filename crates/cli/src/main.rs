@@ -2,14 +2,15 @@
 
 mod client;
 mod commands;
+mod logging;
 mod netset;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use ironpost_core::{
     IronpostConfig, Prefix, XdpMode,
-    config::{DEFAULT_SOCKET, OnExit},
+    config::{DEFAULT_CONFIG, DEFAULT_SOCKET, OnExit},
 };
 use ironpost_policy::ListName;
 
@@ -25,6 +26,21 @@ struct Cli {
     /// config for `run`, else /run/ironpost/ironpost.sock]
     #[arg(long, global = true, value_name = "PATH", env = "IRONPOST_SOCKET")]
     socket: Option<PathBuf>,
+    /// Log line format on stderr: text, or json (one object per line).
+    /// Under systemd's journal, text lines carry no timestamp.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FORMAT",
+        value_enum,
+        default_value_t = logging::LogFormat::Text,
+        env = "IRONPOST_LOG_FORMAT"
+    )]
+    log_format: logging::LogFormat,
+    /// Log level (error, warn, info, debug, trace) or a filter such as
+    /// "info,ironpost_daemon=debug" [default: IRONPOST_LOG, else info]
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,8 +64,33 @@ enum Command {
     /// Check a configuration file and print what it sets up.
     CheckConfig {
         /// The configuration file.
-        #[arg(short, long, value_name = "FILE")]
+        #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+    },
+    /// A live view of the running daemon: traffic per interface and
+    /// protocol, top sources, recent alerts, active blocks, losses.
+    ///
+    /// Refreshed every second; q (or Esc, or ^C) quits.
+    Top {
+        /// Seconds between refreshes.
+        #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `ironpost completions bash > /etc/bash_completion.d/ironpost`;
+    /// the Debian package installs them for bash, zsh and fish.
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (ironpost(8) and one per command) into DIR.
+    #[command(hide = true)]
+    Manpages {
+        /// The directory (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
     /// Add, remove, list, import, sync or flush source blocks (in named lists)
     /// in the running daemon.
@@ -247,8 +288,9 @@ pub struct RunArgs {
     /// ebpf.interfaces in the config).
     #[arg(short, long, value_name = "IFACE")]
     pub interface: Vec<String>,
-    /// Configuration file (TOML); without it, built-in defaults and no rules.
-    #[arg(short, long, value_name = "FILE")]
+    /// Configuration file (TOML) [default: /etc/ironpost/ironpost.toml if it
+    /// exists, else built-in defaults and no rules]
+    #[arg(short, long, value_name = "FILE", env = "IRONPOST_CONFIG")]
     pub config: Option<PathBuf>,
     /// native (in the driver), skb (generic, works everywhere) or auto
     /// (native, falling back to skb); overrides ebpf.xdp_mode.
@@ -465,15 +507,10 @@ fn main() -> ExitCode {
         // preconditions; no other thread runs yet.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IRONPOST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref()) {
+        eprintln!("ironpost: error: {e}");
+        return ExitCode::from(ironpost_api::exit::USAGE);
+    }
     let socket = cli
         .socket
         .clone()
@@ -481,8 +518,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(mut args) => {
             args.socket = cli.socket;
+            if args.config.is_none() && std::path::Path::new(DEFAULT_CONFIG).exists() {
+                args.config = Some(PathBuf::from(DEFAULT_CONFIG));
+            }
             ironpost_daemon::run(args.into())
         }
+        Command::Top { interval } => commands::top::top(&socket, interval),
+        Command::Completions { shell } => {
+            commands::docs::completions(Cli::command(), shell);
+            Ok(())
+        }
+        Command::Manpages { dir } => commands::docs::manpages(Cli::command(), &dir),
         Command::CheckConfig { config } => check_config(&config),
         Command::Block(BlockCmd::Add {
             prefixes,
@@ -543,10 +589,17 @@ fn main() -> ExitCode {
             eprintln!("ironpost: error: {e:#}");
             // The daemon's refusals and connection failures have their own
             // codes (README, "Exit codes"); anything else is 1.
-            let code = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<client::ClientError>())
-                .map_or(ironpost_api::exit::FAILURE, client::ClientError::exit_code);
+            let config = e.chain().any(|c| {
+                c.is::<ironpost_core::config::ConfigError>()
+                    || c.is::<ironpost_daemon::NotConfigured>()
+            });
+            let code = if config {
+                ironpost_api::exit::CONFIG
+            } else {
+                e.chain()
+                    .find_map(|c| c.downcast_ref::<client::ClientError>())
+                    .map_or(ironpost_api::exit::FAILURE, client::ClientError::exit_code)
+            };
             ExitCode::from(code)
         }
     }

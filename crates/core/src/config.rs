@@ -16,8 +16,10 @@ use toml::Spanned;
 
 use crate::net::{L4Protocol, PortRange, Prefix};
 
+mod crowdsec;
 mod detection;
 
+pub use crowdsec::CrowdsecConfig;
 pub use detection::{
     AlertFormat, BlockScope, DetectionConfig, DetectorResponse, FloodConfig, HostGroup, MAX_BYTES,
     MAX_HOST_GROUP_PREFIXES, MAX_HOST_GROUPS, MAX_SECS, MAX_TRACKED_SOURCES, PortScanConfig,
@@ -36,6 +38,9 @@ pub const MAX_ALLOW_ENTRIES: u32 = 1 << 20;
 pub const MAX_PORT_RULES: usize = 255;
 /// Default control socket of the daemon.
 pub const DEFAULT_SOCKET: &str = "/run/ironpost/ironpost.sock";
+/// The configuration `ironpost run` reads when `--config` is not given
+/// (the Debian package installs a commented one here).
+pub const DEFAULT_CONFIG: &str = "/etc/ironpost/ironpost.toml";
 /// Default state file of the daemon (manual and automatic blocks).
 pub const DEFAULT_STATE_FILE: &str = "/var/lib/ironpost/state.redb";
 /// Where earlier versions kept their JSON state file by default: converted
@@ -156,6 +161,8 @@ pub struct IronpostConfig {
     pub detection: DetectionConfig,
     /// The `[response]` section.
     pub response: ResponseConfig,
+    /// The `[crowdsec]` section, if present.
+    pub crowdsec: Option<CrowdsecConfig>,
 }
 
 /// The `[daemon]` section: how the running daemon is reached and where it
@@ -364,6 +371,8 @@ struct RawFile {
     detection: Option<detection::RawDetection>,
     #[serde(default)]
     response: Option<detection::RawResponse>,
+    #[serde(default)]
+    crowdsec: Option<Spanned<crowdsec::RawCrowdsec>>,
 }
 
 #[derive(Deserialize)]
@@ -442,11 +451,19 @@ impl IronpostConfig {
             Some(raw) => src.response(raw)?,
             None => ResponseConfig::default(),
         };
+        let crowdsec = match raw.crowdsec {
+            Some(raw) => {
+                let span = raw.span();
+                Some(src.crowdsec(raw.into_inner(), span)?)
+            }
+            None => None,
+        };
         Ok(Self {
             ebpf,
             daemon,
             detection,
             response,
+            crowdsec,
         })
     }
 }

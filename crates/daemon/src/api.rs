@@ -147,6 +147,10 @@ pub fn router(queues: Queues, config: Option<std::path::PathBuf>) -> Router {
             get(|State(api): State<Api>| async move { answer(api.ask(|d| Ok(d.status())).await) }),
         )
         .route(
+            path::ACTIVITY,
+            get(|State(api): State<Api>| async move { answer(api.ask(|d| d.activity()).await) }),
+        )
+        .route(
             path::RELOAD,
             axum::routing::post(|State(api): State<Api>| async move {
                 // Read and checked here, off the main loop; applied there.

@@ -8,17 +8,18 @@ use std::{
     collections::HashSet,
     io::{self, Write},
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use ironpost_api::{ClassLine, EventCounts, InterfaceTraffic, KernelDetection, StatsLine, Traffic};
 use ironpost_core::{
-    Alert, AlertAction, Direction, IronpostConfig, PacketEvent, Pipeline, Prefix, RuleAction,
-    Signal,
+    Alert, AlertAction, Direction, IronpostConfig, PacketAction, PacketEvent, Pipeline, Prefix,
+    RuleAction, Signal,
     config::{
-        AlertFormat, DEFAULT_STATE_FILE, DetectionConfig, LEGACY_STATE_FILE, OnExit,
-        check_interface_name,
+        AlertFormat, CrowdsecConfig, DEFAULT_STATE_FILE, DetectionConfig, LEGACY_STATE_FILE,
+        OnExit, check_interface_name,
     },
 };
 use ironpost_detection::{Decision, Outcome, PacketDetector, Responder, Shield, response};
@@ -38,7 +39,9 @@ mod interfaces;
 pub(crate) mod requests;
 
 use crate::{
-    RunOptions, api, hostinfo, links, metrics,
+    RunOptions,
+    activity::Activity,
+    api, crowdsec, hostinfo, links, metrics,
     output::Output,
     privileges,
     socket::{self, SocketGuard},
@@ -59,6 +62,13 @@ const LINK_CHECK_TICK: Duration = Duration::from_secs(1);
 /// through the control socket are saved before they are answered).
 const EXPIRY_SAVE_DELAY: Duration = Duration::from_secs(2);
 
+/// The daemon cannot start as configured: a setting is missing or
+/// contradicts itself. Restarting it will not help (`ironpost run` exits
+/// with [`ironpost_api::exit::CONFIG`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotConfigured(pub String);
+
 /// Runs the daemon until a signal.
 pub fn run(args: RunOptions) -> anyhow::Result<()> {
     let cfg = match &args.config {
@@ -75,14 +85,24 @@ pub fn run(args: RunOptions) -> anyhow::Result<()> {
         args.interface.clone()
     };
     if interfaces.is_empty() {
-        bail!("no interface given: pass --interface IFACE or set ebpf.interfaces");
+        let source = args.config.as_ref().map_or(
+            format!(
+                "{} (or the file --config names)",
+                ironpost_core::config::DEFAULT_CONFIG
+            ),
+            |p| p.display().to_string(),
+        );
+        return Err(NotConfigured(format!(
+            "no interface given: pass --interface IFACE or set ebpf.interfaces in {source}"
+        ))
+        .into());
     }
     let mut seen = HashSet::new();
     for iface in &interfaces {
-        check_interface_name(iface).map_err(anyhow::Error::msg)?;
+        check_interface_name(iface).map_err(NotConfigured)?;
         check_interface_exists(iface)?;
         if !seen.insert(iface) {
-            bail!("interface {iface} is given twice");
+            return Err(NotConfigured(format!("interface {iface} is given twice")).into());
         }
     }
     if !privileges::can_load_xdp() {
@@ -187,12 +207,17 @@ pub fn run(args: RunOptions) -> anyhow::Result<()> {
             cfg.detection.max_tracked_sources as usize,
         ),
         detection: cfg.detection.clone(),
+        crowdsec: cfg
+            .crowdsec
+            .clone()
+            .map(|c| (c, Arc::new(crowdsec::FeedState::default()))),
         alerts,
         on_exit,
         signals_lost_reported: 0,
         absent: interfaces::AbsentInterfaces::new(),
         interface_losses: std::collections::BTreeMap::new(),
         alerts_by_severity: [0; 4],
+        activity: Activity::default(),
     };
     rt.block_on(daemon.serve(state, loading, bulk_finished, args.stats_interval))
 }
@@ -251,6 +276,10 @@ pub(crate) struct Daemon {
     interface_losses: std::collections::BTreeMap<String, u64>,
     /// Alerts raised, by severity (low, medium, high, critical).
     alerts_by_severity: [u64; 4],
+    /// Latest alerts and blocks, top sources (`ironpost top`).
+    activity: Activity,
+    /// `[crowdsec]` as the daemon started, and the follower's state.
+    crowdsec: Option<(CrowdsecConfig, Arc<crowdsec::FeedState>)>,
 }
 
 /// A prefix for alert ids that differs between runs: the start time in
@@ -447,6 +476,10 @@ impl Daemon {
         let _socket_guard = SocketGuard::new(&self.socket);
         let (jobs_tx, mut jobs_rx) = mpsc::channel::<api::Job>(64);
         let (changes_tx, mut changes_rx) = mpsc::channel::<api::Job>(64);
+        let feed = self
+            .crowdsec
+            .as_ref()
+            .map(|(cfg, state)| crowdsec::spawn(cfg.clone(), changes_tx.clone(), state.clone()));
         let accept = tokio::spawn(api::serve(
             listener,
             api::Queues {
@@ -528,6 +561,7 @@ impl Daemon {
                 }
                 ev = ev_rx.recv() => match ev {
                     Some(ev) => {
+                        self.activity.packet(ev.src, ev.action == PacketAction::Drop, now_ms());
                         if emit(&mut out, &event_line(&ev)).is_err() {
                             break "stdout closed";
                         }
@@ -589,6 +623,9 @@ impl Daemon {
         }
         tracing::info!("{reason}: stopping");
         accept.abort();
+        if let Some(t) = feed {
+            t.abort();
+        }
         if self.bulk_in_progress() {
             // Abandoned while chunks remain; once its commit was asked for,
             // the store may hold it already: its outcome is awaited.
@@ -704,6 +741,15 @@ impl Daemon {
                 alert.severity,
                 alert.summary
             ),
+        }
+        if let AlertAction::Blocked { block, .. } = &alert.action
+            && let Ok(prefix) = block.parse::<Prefix>()
+        {
+            self.activity
+                .blocked(std::iter::once((Direction::Src, prefix)));
+        }
+        if let Ok(v) = serde_json::to_value(&*alert) {
+            self.activity.alert(v);
         }
         self.alerts.write(&alert, out)
     }
@@ -892,6 +938,7 @@ impl Daemon {
                 .iter()
                 .map(|(n, c)| (n.clone(), *c))
                 .collect(),
+            crowdsec: self.crowdsec_status(),
         }
     }
 

@@ -6,7 +6,9 @@
 //! The `ironpost` binary parses the command line and calls [`run`]; the
 //! control commands talk to a running daemon through [`ironpost_api`].
 
+mod activity;
 mod api;
+mod crowdsec;
 mod daemon;
 mod hostinfo;
 mod links;
@@ -21,7 +23,7 @@ use std::path::PathBuf;
 
 use ironpost_core::{XdpMode, config::OnExit};
 
-pub use daemon::{interface_exists, run};
+pub use daemon::{NotConfigured, interface_exists, run};
 pub use socket::daemon_running;
 
 /// What `ironpost run` was asked on its command line; each set field

@@ -45,6 +45,8 @@ pub struct Readings {
     pub interfaces: Vec<(String, bool)>,
     /// Times each interface's device went away while attached.
     pub interface_losses: Vec<(String, u64)>,
+    /// The CrowdSec decision stream, when followed.
+    pub crowdsec: Option<ironpost_api::CrowdsecStatus>,
 }
 
 /// One configured rule's hit counters.
@@ -375,6 +377,28 @@ pub fn encode_readings(r: &Readings) -> String {
             (interface(n), lost)
         }),
     );
+    if let Some(c) = &r.crowdsec {
+        let g = Gauge::<i64>::default();
+        g.set(i64::from(c.connected));
+        reg.register(
+            "crowdsec_connected",
+            "1 when the last read of the CrowdSec decision stream succeeded",
+            g,
+        );
+        let g = Gauge::<i64>::default();
+        g.set(c.decisions as i64);
+        reg.register(
+            "crowdsec_decisions",
+            "IPs and ranges banned by CrowdSec decisions now (list crowdsec)",
+            g,
+        );
+        counter(
+            &mut reg,
+            "crowdsec_stream_failures",
+            "Reads of the CrowdSec decision stream that failed",
+            c.failures,
+        );
+    }
     counter(
         &mut reg,
         "output_lines_dropped",

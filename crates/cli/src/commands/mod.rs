@@ -4,9 +4,11 @@
 
 pub mod allow;
 pub mod block;
+pub mod docs;
 pub mod reload;
 pub mod stats;
 pub mod status;
+pub mod top;
 pub mod unload;
 
 use std::io::Write;

@@ -142,5 +142,20 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
     writeln!(out, "config: {}", path_text(v.config.as_deref()))?;
     writeln!(out, "state file: {}", path_text(Some(&v.state_file)))?;
     writeln!(out, "control socket: {}", path_text(Some(&v.socket)))?;
+    if let Some(c) = &v.crowdsec {
+        writeln!(
+            out,
+            "crowdsec: {} {}; {} IPs and ranges banned (list crowdsec); {} failed reads; last read {}",
+            c.lapi,
+            if c.connected {
+                "connected"
+            } else {
+                "NOT CONNECTED"
+            },
+            c.decisions,
+            c.failures,
+            c.last_success.as_deref().unwrap_or("never")
+        )?;
+    }
     Ok(())
 }

@@ -5,9 +5,10 @@
 use std::{collections::HashMap, net::IpAddr, path::PathBuf, time::Instant};
 
 use ironpost_api::{
-    AbsentInterface, AllowAdd, AllowRow, ApiError, BlockAdd, BlockFlush, BlockRow, BlockShow,
-    BlockSync, Changed, DetectionStatus, DetectorAlerts, Detectors, ErrorKind, EventCounts,
-    InterfaceStatus, KernelDetection, MapFill, PortRuleRow, Response, StatsLine, Status,
+    AbsentInterface, Activity, AllowAdd, AllowRow, ApiError, BlockAdd, BlockFlush, BlockRow,
+    BlockShow, BlockSync, Changed, DetectionStatus, DetectorAlerts, Detectors, ErrorKind,
+    EventCounts, InterfaceStatus, KernelDetection, MapFill, PortRuleRow, Response, StatsLine,
+    Status,
 };
 use ironpost_core::{Direction, IronpostConfig, MAX_TTL_SECS, Prefix, RuleAction, printable};
 use ironpost_ebpf_engine::{EbpfEngine, EngineConfig, EngineError, engine::now_ms};
@@ -84,13 +85,44 @@ impl Daemon {
                 return;
             }
         };
+        let dir = plan.template.direction;
+        let keys: Vec<RuleKey> = plan
+            .adds
+            .iter()
+            .rev()
+            .take(crate::activity::BLOCKS)
+            .rev()
+            .map(|p| (dir, *p))
+            .collect();
         if plan.adds.len() >= CHUNK {
             self.start_bulk(plan, progress, reply, started);
-            return;
+        } else {
+            let total = plan.adds.len();
+            let r = self.apply_now(plan, &mut |done| progress(done, total));
+            let _ = reply.send(r.map(|c| timed_since(c, started)));
         }
-        let total = plan.adds.len();
-        let r = self.apply_now(plan, &mut |done| progress(done, total));
-        let _ = reply.send(r.map(|c| timed_since(c, started)));
+        // Looked up when shown: one refused or taken back is not shown.
+        self.activity.blocked(keys.into_iter());
+    }
+
+    /// What `ironpost top` shows besides the counters.
+    pub(crate) fn activity(&self) -> Result<Activity, ApiError> {
+        let policy = self.engine.policy();
+        let entries: Vec<BlockEntry> = self
+            .activity
+            .block_keys()
+            .filter_map(|k| policy.block(k))
+            .collect();
+        let mut blocks = self.block_rows(&entries)?;
+        blocks.sort_by(|a, b| {
+            let left = |r: &BlockRow| r.expires_in_secs.unwrap_or(f64::INFINITY);
+            left(a).total_cmp(&left(b))
+        });
+        Ok(Activity {
+            alerts: self.activity.alerts(),
+            sources: self.activity.top_sources(10),
+            blocks,
+        })
     }
 
     /// Checks a block change and says what it does, as a [`Plan`].
@@ -746,7 +778,44 @@ impl Daemon {
             config: self.config_path.clone(),
             state_file: self.state_file.clone(),
             socket: self.socket.clone(),
+            crowdsec: self.crowdsec_status(),
         }
+    }
+
+    /// The CrowdSec follower's state, when `[crowdsec]` is set.
+    pub(crate) fn crowdsec_status(&self) -> Option<ironpost_api::CrowdsecStatus> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (cfg, state) = self.crowdsec.as_ref()?;
+        let last = state.last_success_ms.load(Relaxed);
+        Some(ironpost_api::CrowdsecStatus {
+            lapi: format!("http://{}:{}", cfg.lapi_host, cfg.lapi_port),
+            connected: state.connected.load(Relaxed),
+            decisions: state.decisions.load(Relaxed),
+            failures: state.failures.load(Relaxed),
+            last_success: (last > 0).then(|| rfc3339(last)),
+        })
+    }
+
+    /// Removes from `list` those of `prefixes` that are in it (a feed's
+    /// withdrawal of an entry someone already removed is no error).
+    pub(crate) fn leave_list(
+        &mut self,
+        list: &ListName,
+        prefixes: Vec<Prefix>,
+    ) -> Result<Changed, ApiError> {
+        let members: Vec<Prefix> = prefixes
+            .into_iter()
+            .filter(|p| {
+                self.engine
+                    .policy()
+                    .lists_of(&(Direction::Src, *p))
+                    .contains(list)
+            })
+            .collect();
+        if members.is_empty() {
+            return Ok(Changed::default());
+        }
+        self.block_del(members, Some(list.clone()))
     }
 
     /// Re-reads the configuration. A bad file, or one that needs a
