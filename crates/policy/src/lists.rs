@@ -405,6 +405,9 @@ impl Policy {
                 promote.push(winner);
                 rest.push((*key, others));
             } else {
+                // The entry in force stays; the others are what is left
+                // beside it.
+                members.remove(0);
                 rest.push((*key, members));
             }
             removed.push(gone);
@@ -512,6 +515,38 @@ mod tests {
 
     fn names(p: &Policy, k: &RuleKey) -> Vec<String> {
         p.lists_of(k).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn removing_a_membership_beside_the_one_in_force_leaves_only_the_others() {
+        let mut p = Policy::new(10, 10);
+        let k = key("192.0.2.8");
+        for (list, expires) in [
+            ("f2b-sshd", Some(60_000)),
+            ("feed", None),
+            ("crowdsec", Some(90_000)),
+        ] {
+            p.upsert_members(
+                vec![member("192.0.2.8", list, expires)],
+                OnConfigConflict::Refuse,
+                None,
+                &mut |_| true,
+            )
+            .unwrap();
+        }
+        assert_eq!(p.block(&k).unwrap().list.as_str(), "feed");
+        let f2b = ListName::parse("f2b-sshd").unwrap();
+        p.remove_members(&f2b, &[k], None).unwrap();
+        // The entry in force is not also held beside itself.
+        assert_eq!(names(&p, &k), ["feed", "crowdsec"]);
+        let feed = ListName::parse("feed").unwrap();
+        p.remove_members(&feed, &[k], None).unwrap();
+        assert_eq!(names(&p, &k), ["crowdsec"]);
+        assert_eq!(p.block(&k).unwrap().expires_ms, Some(90_000));
+        let cs = ListName::parse("crowdsec").unwrap();
+        p.remove_members(&cs, &[k], None).unwrap();
+        assert!(p.block(&k).is_none());
+        assert!(p.members(&k).is_empty());
     }
 
     #[test]
