@@ -77,7 +77,6 @@ impl Drop for Fail2ban {
 }
 
 #[test]
-#[ignore = "issue 13: not passing yet (fail2ban, CrowdSec and top against a lab); run with --ignored"]
 fn fail2ban_bans_in_xdp_into_the_jails_list_and_unbans_from_it_only() {
     if !kernel_tests_enabled() {
         return;
@@ -162,7 +161,7 @@ fn fail2ban_bans_in_xdp_into_the_jails_list_and_unbans_from_it_only() {
     assert_eq!(lab.ping(lab.peer_addr(0), 2).unwrap(), 0, "dropped in XDP");
     // Another list holds it too; unbanning leaves that one.
     d.ok(&["block", "add", &peer, "--list", "feed"]);
-    run(f2b.client().args(["set", "lablogin", "unbanip", &peer]));
+    run(f2b.client().args(["unban", &peer]));
     eventually(10, "the unban", || lists_of(&d, &peer) == ["feed"]);
     assert_eq!(
         lab.ping(lab.peer_addr(0), 1).unwrap(),
@@ -172,7 +171,8 @@ fn fail2ban_bans_in_xdp_into_the_jails_list_and_unbans_from_it_only() {
     d.ok(&["block", "del", &peer, "--list", "feed"]);
     assert_eq!(lab.ping(lab.peer_addr(0), 1).unwrap(), 1);
     drop(f2b);
-    d.finish();
+    d.signal(libc::SIGTERM);
+    assert!(d.finish().0.success(), "the daemon stops cleanly");
 }
 
 /// A CrowdSec Local API alone (`crowdsec -no-cs`) on 127.0.0.1 with a
@@ -289,7 +289,6 @@ impl Drop for Lapi {
 }
 
 #[test]
-#[ignore = "issue 13: not passing yet (fail2ban, CrowdSec and top against a lab); run with --ignored"]
 fn crowdsec_decisions_are_followed_into_the_crowdsec_list() {
     if !kernel_tests_enabled() {
         return;
@@ -322,8 +321,8 @@ fn crowdsec_decisions_are_followed_into_the_crowdsec_list() {
     run(lapi
         .cscli()
         .args(["decisions", "add", "--ip", &peer, "--duration", "1h"]));
-    // Within one poll interval (1 s) and the time to apply it.
-    eventually(4, "the new decision", || {
+    // Within a poll interval (1 s), with room for a loaded machine.
+    eventually(8, "the new decision", || {
         lists_of(&d, &peer) == ["crowdsec"]
     });
     let v = d.json(&["block", "list", "--list", "crowdsec"]);
@@ -345,13 +344,13 @@ fn crowdsec_decisions_are_followed_into_the_crowdsec_list() {
     assert_eq!(status["crowdsec"]["decisions"], 2, "{status}");
     // Deleted in CrowdSec: let through.
     run(lapi.cscli().args(["decisions", "delete", "--ip", &peer]));
-    eventually(4, "the deletion", || lists_of(&d, &peer).is_empty());
+    eventually(8, "the deletion", || lists_of(&d, &peer).is_empty());
     assert_eq!(lab.ping(lab.peer_addr(0), 1).unwrap(), 1);
     // The Local API goes away: the blocks stay, and status and the log say so.
     run(lapi
         .cscli()
         .args(["decisions", "add", "--ip", &peer, "--duration", "1h"]));
-    eventually(4, "the decision again", || {
+    eventually(8, "the decision again", || {
         lists_of(&d, &peer) == ["crowdsec"]
     });
     lapi.stop();
@@ -366,11 +365,11 @@ fn crowdsec_decisions_are_followed_into_the_crowdsec_list() {
         Some(0),
         "{body}"
     );
-    d.finish();
+    d.signal(libc::SIGTERM);
+    assert!(d.finish().0.success(), "the daemon stops cleanly");
 }
 
 #[test]
-#[ignore = "issue 13: not passing yet (fail2ban, CrowdSec and top against a lab); run with --ignored"]
 fn a_wrong_crowdsec_key_is_said_and_protection_goes_on() {
     if !kernel_tests_enabled() {
         return;
@@ -389,7 +388,8 @@ fn a_wrong_crowdsec_key_is_said_and_protection_goes_on() {
     let peer = lab.peer_addr(0).to_string();
     d.ok(&["block", "add", &peer]);
     assert_eq!(lab.ping(lab.peer_addr(0), 1).unwrap(), 0);
-    d.finish();
+    d.signal(libc::SIGTERM);
+    assert!(d.finish().0.success(), "the daemon stops cleanly");
 }
 
 /// A tmux session, killed on drop.
@@ -410,7 +410,6 @@ impl Drop for Tmux {
 }
 
 #[test]
-#[ignore = "issue 13: not passing yet (fail2ban, CrowdSec and top against a lab); run with --ignored"]
 fn top_shows_traffic_sources_and_blocks_and_quits_on_q() {
     if !kernel_tests_enabled() {
         return;
@@ -482,6 +481,23 @@ fn top_shows_traffic_sources_and_blocks_and_quits_on_q() {
             && screen.lines().filter(|l| l.contains(&blocked)).count() >= 2,
         "{screen}"
     );
+    // A small window, then a large one again: redrawn, still running.
+    for (x, y) in [("60", "12"), ("20", "5"), ("160", "50")] {
+        run(Command::new("tmux").args(["resize-window", "-t", &session, "-x", x, "-y", y]));
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(!status_file.exists(), "top ended on a resize to {x}x{y}");
+        let s = tmux.capture();
+        let width: usize = x.parse().unwrap();
+        assert!(
+            s.lines().all(|l| l.chars().count() <= width)
+                && s.lines().count() <= y.parse().unwrap(),
+            "drawn within {x}x{y}: {s}"
+        );
+    }
+    eventually(5, "the redraw at full size", || {
+        let s = tmux.capture();
+        s.contains(lab.host_if()) && s.contains("latest blocks in force")
+    });
     run(Command::new("tmux").args(["send-keys", "-t", &session, "q"]));
     eventually(5, "top exiting", || status_file.exists());
     assert_eq!(std::fs::read_to_string(&status_file).unwrap().trim(), "0");
@@ -495,5 +511,6 @@ fn top_shows_traffic_sources_and_blocks_and_quits_on_q() {
         "{}",
         stderr(&o)
     );
-    d.finish();
+    d.signal(libc::SIGTERM);
+    assert!(d.finish().0.success(), "the daemon stops cleanly");
 }
