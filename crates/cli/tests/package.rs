@@ -28,6 +28,13 @@ fn output(cmd: &mut Command) -> (bool, String) {
     (o.status.success(), text)
 }
 
+/// apt-get as an operator runs it, without questions.
+fn apt(args: &[&str]) -> String {
+    run(Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 fn run(cmd: &mut Command) -> String {
     let (ok, text) = output(cmd);
     assert!(ok, "{cmd:?}: {text}");
@@ -102,7 +109,6 @@ fn stop(mut child: Child) {
 }
 
 #[test]
-#[ignore = "issue 13: not run through yet; run with --ignored"]
 fn the_package_installs_runs_with_the_units_capabilities_and_removes_cleanly() {
     if !kernel_tests_enabled() {
         return;
@@ -114,7 +120,13 @@ fn the_package_installs_runs_with_the_units_capabilities_and_removes_cleanly() {
     let built = run(Command::new(env!("CARGO"))
         .args(["xtask", "package"])
         .current_dir(&root));
-    let deb = PathBuf::from(built.lines().last().unwrap().trim());
+    let deb = PathBuf::from(
+        built
+            .lines()
+            .find(|l| l.trim().ends_with(".deb"))
+            .unwrap_or_else(|| panic!("no package path in:\n{built}"))
+            .trim(),
+    );
     assert!(deb.is_file(), "{built}");
 
     let files = run(Command::new("dpkg-deb").arg("-c").arg(&deb));
@@ -150,7 +162,7 @@ fn the_package_installs_runs_with_the_units_capabilities_and_removes_cleanly() {
     assert!(errors.is_empty(), "lintian errors:\n{lint}");
 
     let _installed = Installed;
-    run(Command::new("dpkg").arg("-i").arg(&deb));
+    apt(&["install", "-y", deb.to_str().unwrap()]);
     let (ok, verify) = output(
         Command::new("systemd-analyze")
             .args(["verify", "/usr/lib/systemd/system/ironpost.service"]),
@@ -218,12 +230,40 @@ fn the_package_installs_runs_with_the_units_capabilities_and_removes_cleanly() {
     );
     // A restart takes the pinned filter over, still with only those
     // capabilities.
-    let (daemon, log) = start_installed(&lab);
+    let (mut daemon, log) = start_installed(&lab);
     wait_line(&log, "replaced in the pinned link");
     wait_line(&log, "ready:");
-    stop(daemon);
 
-    run(Command::new("dpkg").args(["--remove", "ironpost"]));
+    // An upgrade (the same package again) keeps the operator's edited
+    // configuration and leaves the running daemon and its filter alone.
+    let conf = "/etc/ironpost/ironpost.toml";
+    let edited = format!(
+        "{}\n# edited by the operator\n",
+        std::fs::read_to_string(conf).unwrap()
+    );
+    std::fs::write(conf, &edited).unwrap();
+    apt(&["install", "--reinstall", "-y", deb.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(conf).unwrap(), edited);
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "the upgrade stopped the daemon"
+    );
+    assert_eq!(
+        lab.ping(peer, 1).unwrap(),
+        0,
+        "enforced through the upgrade"
+    );
+
+    // Removal stops the running daemon and takes its filter out.
+    apt(&["remove", "-y", "ironpost"]);
+    let start = Instant::now();
+    while daemon.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "removal left the daemon running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         !xdp_attached(lab.host_if()),
         "removal leaves no program attached"
@@ -241,7 +281,7 @@ fn the_package_installs_runs_with_the_units_capabilities_and_removes_cleanly() {
         Path::new("/etc/ironpost/ironpost.toml").exists(),
         "and the configuration"
     );
-    run(Command::new("dpkg").args(["--purge", "ironpost"]));
+    apt(&["purge", "-y", "ironpost"]);
     assert!(
         !Path::new("/var/lib/ironpost").exists(),
         "purge removes the state"
