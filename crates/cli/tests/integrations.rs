@@ -370,24 +370,44 @@ fn crowdsec_decisions_are_followed_into_the_crowdsec_list() {
 }
 
 #[test]
-fn a_wrong_crowdsec_key_is_said_and_protection_goes_on() {
+fn a_wrong_crowdsec_key_is_said_and_protection_goes_on_until_a_reload_fixes_it() {
     if !kernel_tests_enabled() {
         return;
     }
     let lab = Lab::new(1).unwrap();
     let lapi = Lapi::new();
-    let (d, _cfg) = start_on_lab(
-        &lab,
-        "crowdsec-bad.toml",
-        &format!(
-            "[crowdsec]\nlapi_url = \"http://127.0.0.1:{}\"\napi_key = \"wrong\"\n",
+    let config = |key: &str| {
+        format!(
+            "[daemon]\nmetrics_listen = \"127.0.0.1:0\"\n\n[crowdsec]\nlapi_url = \
+             \"http://127.0.0.1:{}\"\napi_key = \"{key}\"\npoll_interval_secs = 1\n",
             lapi.port
-        ),
-    );
+        )
+    };
+    let (d, cfg) = start_on_lab(&lab, "crowdsec-bad.toml", &config("wrong"));
     d.wait_for_stderr("refused the bouncer key (HTTP 403)");
     let peer = lab.peer_addr(0).to_string();
     d.ok(&["block", "add", &peer]);
     assert_eq!(lab.ping(lab.peer_addr(0), 1).unwrap(), 0);
+    let status = d.json(&["status"]);
+    assert_eq!(status["crowdsec"]["connected"], false, "{status}");
+    // The right key, reloaded: followed from then on, without a restart.
+    run(lapi
+        .cscli()
+        .args(["decisions", "add", "--ip", "192.0.2.77", "--duration", "1h"]));
+    std::fs::write(cfg.path(), config(BOUNCER_KEY)).unwrap();
+    let said = d.ok(&["reload"]);
+    assert!(said.contains("crowdsec: following"), "{said}");
+    eventually(8, "the decision after the reload", || {
+        lists_of(&d, "192.0.2.77") == ["crowdsec"]
+    });
+    let status = d.json(&["status"]);
+    assert_eq!(status["crowdsec"]["connected"], true, "{status}");
+    // [crowdsec] taken out: no longer followed, the list kept.
+    std::fs::write(cfg.path(), "[daemon]\nmetrics_listen = \"127.0.0.1:0\"\n").unwrap();
+    let said = d.ok(&["reload"]);
+    assert!(said.contains("crowdsec: no longer followed"), "{said}");
+    assert!(d.json(&["status"])["crowdsec"].is_null());
+    assert_eq!(lists_of(&d, "192.0.2.77"), ["crowdsec"]);
     d.signal(libc::SIGTERM);
     assert!(d.finish().0.success(), "the daemon stops cleanly");
 }

@@ -211,6 +211,8 @@ pub fn run(args: RunOptions) -> anyhow::Result<()> {
             .crowdsec
             .clone()
             .map(|c| (c, Arc::new(crowdsec::FeedState::default()))),
+        crowdsec_task: None,
+        changes_tx: None,
         alerts,
         on_exit,
         signals_lost_reported: 0,
@@ -278,8 +280,13 @@ pub(crate) struct Daemon {
     alerts_by_severity: [u64; 4],
     /// Latest alerts and blocks, top sources (`ironpost top`).
     activity: Activity,
-    /// `[crowdsec]` as the daemon started, and the follower's state.
+    /// `[crowdsec]` in force, and the follower's state.
     crowdsec: Option<(CrowdsecConfig, Arc<crowdsec::FeedState>)>,
+    /// The task following the CrowdSec Local API, while it runs.
+    crowdsec_task: Option<tokio::task::JoinHandle<()>>,
+    /// The queue of changes, for tasks started after the daemon (the
+    /// CrowdSec follower after a reload).
+    changes_tx: Option<mpsc::Sender<api::Job>>,
 }
 
 /// A prefix for alert ids that differs between runs: the start time in
@@ -476,10 +483,8 @@ impl Daemon {
         let _socket_guard = SocketGuard::new(&self.socket);
         let (jobs_tx, mut jobs_rx) = mpsc::channel::<api::Job>(64);
         let (changes_tx, mut changes_rx) = mpsc::channel::<api::Job>(64);
-        let feed = self
-            .crowdsec
-            .as_ref()
-            .map(|(cfg, state)| crowdsec::spawn(cfg.clone(), changes_tx.clone(), state.clone()));
+        self.changes_tx = Some(changes_tx.clone());
+        self.start_crowdsec();
         let accept = tokio::spawn(api::serve(
             listener,
             api::Queues {
@@ -623,7 +628,7 @@ impl Daemon {
         }
         tracing::info!("{reason}: stopping");
         accept.abort();
-        if let Some(t) = feed {
+        if let Some(t) = self.crowdsec_task.take() {
             t.abort();
         }
         if self.bulk_in_progress() {

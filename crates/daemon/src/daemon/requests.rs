@@ -17,6 +17,8 @@ use ironpost_policy::{
     RuleKey,
 };
 
+use crate::crowdsec;
+
 use super::{
     AlertSink, Daemon,
     bulk::{CHUNK, Plan, Progress, Reply},
@@ -782,6 +784,47 @@ impl Daemon {
         }
     }
 
+    /// Starts following the Local API when `[crowdsec]` is set (at start,
+    /// or after a reload changed it).
+    pub(crate) fn start_crowdsec(&mut self) {
+        if let (Some((cfg, state)), Some(tx)) = (&self.crowdsec, &self.changes_tx) {
+            self.crowdsec_task = Some(crowdsec::spawn(cfg.clone(), tx.clone(), state.clone()));
+        }
+    }
+
+    /// Applies a reloaded `[crowdsec]`: a changed one restarts the follower,
+    /// which reads the whole decision stream again and syncs the list to
+    /// it; a removed one stops it, leaving the list to its entries' expiry.
+    fn reconfigure_crowdsec(
+        &mut self,
+        new: Option<ironpost_core::config::CrowdsecConfig>,
+        notes: &mut Vec<String>,
+    ) {
+        if self.crowdsec.as_ref().map(|(c, _)| c) == new.as_ref() {
+            return;
+        }
+        if let Some(t) = self.crowdsec_task.take() {
+            t.abort();
+        }
+        let had = self.crowdsec.is_some();
+        self.crowdsec = new.map(|c| (c, std::sync::Arc::new(crowdsec::FeedState::default())));
+        match &self.crowdsec {
+            Some((c, _)) => notes.push(format!(
+                "crowdsec: following http://{}:{} (the list {} is synced to its decisions)",
+                c.lapi_host,
+                c.lapi_port,
+                crowdsec::LIST
+            )),
+            None if had => notes.push(format!(
+                "crowdsec: no longer followed; the list {list} keeps its entries until they \
+                 expire (`ironpost block flush --list {list}` removes them now)",
+                list = crowdsec::LIST
+            )),
+            None => {}
+        }
+        self.start_crowdsec();
+    }
+
     /// The CrowdSec follower's state, when `[crowdsec]` is set.
     pub(crate) fn crowdsec_status(&self) -> Option<ironpost_api::CrowdsecStatus> {
         use std::sync::atomic::Ordering::Relaxed;
@@ -861,6 +904,7 @@ impl Daemon {
         );
         self.detection = cfg.detection.clone();
         let mut notes = Vec::new();
+        self.reconfigure_crowdsec(cfg.crowdsec.clone(), &mut notes);
         for gone in have.iter().filter(|i| !want.contains(i)) {
             self.engine.detach_interface(gone).map_err(engine_error)?;
             if self.absent.remove(gone).is_some() {
