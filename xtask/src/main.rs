@@ -1,6 +1,8 @@
-//! Project tasks: `cargo xtask setup | build-ebpf | test | demo | soak | bench | bench-import`.
+//! Project tasks: `cargo xtask setup | build-ebpf | test | demo | soak | bench | bench-import |
+//! bench-fleet | matrix | package`.
 
 mod demo;
+mod fleet_bench;
 mod import_bench;
 mod package;
 mod setup;
@@ -79,6 +81,21 @@ enum Task {
         /// Entries per list.
         #[arg(long, default_value_t = 1_000_000)]
         entries: u32,
+    },
+    /// Measure fleet mode: one nats-server and N release daemons on lab
+    /// veths; the time from a block on one host to the kernel maps of the
+    /// others (median, p99) and blocks per second carried to them (needs
+    /// root).
+    BenchFleet {
+        /// Daemons (one publishes, the others follow).
+        #[arg(long, default_value_t = 3)]
+        hosts: usize,
+        /// Latency samples.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// Addresses imported for the throughput.
+        #[arg(long, default_value_t = 20_000)]
+        blocks: u32,
     },
     /// Build the Debian package (target/package/deb/ironpost_*.deb): the
     /// release binary with its XDP program, the systemd unit, the default
@@ -382,6 +399,12 @@ fn main() -> ExitCode {
         Task::Package => {
             ensure_setup(&tools).and_then(|()| package::package(&tools, &root).map(|_| ()))
         }
+        Task::BenchFleet {
+            hosts,
+            samples,
+            blocks,
+        } => ensure_setup(&tools)
+            .and_then(|()| fleet_bench::bench_fleet(&tools, &root, hosts, samples, blocks)),
         Task::BenchImport { entries } => {
             ensure_setup(&tools).and_then(|()| import_bench::bench_import(&tools, &root, entries))
         }

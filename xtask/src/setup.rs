@@ -33,6 +33,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "tmux",
     "fail2ban",
     "util-linux",
+    // Fleet mode's tests: JetStream servers for daemons to share blocks.
+    "nats-server",
 ];
 
 const CARGO_DEB_VERSION: &str = "3.8.0";

@@ -48,6 +48,9 @@ pub struct Status {
     /// The CrowdSec decision stream, when `[crowdsec]` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crowdsec: Option<CrowdsecStatus>,
+    /// The fleet, when `[fleet]` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
 }
 
 /// How the CrowdSec decision stream is followed.
@@ -63,6 +66,30 @@ pub struct CrowdsecStatus {
     pub failures: u64,
     /// When the last read succeeded (RFC 3339), if ever.
     pub last_success: Option<String>,
+}
+
+/// This host in its fleet (NATS JetStream).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetStatus {
+    /// The fleet's name.
+    pub name: String,
+    /// This host's name in it.
+    pub host: String,
+    /// Connected to a NATS server now.
+    pub connected: bool,
+    /// Changes and alerts waiting to be published (kept while the servers
+    /// are unreachable).
+    pub backlog: u64,
+    /// Messages published since the daemon started.
+    pub published: u64,
+    /// Alerts not published because the backlog was full.
+    pub alerts_dropped: u64,
+    /// Addresses the other hosts block now, applied in the list `fleet`.
+    pub applied: u64,
+    /// Messages of the fleet's block stream not read yet.
+    pub behind: u64,
+    /// The last error, if the fleet is not connected.
+    pub error: Option<String>,
 }
 
 /// An interface the program is attached to.

@@ -29,12 +29,14 @@ pub struct BadLevel {
 }
 
 /// Installs the global subscriber. `level` (from `--log-level`) wins over
-/// `IRONPOST_LOG`; the default is `info`.
+/// `IRONPOST_LOG`; the default is `info`, with the NATS client's own
+/// connection chatter (every reconnect attempt) at `warn`: the fleet logs
+/// what an operator needs once.
 pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), BadLevel> {
     let (given, origin) = match (level, std::env::var("IRONPOST_LOG")) {
         (Some(l), _) => (l.to_owned(), "--log-level"),
         (None, Ok(l)) if !l.trim().is_empty() => (l, "IRONPOST_LOG"),
-        _ => ("info".to_owned(), "the default"),
+        _ => ("info,async_nats=warn".to_owned(), "the default"),
     };
     let filter = EnvFilter::builder()
         .parse(&given)

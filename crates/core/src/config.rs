@@ -18,6 +18,7 @@ use crate::net::{L4Protocol, PortRange, Prefix};
 
 mod crowdsec;
 mod detection;
+mod fleet;
 
 pub use crowdsec::CrowdsecConfig;
 pub use detection::{
@@ -25,6 +26,7 @@ pub use detection::{
     MAX_HOST_GROUP_PREFIXES, MAX_HOST_GROUPS, MAX_SECS, MAX_TRACKED_SOURCES, PortScanConfig,
     ResponseConfig, SlowScanConfig, SynFloodConfig, host_group_of,
 };
+pub use fleet::{FLEET_LIST, FleetAuth, FleetConfig, default_host_name};
 
 /// Smallest ring buffer the kernel accepts: one page.
 pub const MIN_RING_BUFFER_SIZE: u32 = 4096;
@@ -163,6 +165,8 @@ pub struct IronpostConfig {
     pub response: ResponseConfig,
     /// The `[crowdsec]` section, if present.
     pub crowdsec: Option<CrowdsecConfig>,
+    /// The `[fleet]` section, if present.
+    pub fleet: Option<FleetConfig>,
 }
 
 /// The `[daemon]` section: how the running daemon is reached and where it
@@ -373,6 +377,8 @@ struct RawFile {
     response: Option<detection::RawResponse>,
     #[serde(default)]
     crowdsec: Option<Spanned<crowdsec::RawCrowdsec>>,
+    #[serde(default)]
+    fleet: Option<Spanned<fleet::RawFleet>>,
 }
 
 #[derive(Deserialize)]
@@ -458,12 +464,20 @@ impl IronpostConfig {
             }
             None => None,
         };
+        let fleet = match raw.fleet {
+            Some(raw) => {
+                let span = raw.span();
+                Some(src.fleet(raw.into_inner(), span)?)
+            }
+            None => None,
+        };
         Ok(Self {
             ebpf,
             daemon,
             detection,
             response,
             crowdsec,
+            fleet,
         })
     }
 }

@@ -35,6 +35,7 @@ use tokio::{
 };
 
 mod bulk;
+mod fleet_link;
 mod interfaces;
 pub(crate) mod requests;
 
@@ -213,6 +214,9 @@ pub fn run(args: RunOptions) -> anyhow::Result<()> {
             .map(|c| (c, Arc::new(crowdsec::FeedState::default()))),
         crowdsec_task: None,
         changes_tx: None,
+        fleet_config: cfg.fleet.clone(),
+        fleet: None,
+        fleet_keys: Vec::new(),
         alerts,
         on_exit,
         signals_lost_reported: 0,
@@ -287,6 +291,12 @@ pub(crate) struct Daemon {
     /// The queue of changes, for tasks started after the daemon (the
     /// CrowdSec follower after a reload).
     changes_tx: Option<mpsc::Sender<api::Job>>,
+    /// `[fleet]` as the daemon started (a change needs a restart).
+    fleet_config: Option<ironpost_core::config::FleetConfig>,
+    /// The fleet task, while it runs.
+    pub(crate) fleet: Option<crate::fleet::Fleet>,
+    /// Keys a large change's last chunk changed, published with the next.
+    pub(crate) fleet_keys: Vec<ironpost_policy::RuleKey>,
 }
 
 /// A prefix for alert ids that differs between runs: the start time in
@@ -485,6 +495,7 @@ impl Daemon {
         let (changes_tx, mut changes_rx) = mpsc::channel::<api::Job>(64);
         self.changes_tx = Some(changes_tx.clone());
         self.start_crowdsec();
+        self.start_fleet(changes_tx.clone());
         let accept = tokio::spawn(api::serve(
             listener,
             api::Queues {
@@ -631,6 +642,9 @@ impl Daemon {
         if let Some(t) = self.crowdsec_task.take() {
             t.abort();
         }
+        if let Some(f) = self.fleet.take() {
+            f.stop();
+        }
         if self.bulk_in_progress() {
             // Abandoned while chunks remain; once its commit was asked for,
             // the store may hold it already: its outcome is awaited.
@@ -756,6 +770,7 @@ impl Daemon {
         if let Ok(v) = serde_json::to_value(&*alert) {
             self.activity.alert(v);
         }
+        self.fleet_alert(&alert);
         self.alerts.write(&alert, out)
     }
 
@@ -944,6 +959,7 @@ impl Daemon {
                 .map(|(n, c)| (n.clone(), *c))
                 .collect(),
             crowdsec: self.crowdsec_status(),
+            fleet: self.fleet.as_ref().map(crate::fleet::Fleet::status),
         }
     }
 
@@ -1008,6 +1024,7 @@ impl Daemon {
             self.engine.restore_policy_changes(changes);
             return Err(e);
         }
+        self.fleet_publish(&changes.blocks);
         self.expired_unsaved = false;
         self.last_save = Instant::now();
         Ok(())

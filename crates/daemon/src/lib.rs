@@ -10,6 +10,7 @@ mod activity;
 mod api;
 mod crowdsec;
 mod daemon;
+mod fleet;
 mod hostinfo;
 mod links;
 mod metrics;

@@ -47,6 +47,8 @@ pub struct Readings {
     pub interface_losses: Vec<(String, u64)>,
     /// The CrowdSec decision stream, when followed.
     pub crowdsec: Option<ironpost_api::CrowdsecStatus>,
+    /// This host in its fleet, when `[fleet]` is set.
+    pub fleet: Option<ironpost_api::FleetStatus>,
 }
 
 /// One configured rule's hit counters.
@@ -397,6 +399,48 @@ pub fn encode_readings(r: &Readings) -> String {
             "crowdsec_stream_failures",
             "Reads of the CrowdSec decision stream that failed",
             c.failures,
+        );
+    }
+    if let Some(f) = &r.fleet {
+        let g = Gauge::<i64>::default();
+        g.set(i64::from(f.connected));
+        reg.register(
+            "fleet_connected",
+            "1 when this host is connected to a NATS server of its fleet",
+            g,
+        );
+        let g = Gauge::<i64>::default();
+        g.set(f.backlog as i64);
+        reg.register(
+            "fleet_backlog",
+            "Changes and alerts waiting to be published to the fleet",
+            g,
+        );
+        let g = Gauge::<i64>::default();
+        g.set(f.behind as i64);
+        reg.register(
+            "fleet_behind",
+            "Messages of the fleet's block stream this host has not read yet",
+            g,
+        );
+        let g = Gauge::<i64>::default();
+        g.set(f.applied as i64);
+        reg.register(
+            "fleet_blocks",
+            "Addresses blocked by other hosts of the fleet (list fleet)",
+            g,
+        );
+        counter(
+            &mut reg,
+            "fleet_published",
+            "Messages this host published to its fleet",
+            f.published,
+        );
+        counter(
+            &mut reg,
+            "fleet_alerts_dropped",
+            "Alerts not published because the fleet backlog was full",
+            f.alerts_dropped,
         );
     }
     counter(

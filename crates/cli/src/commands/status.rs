@@ -157,5 +157,25 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             c.last_success.as_deref().unwrap_or("never")
         )?;
     }
+    if let Some(f) = &v.fleet {
+        writeln!(
+            out,
+            "fleet: host {} of {}, {}; {} waiting to be published; {} addresses blocked by \
+             other hosts (list fleet); {} messages behind",
+            f.host,
+            f.name,
+            if f.connected {
+                "connected".to_owned()
+            } else {
+                format!(
+                    "NOT CONNECTED ({})",
+                    f.error.as_deref().unwrap_or("connecting")
+                )
+            },
+            f.backlog,
+            f.applied,
+            f.behind
+        )?;
+    }
     Ok(())
 }

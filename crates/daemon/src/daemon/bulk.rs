@@ -203,6 +203,8 @@ impl Daemon {
     }
 
     fn bulk_chunk(&mut self) {
+        let keys = std::mem::take(&mut self.fleet_keys);
+        self.fleet_publish(&keys);
         let Some(b) = self.bulk.as_mut() else {
             return;
         };
@@ -268,6 +270,10 @@ impl Daemon {
             .partition(|k| keys.binary_search(k).is_ok());
         changes.blocks = others;
         self.engine.restore_policy_changes(changes);
+        if self.fleet.is_some() {
+            // Published at the next chunk (this one's borrow ends first).
+            self.fleet_keys.extend(mine.iter().copied());
+        }
         b.done += n;
         let sent = if fresh && held == 0 {
             // Every key now holds the template's entry alone. (A key a

@@ -61,7 +61,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::Invalid, message)
 }
 
-fn changed(r: ChangeReport, notes: Vec<String>) -> Changed {
+pub(super) fn changed(r: ChangeReport, notes: Vec<String>) -> Changed {
     Changed {
         added: r.added,
         updated: r.updated,
@@ -279,7 +279,7 @@ impl Daemon {
     /// Saves the state after a change already in the kernel; when saving
     /// fails, `undo` takes the change back out, so that what the kernel
     /// enforces is always what was acknowledged and saved.
-    fn save_or_undo(
+    pub(super) fn save_or_undo(
         &mut self,
         undo: impl FnOnce(&mut EbpfEngine) -> Result<(), EngineError>,
     ) -> Result<(), ApiError> {
@@ -313,7 +313,7 @@ impl Daemon {
     /// saved.
     /// (A key given twice is there twice: putting it back twice is the
     /// same.)
-    fn snapshot(&self, keys: &[RuleKey]) -> Vec<(RuleKey, Members)> {
+    pub(super) fn snapshot(&self, keys: &[RuleKey]) -> Vec<(RuleKey, Members)> {
         keys.iter()
             .map(|k| (*k, self.engine.policy().members(k)))
             .collect()
@@ -781,6 +781,7 @@ impl Daemon {
             state_file: self.state_file.clone(),
             socket: self.socket.clone(),
             crowdsec: self.crowdsec_status(),
+            fleet: self.fleet.as_ref().map(crate::fleet::Fleet::status),
         }
     }
 
@@ -905,6 +906,9 @@ impl Daemon {
         self.detection = cfg.detection.clone();
         let mut notes = Vec::new();
         self.reconfigure_crowdsec(cfg.crowdsec.clone(), &mut notes);
+        if cfg.fleet != self.fleet_config {
+            notes.push("fleet: [fleet] changed; that takes effect at the next start".into());
+        }
         for gone in have.iter().filter(|i| !want.contains(i)) {
             self.engine.detach_interface(gone).map_err(engine_error)?;
             if self.absent.remove(gone).is_some() {

@@ -1,0 +1,401 @@
+//! Fleet mode for real: nats-server with JetStream on 127.0.0.1 (scratch
+//! store folders) and daemons on labs of their own, sharing blocks.
+
+mod common;
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+use ironpost_lab::{Lab, kernel_tests_enabled};
+
+/// Waits up to `secs` for `f` to hold; returns how long it took.
+fn eventually(secs: f64, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs_f64(secs),
+            "{what}: not within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A nats-server with JetStream, killed (its store removed) on drop.
+struct Nats {
+    port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Nats {
+    fn start(name: &str, extra: &[String]) -> Self {
+        let dir = std::env::temp_dir().join(format!("ironpost-nats-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut n = Self {
+            port: free_port(),
+            dir,
+            extra: extra.to_vec(),
+            child: None,
+        };
+        n.restart();
+        n
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (setup installs it)");
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        eventually(10.0, "nats-server listening", || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn fleet_config(servers: &[String], host: &str, extra: &str) -> String {
+    let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "[daemon]\nmetrics_listen = \"127.0.0.1:0\"\n\n[fleet]\nservers = [{}]\nname = \
+         \"test\"\nhost = \"{host}\"\nshare_lists = [\"shared\"]\n{extra}",
+        servers.join(", ")
+    )
+}
+
+/// The entry of `addr` in `d`'s block list, if any.
+fn entry(d: &Daemon, addr: &str) -> Option<serde_json::Value> {
+    let v = d.json(&["block", "list"]);
+    v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["prefix"] == addr)
+        .cloned()
+}
+
+fn in_fleet_list(d: &Daemon, addr: &str) -> bool {
+    entry(d, addr).is_some_and(|e| e["list"] == "fleet")
+}
+
+/// Stops the daemons with SIGTERM; each must exit cleanly.
+fn stop_all<const N: usize>(daemons: [Daemon; N]) {
+    for d in daemons {
+        d.signal(libc::SIGTERM);
+        assert!(d.finish().0.success(), "the daemon stops cleanly");
+    }
+}
+
+fn wait_connected(d: &Daemon) {
+    eventually(15.0, "the fleet connected", || {
+        d.json(&["status"])["fleet"]["connected"] == true
+    });
+}
+
+#[test]
+fn a_flood_on_one_host_is_blocked_by_the_others_and_a_host_that_was_away_catches_up() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let nats = Nats::start("one", &[]);
+    let servers = [nats.url()];
+    let (la, lb, lc) = (
+        Lab::new(1).unwrap(),
+        Lab::new(1).unwrap(),
+        Lab::new(1).unwrap(),
+    );
+    let (a, _ca) = start_on_lab(&la, "fleet-a.toml", &fleet_config(&servers, "a", ""));
+    let (b, _cb) = start_on_lab(&lb, "fleet-b.toml", &fleet_config(&servers, "b", ""));
+    let cfg_c = fleet_config(&servers, "c", "");
+    let (c, cc) = start_on_lab(&lc, "fleet-c.toml", &cfg_c);
+    for d in [&a, &b, &c] {
+        wait_connected(d);
+    }
+    // A SYN flood from A's lab peer into A: A blocks it, B and C follow.
+    let attacker = la.peer_addr(0).to_string();
+    let target = la.host_addr().to_string();
+    let flood = la.exec(
+        "timeout",
+        &["4", "hping3", "-S", "--flood", "-p", "80", "-q", &target],
+    );
+    drop(flood);
+    eventually(10.0, "A's own block", || {
+        entry(&a, &attacker).is_some_and(|e| e["list"] == "auto")
+    });
+    let took_b = eventually(1.0, "B following A's block", || {
+        in_fleet_list(&b, &attacker)
+    });
+    let took_c = eventually(1.0, "C following A's block", || {
+        in_fleet_list(&c, &attacker)
+    });
+    eprintln!("A's block reached B after {took_b:?}, C after {took_c:?} (as the test polls)");
+    let eb = entry(&b, &attacker).unwrap();
+    assert!(
+        eb["reason"].as_str().unwrap().starts_with("fleet host a:"),
+        "A as its origin: {eb}"
+    );
+    // Only the flood's own traffic (bare SYNs), as on A.
+    let ea = entry(&a, &attacker).unwrap();
+    assert_eq!(eb["condition"], ea["condition"], "{ea} {eb}");
+    assert!(eb["expires_in_secs"].as_f64().unwrap() > 0.0, "{eb}");
+    // What B learned, B does not publish again: nothing from B in the fleet.
+    assert_eq!(b.json(&["status"])["fleet"]["published"], 0);
+
+    // C goes away; A raises two blocks, one of which expires meanwhile.
+    c.signal(libc::SIGTERM);
+    let (_, c_dir) = c.wait_keeping_dir();
+    a.ok(&[
+        "block",
+        "add",
+        "192.0.2.10",
+        "--list",
+        "shared",
+        "--ttl",
+        "1h",
+    ]);
+    a.ok(&[
+        "block",
+        "add",
+        "192.0.2.11",
+        "--list",
+        "shared",
+        "--ttl",
+        "1h",
+    ]);
+    a.ok(&[
+        "block",
+        "add",
+        "192.0.2.12",
+        "--list",
+        "shared",
+        "--ttl",
+        "2s",
+    ]);
+    eventually(2.0, "B following the shared list", || {
+        in_fleet_list(&b, "192.0.2.10") && in_fleet_list(&b, "192.0.2.12")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let mut args = run_on(&lc).to_vec();
+    args.extend_from_slice(&["-c", cc.path()]);
+    let c = Daemon::start_in(c_dir, &args);
+    c.wait_for_stderr("ready:");
+    eventually(10.0, "C catching up", || {
+        in_fleet_list(&c, "192.0.2.10") && in_fleet_list(&c, "192.0.2.11")
+    });
+    assert!(
+        entry(&c, "192.0.2.12").is_none(),
+        "an expired block is not applied"
+    );
+    assert!(
+        in_fleet_list(&c, &attacker),
+        "A's automatic block, read at the start"
+    );
+    // A withdraws one: the others let it go.
+    a.ok(&["block", "del", "192.0.2.10", "--list", "shared"]);
+    eventually(2.0, "the withdrawal", || {
+        entry(&b, "192.0.2.10").is_none() && entry(&c, "192.0.2.10").is_none()
+    });
+    stop_all([a, b, c]);
+}
+
+#[test]
+fn with_nats_down_protection_goes_on_and_the_backlog_is_published_when_it_returns() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let mut nats = Nats::start("down", &[]);
+    let servers = [nats.url()];
+    let (la, lb) = (Lab::new(1).unwrap(), Lab::new(1).unwrap());
+    let (a, _ca) = start_on_lab(&la, "fleet-down-a.toml", &fleet_config(&servers, "a", ""));
+    let (b, _cb) = start_on_lab(&lb, "fleet-down-b.toml", &fleet_config(&servers, "b", ""));
+    wait_connected(&a);
+    wait_connected(&b);
+    nats.stop();
+    eventually(15.0, "A seeing the fleet gone", || {
+        a.json(&["status"])["fleet"]["connected"] == false
+    });
+    // Local protection as before: a block, the drop, detection.
+    let peer = la.peer_addr(0).to_string();
+    a.ok(&["block", "add", &peer, "--list", "shared", "--ttl", "1h"]);
+    assert_eq!(
+        la.ping(la.peer_addr(0), 1).unwrap(),
+        0,
+        "dropped while NATS is down"
+    );
+    let s = a.json(&["status"]);
+    assert!(s["fleet"]["backlog"].as_u64().unwrap() >= 1, "{s}");
+    let (_, body) = http_get(&a.metrics_addr(), "/metrics");
+    assert_eq!(sample(&body, "ironpost_fleet_connected"), Some(0), "{body}");
+    // Back: the backlog goes out and B applies it.
+    nats.restart();
+    eventually(40.0, "B applying A's backlog", || in_fleet_list(&b, &peer));
+    eventually(5.0, "A's backlog empty", || {
+        a.json(&["status"])["fleet"]["backlog"] == 0
+    });
+    stop_all([a, b]);
+}
+
+#[test]
+fn wrong_credentials_are_said_and_local_protection_goes_on() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let nats = Nats::start(
+        "auth",
+        &[
+            "--user".into(),
+            "ironpost".into(),
+            "--pass".into(),
+            "right".into(),
+        ],
+    );
+    let lab = Lab::new(1).unwrap();
+    let cfg = fleet_config(
+        &[nats.url()],
+        "a",
+        "user = \"ironpost\"\npassword = \"wrong\"\n",
+    );
+    let (d, _c) = start_on_lab(&lab, "fleet-auth.toml", &cfg);
+    d.wait_for_stderr("refused the credentials");
+    let s = d.json(&["status"]);
+    assert_eq!(s["fleet"]["connected"], false, "{s}");
+    assert!(
+        s["fleet"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("credentials"),
+        "{s}"
+    );
+    let peer = lab.peer_addr(0).to_string();
+    d.ok(&["block", "add", &peer]);
+    assert_eq!(lab.ping(lab.peer_addr(0), 1).unwrap(), 0);
+    stop_all([d]);
+}
+
+#[test]
+fn a_three_node_jetstream_cluster_carries_blocks_with_one_node_down() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let route_urls: Vec<String> = routes
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect();
+    let mut nodes: Vec<Nats> = (0..3)
+        .map(|i| {
+            let others: Vec<&str> = route_urls
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, u)| u.as_str())
+                .collect();
+            Nats::start(
+                &format!("node{i}"),
+                &[
+                    "-n".into(),
+                    format!("node{i}"),
+                    "--cluster_name".into(),
+                    "ironpost-test".into(),
+                    "--cluster".into(),
+                    route_urls[i].clone(),
+                    "--routes".into(),
+                    others.join(","),
+                ],
+            )
+        })
+        .collect();
+    let servers: Vec<String> = nodes.iter().map(Nats::url).collect();
+    let (la, lb) = (Lab::new(1).unwrap(), Lab::new(1).unwrap());
+    let (a, _ca) = start_on_lab(
+        &la,
+        "fleet-cluster-a.toml",
+        &fleet_config(&servers, "a", "replicas = 3\n"),
+    );
+    let (b, _cb) = start_on_lab(
+        &lb,
+        "fleet-cluster-b.toml",
+        &fleet_config(&servers, "b", "replicas = 3\n"),
+    );
+    // The cluster elects its JetStream leader first: the daemons retry.
+    eventually(60.0, "both following the cluster", || {
+        a.ok(&[
+            "block",
+            "add",
+            "192.0.2.20",
+            "--list",
+            "shared",
+            "--ttl",
+            "1h",
+        ]);
+        in_fleet_list(&b, "192.0.2.20")
+    });
+    // One node goes; the other two still carry blocks both ways.
+    nodes[0].stop();
+    a.ok(&[
+        "block",
+        "add",
+        "192.0.2.21",
+        "--list",
+        "shared",
+        "--ttl",
+        "1h",
+    ]);
+    b.ok(&[
+        "block",
+        "add",
+        "192.0.2.22",
+        "--list",
+        "shared",
+        "--ttl",
+        "1h",
+    ]);
+    eventually(30.0, "blocks with a node down", || {
+        in_fleet_list(&b, "192.0.2.21") && in_fleet_list(&a, "192.0.2.22")
+    });
+    stop_all([a, b]);
+}
