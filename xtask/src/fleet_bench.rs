@@ -59,7 +59,7 @@ struct Host {
     socket: PathBuf,
     log: PathBuf,
     _child: demo::Child,
-    _lab: Lab,
+    lab: Lab,
 }
 
 impl Host {
@@ -132,11 +132,13 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 
 fn run(bin: &Path, dir: &Path, hosts: usize, samples: usize, blocks: u32) -> Result<()> {
     let port = free_port()?;
+    let monitor = free_port()?;
     let store = dir.join("jetstream");
     println!("== nats-server with JetStream on 127.0.0.1:{port}");
     let _nats = demo::Child(
         Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", &monitor.to_string(), "-sd"])
             .arg(&store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -189,7 +191,7 @@ fn run(bin: &Path, dir: &Path, hosts: usize, samples: usize, blocks: u32) -> Res
             socket,
             log,
             _child: child,
-            _lab: lab,
+            lab,
         });
     }
     for h in &fleet {
@@ -279,6 +281,33 @@ fn run(bin: &Path, dir: &Path, hosts: usize, samples: usize, blocks: u32) -> Res
     let p99 = percentile(&mut lat_ms, 0.99);
     let max = percentile(&mut lat_ms, 1.0);
 
+    // A real alert: a SYN flood from h0's lab peer, until the others hold
+    // its automatic block (from h0's alert line to their fleet lines).
+    println!("== an alert: hping3 SYN flood into h0 for 3 s");
+    let attacker = fleet[0].lab.peer_addr(0).to_string();
+    let target = fleet[0].lab.host_addr().to_string();
+    let _ = fleet[0].lab.exec(
+        "timeout",
+        &["3", "hping3", "-S", "--flood", "-p", "80", "-q", &target],
+    );
+    wait_applied(samples as u64 + 1, 30)?;
+    let alert_at = fleet[0]
+        .log_lines()?
+        .into_iter()
+        .find(|(_, m)| m.starts_with("alert ") && m.contains(&format!("from {attacker}")))
+        .map(|(t, _)| t)
+        .context("no alert on h0 for the SYN flood")?;
+    let mut alert_ms = Vec::new();
+    for h in &fleet[1..] {
+        let t = h
+            .log_lines()?
+            .into_iter()
+            .find(|(_, m)| m.starts_with(&format!("fleet: blocked {attacker} ")))
+            .map(|(t, _)| t)
+            .with_context(|| format!("{} did not log the fleet's block", h.name))?;
+        alert_ms.push((t - alert_at) as f64 / 1000.0);
+    }
+
     println!("== throughput: {blocks} addresses imported into the shared list on h0");
     let file = dir.join("bulk.netset");
     let mut text = String::with_capacity(blocks as usize * 16);
@@ -301,9 +330,15 @@ fn run(bin: &Path, dir: &Path, hosts: usize, samples: usize, blocks: u32) -> Res
         ],
     )?;
     let import_secs = t.elapsed().as_secs_f64();
-    let spread = wait_applied(samples as u64 + u64::from(blocks), 600)?;
+    let spread = wait_applied(samples as u64 + 1 + u64::from(blocks), 600)?;
     let total = import_secs + spread;
     let published = fleet[0].status(bin)?["fleet"]["published"].clone();
+    // What JetStream stores for it (nats-server's monitoring endpoint).
+    let jsz = jetstream_totals(monitor)?;
+    let (stored_msgs, stored_bytes) = (
+        jsz["messages"].as_u64().unwrap_or(0),
+        jsz["bytes"].as_u64().unwrap_or(0),
+    );
     println!();
     println!("fleet: {hosts} daemons, one nats-server (JetStream, file storage), this machine");
     println!(
@@ -313,6 +348,14 @@ fn run(bin: &Path, dir: &Path, hosts: usize, samples: usize, blocks: u32) -> Res
         lat_ms.len()
     );
     println!(
+        "  a SYN flood's alert on h0 to its block in the kernel maps of the others: {}",
+        alert_ms
+            .iter()
+            .map(|ms| format!("{ms:.1} ms"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
         "  {blocks} blocks imported on h0 ({import_secs:.2} s) until all {} others held them: \
          {total:.2} s, {:.0} blocks/s to each, {:.0} applied/s in all (h0 published {published} \
          messages)",
@@ -320,7 +363,26 @@ fn run(bin: &Path, dir: &Path, hosts: usize, samples: usize, blocks: u32) -> Res
         f64::from(blocks) / total,
         f64::from(blocks) * (hosts - 1) as f64 / total
     );
+    println!(
+        "  JetStream holds {stored_msgs} messages (blocks, one per host and address, and alerts) \
+         in {stored_bytes} bytes: {:.0} bytes each",
+        stored_bytes as f64 / stored_msgs.max(1) as f64
+    );
     Ok(())
+}
+
+/// nats-server's `/jsz`: JetStream's totals (messages, bytes).
+fn jetstream_totals(monitor: u16) -> Result<Value> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", monitor))?;
+    s.write_all(b"GET /jsz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .context("no body in nats-server's /jsz answer")?;
+    Ok(serde_json::from_str(body)?)
 }
 
 #[cfg(test)]
