@@ -35,6 +35,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "util-linux",
     // Fleet mode's tests: JetStream servers for daemons to share blocks.
     "nats-server",
+    // Certificates for the fleet's TLS test.
+    "openssl",
 ];
 
 const CARGO_DEB_VERSION: &str = "3.8.0";

@@ -258,21 +258,37 @@ fn with_nats_down_protection_goes_on_and_the_backlog_is_published_when_it_return
     eventually(15.0, "A seeing the fleet gone", || {
         a.json(&["status"])["fleet"]["connected"] == false
     });
-    // Local protection as before: a block, the drop, detection.
-    let peer = la.peer_addr(0).to_string();
-    a.ok(&["block", "add", &peer, "--list", "shared", "--ttl", "1h"]);
-    assert_eq!(
-        la.ping(la.peer_addr(0), 1).unwrap(),
-        0,
-        "dropped while NATS is down"
+    // Local protection as before: detection and its automatic block, a
+    // manual block and its drop.
+    let attacker = la.peer_addr(0).to_string();
+    let target = la.host_addr().to_string();
+    let _ = la.exec(
+        "timeout",
+        &["4", "hping3", "-S", "--flood", "-p", "80", "-q", &target],
     );
+    eventually(10.0, "A's automatic block with NATS down", || {
+        entry(&a, &attacker).is_some_and(|e| e["list"] == "auto")
+    });
+    a.ok(&[
+        "block",
+        "add",
+        "192.0.2.40",
+        "--list",
+        "shared",
+        "--ttl",
+        "1h",
+    ]);
+    assert!(entry(&a, "192.0.2.40").is_some());
     let s = a.json(&["status"]);
-    assert!(s["fleet"]["backlog"].as_u64().unwrap() >= 1, "{s}");
+    // The automatic block, the alert and the manual block wait.
+    assert!(s["fleet"]["backlog"].as_u64().unwrap() >= 3, "{s}");
     let (_, body) = http_get(&a.metrics_addr(), "/metrics");
     assert_eq!(sample(&body, "ironpost_fleet_connected"), Some(0), "{body}");
     // Back: the backlog goes out and B applies it.
     nats.restart();
-    eventually(40.0, "B applying A's backlog", || in_fleet_list(&b, &peer));
+    eventually(40.0, "B applying A's backlog", || {
+        in_fleet_list(&b, &attacker) && in_fleet_list(&b, "192.0.2.40")
+    });
     eventually(5.0, "A's backlog empty", || {
         a.json(&["status"])["fleet"]["backlog"] == 0
     });
@@ -398,4 +414,147 @@ fn a_three_node_jetstream_cluster_carries_blocks_with_one_node_down() {
         in_fleet_list(&b, "192.0.2.21") && in_fleet_list(&a, "192.0.2.22")
     });
     stop_all([a, b]);
+}
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (setup installs it)");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn tls_with_a_ca_and_nkey_credentials_carry_blocks() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ironpost-fleet-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A CA of the test's own, and a certificate for 127.0.0.1 it signs.
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=ironpost test CA",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    // One user, known by its NKey.
+    let user = nkeys::KeyPair::new_user();
+    let seed_file = dir.join("user.nk");
+    std::fs::write(&seed_file, user.seed().unwrap()).unwrap();
+    let conf = dir.join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\ntls {{ cert_file: \"{}\", \
+             key_file: \"{}\" }}\n",
+            user.public_key(),
+            dir.join("server.pem").display(),
+            dir.join("server.key").display()
+        ),
+    )
+    .unwrap();
+    let nats = Nats::start("tls", &["-c".into(), conf.display().to_string()]);
+    let servers = [format!("tls://127.0.0.1:{}", nats.port)];
+    let secure = format!(
+        "nkey_seed_file = \"{}\"\ntls_ca = \"{}\"\n",
+        seed_file.display(),
+        dir.join("ca.pem").display()
+    );
+    let (la, lb) = (Lab::new(1).unwrap(), Lab::new(1).unwrap());
+    let (a, _ca) = start_on_lab(
+        &la,
+        "fleet-tls-a.toml",
+        &fleet_config(&servers, "a", &secure),
+    );
+    let (b, _cb) = start_on_lab(
+        &lb,
+        "fleet-tls-b.toml",
+        &fleet_config(&servers, "b", &secure),
+    );
+    wait_connected(&a);
+    wait_connected(&b);
+    a.ok(&[
+        "block",
+        "add",
+        "192.0.2.30",
+        "--list",
+        "shared",
+        "--ttl",
+        "1h",
+    ]);
+    eventually(5.0, "the block over TLS", || {
+        in_fleet_list(&b, "192.0.2.30")
+    });
+    // Without the CA the server's certificate is not trusted: said.
+    let lc = Lab::new(1).unwrap();
+    let (c, _cc) = start_on_lab(
+        &lc,
+        "fleet-tls-c.toml",
+        &fleet_config(
+            &servers,
+            "c",
+            &format!("nkey_seed_file = \"{}\"\n", seed_file.display()),
+        ),
+    );
+    c.wait_for_stderr("fleet: cannot connect");
+    assert_eq!(c.json(&["status"])["fleet"]["connected"], false);
+    stop_all([a, b, c]);
+    drop(nats);
+    let _ = std::fs::remove_dir_all(&dir);
 }
