@@ -558,3 +558,64 @@ fn tls_with_a_ca_and_nkey_credentials_carry_blocks() {
     drop(nats);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Publishes `body` on `subject` with the plain NATS protocol, as any
+/// client with the fleet's credentials could.
+fn raw_publish(nats: &Nats, subject: &str, body: &str) {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let s = std::net::TcpStream::connect(("127.0.0.1", nats.port)).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("INFO"), "{line}");
+    let mut w = s;
+    write!(
+        w,
+        "CONNECT {{\"verbose\":false}}\r\nPUB {subject} {}\r\n{body}\r\nPING\r\n",
+        body.len()
+    )
+    .unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("PONG"), "{line}");
+}
+
+#[test]
+fn a_forged_block_on_every_address_or_on_the_hosts_own_is_not_applied() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let nats = Nats::start("forged", &[]);
+    let lab = Lab::new(1).unwrap();
+    let (b, _cb) = start_on_lab(
+        &lab,
+        "fleet-forged.toml",
+        &fleet_config(&[nats.url()], "b", ""),
+    );
+    wait_connected(&b);
+    let own = lab.host_addr().to_string();
+    for (token, prefix) in [
+        ("0_0_0_0/0", "0.0.0.0/0"),
+        (own.replace('.', "_").as_str(), own.as_str()),
+        ("192_0_2_50", "192.0.2.50"),
+    ] {
+        raw_publish(
+            &nats,
+            &format!("ironpost.test.blocks.evil.{token}"),
+            &format!(
+                "{{\"v\":1,\"host\":\"evil\",\"prefix\":\"{prefix}\",\"block\":{{\"reason\":\"forged\"}}}}"
+            ),
+        );
+    }
+    eventually(5.0, "the ordinary block", || {
+        in_fleet_list(&b, "192.0.2.50")
+    });
+    assert!(entry(&b, "0.0.0.0/0").is_none(), "every address");
+    assert!(entry(&b, &own).is_none(), "the host's own address");
+    assert_eq!(
+        lab.ping(lab.peer_addr(0), 1).unwrap(),
+        1,
+        "traffic still passes"
+    );
+    stop_all([b]);
+}

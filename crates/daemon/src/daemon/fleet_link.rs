@@ -136,6 +136,10 @@ impl Daemon {
         let upserts: Vec<BlockEntry> = upserts
             .into_iter()
             .filter(|e| {
+                if e.prefix.is_empty() {
+                    tracing::warn!("fleet: a block on {} (every address) not applied", e.prefix);
+                    return false;
+                }
                 let ip = e.prefix.addr();
                 match response::protected(ip, &shield, &never) {
                     Some(why) if e.prefix.is_host() => {
