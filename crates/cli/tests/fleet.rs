@@ -279,9 +279,10 @@ fn with_nats_down_protection_goes_on_and_the_backlog_is_published_when_it_return
         "1h",
     ]);
     assert!(entry(&a, "192.0.2.40").is_some());
-    let s = a.json(&["status"]);
     // The automatic block, the alert and the manual block wait.
-    assert!(s["fleet"]["backlog"].as_u64().unwrap() >= 3, "{s}");
+    eventually(5.0, "the backlog in status", || {
+        a.json(&["status"])["fleet"]["backlog"].as_u64().unwrap() >= 3
+    });
     let (_, body) = http_get(&a.metrics_addr(), "/metrics");
     assert_eq!(sample(&body, "ironpost_fleet_connected"), Some(0), "{body}");
     // Back: the backlog goes out and B applies it.
@@ -316,7 +317,7 @@ fn wrong_credentials_are_said_and_local_protection_goes_on() {
         "user = \"ironpost\"\npassword = \"wrong\"\n",
     );
     let (d, _c) = start_on_lab(&lab, "fleet-auth.toml", &cfg);
-    d.wait_for_stderr("refused the credentials");
+    d.said("refused the credentials");
     let s = d.json(&["status"]);
     assert_eq!(s["fleet"]["connected"], false, "{s}");
     assert!(
@@ -552,7 +553,7 @@ fn tls_with_a_ca_and_nkey_credentials_carry_blocks() {
             &format!("nkey_seed_file = \"{}\"\n", seed_file.display()),
         ),
     );
-    c.wait_for_stderr("fleet: cannot connect");
+    c.said("fleet: cannot connect");
     assert_eq!(c.json(&["status"])["fleet"]["connected"], false);
     stop_all([a, b, c]);
     drop(nats);

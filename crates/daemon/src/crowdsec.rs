@@ -261,6 +261,10 @@ async fn follow(cfg: CrowdsecConfig, changes: mpsc::Sender<Job>, state: Arc<Feed
     loop {
         let outcome = match read_stream(&cfg, startup).await {
             Ok(stream) => {
+                // The Local API answered: connected, whatever applying
+                // the answer takes.
+                state.connected.store(true, Ordering::Relaxed);
+                state.last_success_ms.store(now_ms(), Ordering::Relaxed);
                 let now = now_ms();
                 let update = if startup {
                     decisions.startup(stream, now)

@@ -46,6 +46,13 @@ const BLOCKS_MAX_MSGS: i64 = 10_000_000;
 const ALERTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How many bytes of alerts are kept.
 const ALERTS_MAX_BYTES: i64 = 1 << 30;
+/// How long one pull of the block stream waits for messages.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How often the server says a pull is alive while it has nothing.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Errors in a row (missed heartbeats) after which the consumer is made
+/// anew.
+const MAX_PULL_ERRORS: u32 = 3;
 /// Messages read, or published, together.
 const BATCH: usize = 1024;
 /// How long one publish may wait for JetStream's acknowledgement.
@@ -344,12 +351,14 @@ async fn run(
                         backlog.len(),
                         wait.as_secs()
                     );
+                    // Said in status before the log line (which a reader
+                    // may act on).
+                    state.set_error(Some(e.to_string()));
                     if failures == 1 {
                         tracing::warn!("{msg}");
                     } else {
                         tracing::debug!("{msg}");
                     }
-                    state.set_error(Some(e.to_string()));
                 }
             }
         }
@@ -597,12 +606,19 @@ async fn follow_once(
     if caught_up {
         sync(changes, &tracker).await?;
     }
-    // Messages ready together are applied as one change.
+    // Messages ready together are applied as one change. Short pulls with
+    // frequent heartbeats: when the server holding this consumer goes (a
+    // cluster's node), the next pull goes to its successor within seconds
+    // (the client's defaults wait about 30 s).
     let mut messages = consumer
+        .stream()
+        .expires(PULL_EXPIRES)
+        .heartbeat(PULL_HEARTBEAT)
         .messages()
         .await
         .map_err(js_error)?
         .ready_chunks(BATCH);
+    let mut errors_in_a_row = 0u32;
     let mut prune = tokio::time::interval(Duration::from_secs(30));
     loop {
         tokio::select! {
@@ -614,9 +630,18 @@ async fn follow_once(
                 let mut last_pending = None;
                 for m in batch {
                     let m = match m {
-                        Ok(m) => m,
+                        Ok(m) => {
+                            errors_in_a_row = 0;
+                            m
+                        }
                         Err(e) => {
                             tracing::debug!("fleet: {e}");
+                            errors_in_a_row += 1;
+                            if errors_in_a_row >= MAX_PULL_ERRORS {
+                                // Read the whole state again through a new
+                                // consumer.
+                                return Err(js_error(e));
+                            }
                             continue;
                         }
                     };

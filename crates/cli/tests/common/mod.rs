@@ -118,6 +118,8 @@ pub struct Daemon {
     stdout_lines: mpsc::Receiver<String>,
     /// Stdout lines already taken off the channel by `wait_for_stdout`.
     seen_stdout: std::cell::RefCell<Vec<String>>,
+    /// Stderr lines already read by a wait.
+    seen_stderr: std::cell::RefCell<Vec<String>>,
     dir: PathBuf,
     /// The stdout pipe of a daemon started by [`Daemon::start_unread`],
     /// held open and never read.
@@ -220,6 +222,7 @@ impl Daemon {
             stderr_lines: rx,
             stdout_lines: orx,
             seen_stdout: std::cell::RefCell::new(Vec::new()),
+            seen_stderr: std::cell::RefCell::new(Vec::new()),
             dir,
             _unread: unread,
         }
@@ -284,6 +287,21 @@ impl Daemon {
         serde_json::from_str(&self.ok(&a)).unwrap()
     }
 
+    /// A stderr line with `needle` since the daemon started, including the
+    /// lines an earlier wait read (what a background task says may come
+    /// before "ready:").
+    pub fn said(&self, needle: &str) -> String {
+        if let Some(l) = self
+            .seen_stderr
+            .borrow()
+            .iter()
+            .find(|l| l.contains(needle))
+        {
+            return l.clone();
+        }
+        self.wait_for_stderr(needle)
+    }
+
     pub fn wait_for_stderr(&self, needle: &str) -> String {
         self.wait_for_stderr_within(needle, Duration::from_secs(20))
     }
@@ -292,8 +310,11 @@ impl Daemon {
     pub fn wait_for_stderr_within(&self, needle: &str, quiet: Duration) -> String {
         loop {
             match self.stderr_lines.recv_timeout(quiet) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
+                Ok(line) if line.contains(needle) => {
+                    self.seen_stderr.borrow_mut().push(line.clone());
+                    return line;
+                }
+                Ok(line) => self.seen_stderr.borrow_mut().push(line),
                 Err(e) => panic!("no stderr line with {needle:?}: {e}"),
             }
         }
