@@ -43,8 +43,13 @@ pub fn bench_fleet(
     let dir = std::env::temp_dir().join(format!("ironpost-bench-fleet-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let result = run(&bin, &dir, hosts, samples, blocks);
+    // The daemons' pins, removed however the run ends (a pin left behind
+    // would hold a program and its maps in memory).
+    let pins =
+        Path::new("/sys/fs/bpf").join(format!("ironpost-bench-fleet-{}", std::process::id()));
+    let result = run(&bin, &dir, &pins, hosts, samples, blocks);
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&pins);
     result
 }
 
@@ -130,7 +135,14 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[i]
 }
 
-fn run(bin: &Path, dir: &Path, hosts: usize, samples: usize, blocks: u32) -> Result<()> {
+fn run(
+    bin: &Path,
+    dir: &Path,
+    pins: &Path,
+    hosts: usize,
+    samples: usize,
+    blocks: u32,
+) -> Result<()> {
     let port = free_port()?;
     let monitor = free_port()?;
     let store = dir.join("jetstream");
@@ -169,7 +181,7 @@ fn run(bin: &Path, dir: &Path, hosts: usize, samples: usize, blocks: u32) -> Res
         )?;
         let socket = dir.join(format!("{name}.sock"));
         let log = dir.join(format!("{name}.log"));
-        let pins = Path::new("/sys/fs/bpf").join(format!("ironpost-bench-fleet-{name}"));
+        let pins = pins.join(&name);
         let child = demo::Child(
             Command::new(bin)
                 .args(["--log-format", "json", "run", "--interface", lab.host_if()])
