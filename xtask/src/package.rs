@@ -10,18 +10,11 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{Tools, cargo, run_status};
+use crate::{Tools, run_status};
 
 /// Builds the package and returns its path.
 pub fn package(tools: &Tools, root: &Path) -> Result<PathBuf> {
-    println!("== building ironpost (release)");
-    run_status(
-        cargo()
-            .args(["build", "--release", "--package", "ironpost"])
-            .env("PATH", tools.path_env())
-            .current_dir(root),
-    )?;
-    let binary = root.join("target/release/ironpost");
+    let binary = crate::demo::build_release(tools, root)?;
     let out = root.join("target/package");
     let man = out.join("man");
     let completions = out.join("completions");

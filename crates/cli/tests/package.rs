@@ -59,15 +59,7 @@ fn start_installed(lab: &Lab) -> (Child, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new("setpriv")
         .args(["--inh-caps=-all", &format!("--bounding-set={UNIT_CAPS}")])
         .arg(INSTALLED)
-        .args([
-            "run",
-            "-i",
-            lab.host_if(),
-            "--xdp-mode",
-            "skb",
-            "--stats-interval",
-            "0",
-        ])
+        .args(run_on(lab))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
