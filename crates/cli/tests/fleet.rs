@@ -608,9 +608,29 @@ fn a_forged_block_on_every_address_or_on_the_hosts_own_is_not_applied() {
             ),
         );
     }
+    // Absurd values: not JSON, an expiry at the end of time, a reason of
+    // 200 KB with escape sequences.
+    raw_publish(&nats, "ironpost.test.blocks.evil.junk", "\u{0}not json");
+    raw_publish(
+        &nats,
+        "ironpost.test.blocks.evil.192_0_2_51",
+        &format!(
+            "{{\"v\":1,\"host\":\"evil\",\"prefix\":\"192.0.2.51\",\"block\":{{\"reason\":\"{}\",\
+             \"expires_ms\":18446744073709551615}}}}",
+            "\\u001b[31m".repeat(20_000)
+        ),
+    );
     eventually(5.0, "the ordinary block", || {
         in_fleet_list(&b, "192.0.2.50")
     });
+    eventually(5.0, "the absurd but valid block", || {
+        in_fleet_list(&b, "192.0.2.51")
+    });
+    let e = entry(&b, "192.0.2.51").unwrap();
+    assert!(
+        e["reason"].as_str().unwrap().len() < 1024,
+        "reason kept short"
+    );
     assert!(entry(&b, "0.0.0.0/0").is_none(), "every address");
     assert!(entry(&b, &own).is_none(), "the host's own address");
     assert_eq!(

@@ -46,6 +46,8 @@ const BLOCKS_MAX_MSGS: i64 = 10_000_000;
 const ALERTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How many bytes of alerts are kept.
 const ALERTS_MAX_BYTES: i64 = 1 << 30;
+/// The longest reason taken from another host's block.
+const MAX_REASON_CHARS: usize = 512;
 /// How long one pull of the block stream waits for messages.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// How often the server says a pull is alive while it has nothing.
@@ -696,7 +698,10 @@ fn entry(prefix: Prefix, f: &shared::InForce, now: u64) -> BlockEntry {
     let mut e = BlockEntry::source(prefix, RuleAction::Drop, Origin::Manual, now);
     e.list = ironpost_policy::ListName::parse(ironpost_core::config::FLEET_LIST)
         .expect("the fleet list's name is valid");
-    e.reason = format!("fleet host {}: {}", f.host, f.block.reason);
+    // Another host's words, kept short: a forged message must not fill
+    // the store or the block list with megabytes of reason.
+    let reason: String = f.block.reason.chars().take(MAX_REASON_CHARS).collect();
+    e.reason = format!("fleet host {}: {reason}", f.host);
     e.id = f.block.id.clone();
     e.condition = f.block.condition;
     e.expires_ms = f.block.expires_ms;
