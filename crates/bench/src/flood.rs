@@ -71,6 +71,18 @@ impl Receiver {
         }
     }
 
+    /// Its name on the command line.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Trivial(Trivial::Drop) => "trivial-drop",
+            Self::Trivial(Trivial::Pass) => "trivial-pass",
+            Self::TrivialPair => "trivial-pair",
+            Self::XdpFilter => "xdp-filter",
+            Self::Nftables => "nftables",
+            Self::Ironpost => "ironpost",
+        }
+    }
+
     /// The scenarios this receiver is measured in.
     pub fn scenarios(self) -> &'static [Scenario] {
         match self {
@@ -125,6 +137,8 @@ pub struct Flood<'a> {
     blocked: Vec<u8>,
     spoofed: Vec<u8>,
     frames: u32,
+    jited: Option<std::path::PathBuf>,
+    only: Option<Scenario>,
 }
 
 impl<'a> Flood<'a> {
@@ -193,7 +207,24 @@ impl<'a> Flood<'a> {
             blocked: template(BLOCKED_V4),
             spoofed: template(lab.peer_addr(0)),
             frames,
+            jited: None,
+            only: None,
         })
+    }
+
+    /// Floods only `scenario` (all of them with `None`).
+    pub fn only(&mut self, scenario: Option<Scenario>) {
+        self.only = scenario;
+    }
+
+    /// Writes each receiver's JIT-compiled programs into `dir` while they
+    /// are attached (for profiling).
+    pub fn dump_jited(&mut self, dir: Option<&Path>) -> Result<()> {
+        if let Some(dir) = dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            self.jited = Some(dir.to_owned());
+        }
+        Ok(())
     }
 
     /// Sets `receiver` up, floods it once per scenario, tears it down.
@@ -256,8 +287,24 @@ impl<'a> Flood<'a> {
     ) -> Result<Vec<(Scenario, Sample)>> {
         let prog = attached_prog_id(self.lab.host_if())?;
         let egress = egress.map(prog_id_by_name).transpose()?;
+        if let Some(dir) = &self.jited {
+            for (hook, id) in [("xdp", Some(prog)), ("egress", egress)] {
+                let Some(id) = id else { continue };
+                let id = id.to_string();
+                let listing = run(
+                    "bpftool",
+                    &["prog", "dump", "jited", "id", &id, "opcodes", "linum"],
+                )?;
+                let file = dir.join(format!("{}-{hook}.txt", receiver.key()));
+                std::fs::write(&file, listing)
+                    .with_context(|| format!("writing {}", file.display()))?;
+            }
+        }
         let mut out = Vec::new();
         for &scenario in receiver.scenarios() {
+            if self.only.is_some_and(|only| only != scenario) {
+                continue;
+            }
             out.push((scenario, self.flood(scenario, prog, egress)?));
         }
         Ok(out)

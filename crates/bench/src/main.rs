@@ -84,6 +84,39 @@ struct Args {
     /// medians and writes no report.
     #[arg(long)]
     floods_only: bool,
+    /// With `--floods-only`: flood only these receivers (trivial-drop,
+    /// trivial-pass, trivial-pair, xdp-filter, nftables, ironpost).
+    #[arg(long = "receiver", value_parser = parse_receiver, requires = "floods_only")]
+    receivers: Vec<flood::Receiver>,
+    /// With `--floods-only`: write each receiver's JIT-compiled programs
+    /// (`bpftool prog dump jited ... opcodes linum`) into this directory
+    /// while they are attached, to map perf's sample offsets to source.
+    #[arg(long, requires = "floods_only")]
+    jited: Option<PathBuf>,
+    /// With `--floods-only`: only this flood (blocked, spoofed-syn).
+    #[arg(long, value_parser = parse_scenario, requires = "floods_only")]
+    scenario: Option<flood::Scenario>,
+}
+
+fn parse_scenario(name: &str) -> Result<flood::Scenario, String> {
+    match name {
+        "blocked" => Ok(flood::Scenario::Blocked),
+        "spoofed-syn" => Ok(flood::Scenario::SpoofedSyn),
+        _ => Err(format!(
+            "unknown flood {name:?}: one of blocked, spoofed-syn"
+        )),
+    }
+}
+
+fn parse_receiver(name: &str) -> Result<flood::Receiver, String> {
+    flood::RECEIVERS
+        .iter()
+        .copied()
+        .find(|r| r.key() == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = flood::RECEIVERS.iter().map(|r| r.key()).collect();
+            format!("unknown receiver {name:?}: one of {}", names.join(", "))
+        })
 }
 
 fn main() -> Result<()> {
@@ -245,9 +278,15 @@ fn floods(args: &Args, lab: &Lab, progs: &mut BenchPrograms, dir: &Path) -> Resu
     let mut floods: Floods = Vec::new();
     {
         let mut flood = Flood::new(lab, progs, &args.ironpost, dir, args.frames)?;
+        flood.dump_jited(args.jited.as_deref())?;
+        flood.only(args.scenario);
+        let receivers: Vec<_> = RECEIVERS
+            .into_iter()
+            .filter(|r| args.receivers.is_empty() || args.receivers.contains(r))
+            .collect();
         for round in 0..args.rounds {
-            for k in 0..RECEIVERS.len() {
-                let receiver = RECEIVERS[(k + round) % RECEIVERS.len()];
+            for k in 0..receivers.len() {
+                let receiver = receivers[(k + round) % receivers.len()];
                 for (scenario, sample) in flood.round(receiver)? {
                     match floods
                         .iter_mut()

@@ -165,6 +165,8 @@ pub const ADMIT_BLOCK_CELLS: usize = 16;
 /// The admission sketch's epoch is `now >> ADMIT_EPOCH_SHIFT` ns: about
 /// 4.3 s; counts restart in every epoch.
 pub const ADMIT_EPOCH_SHIFT: u32 = 32;
+/// Bins of [`Admission::admitted_bits`] (one cache line).
+pub const ADMITTED_BITS: usize = 512;
 /// Default packets a source (or target) must send within one epoch, on one
 /// CPU, beyond twice the mean load of a sketch cell, before it gets per-key
 /// state. Under a spoofed flood the mean load rises, so one-packet sources
@@ -901,6 +903,12 @@ pub struct Admission {
     /// the top byte, the count below. The mean load of a cell is this
     /// count over [`ADMIT_COLUMNS`].
     pub epoch_packets: u64,
+    /// Keys the sketch admitted in this epoch ([`ADMITTED_BITS`] bits, one
+    /// per bin of the hash): a reply whose remote's bin is clear was sent
+    /// to nobody the sketch let in, and the egress watcher knows it without
+    /// reading the remote's sketch block (a cold line per reply in a
+    /// spoofed flood). Cleared with each new epoch.
+    pub admitted_bits: [u64; ADMITTED_BITS / 64],
     /// Cells: the epoch's low 8 bits in the top byte, the count below. In
     /// blocks of [`ADMIT_BLOCK_CELLS`], each holding its share of every
     /// row side by side.
@@ -1004,7 +1012,7 @@ const _: () = {
     assert!(table_buckets(1000) == 512);
     assert!(size_of::<FragState>() == 8);
     assert!(size_of::<ParseCounters>() == 8 * parse::COUNT);
-    assert!(size_of::<Admission>() == 64 + 4 * ADMIT_ROWS * ADMIT_COLUMNS);
+    assert!(size_of::<Admission>() == 64 + ADMITTED_BITS / 8 + 4 * ADMIT_ROWS * ADMIT_COLUMNS);
     assert!(size_of::<SlowState>() == 96);
     assert!(ADMIT_COLUMNS.is_power_of_two());
     assert!(ADMIT_BLOCK_CELLS == 16 && ADMIT_ROWS == 2);

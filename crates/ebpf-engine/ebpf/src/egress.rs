@@ -189,8 +189,8 @@ fn record(ctx: &TcContext, cfg: &DetectConfig, reply: &Reply) {
     let hash = hash_addr(&reply.remote);
     // The sketch first, as on ingress, and read only: the remote's own
     // packets did the counting. A reply to a spoofed source (a RST to each
-    // SYN of a random-source flood) then costs the sketch's cache line,
-    // which that source's packet has just warmed: no clock, no SOURCES
+    // SYN of a random-source flood) finds its bin among the epoch's
+    // admitted ones clear and costs no sketch block, no clock, no SOURCES
     // bucket.
     let tracked = admitted(adm, hash, cfg.admit_packets);
     // ACKs refused to remotes without state (a spoofed ACK flood) count

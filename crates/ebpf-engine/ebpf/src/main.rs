@@ -43,8 +43,8 @@ use ironpost_ebpf_common::hash::{
 };
 use ironpost_ebpf_common::{
     ACTION_DROP, ACTION_MONITOR, ACTION_NONE, ACTION_PASS, ADMIT_BLOCK_CELLS, ADMIT_COLUMNS,
-    ADMIT_EPOCH_SHIFT, ADMIT_ROWS, Admission, Bucket, CLASS_ICMP, CLASS_OTHER, CLASS_TCP,
-    CLASS_TOTAL, CLASS_UDP, COND_RST_ONLY, COND_SYN_ONLY, DEFAULT_ALLOW_MAX_ENTRIES,
+    ADMIT_EPOCH_SHIFT, ADMIT_ROWS, ADMITTED_BITS, Admission, Bucket, CLASS_ICMP, CLASS_OTHER,
+    CLASS_TCP, CLASS_TOTAL, CLASS_UDP, COND_RST_ONLY, COND_SYN_ONLY, DEFAULT_ALLOW_MAX_ENTRIES,
     DEFAULT_BLOCKLIST_MAX_ENTRIES, DEFAULT_EVENT_BUDGET_PER_SEC, DEFAULT_RING_BUFFER_SIZE,
     DEFAULT_SIGNAL_RING_SIZE, DEFAULT_TRACKED_FRAGMENTS, DEFAULT_TRACKED_SOURCES, DetectConfig,
     DetectCounters, EventCounters, FAMILY_IPV4, FAMILY_IPV6, FragKey, FragState, LIMIT_SYN,
@@ -1637,13 +1637,25 @@ fn admit(adm: &mut Admission, hash: u32, now: u64, threshold: u32) -> bool {
     let tag = u64::from(epoch) << 56;
     if adm.epoch_packets & !EPOCH_COUNT_MASK != tag {
         adm.epoch_packets = tag;
+        clear(&mut adm.admitted_bits);
     }
     adm.epoch_packets += 1;
     let mean = (adm.epoch_packets & EPOCH_COUNT_MASK) >> ADMIT_COLUMNS.trailing_zeros();
     let (a, b) = sketch_cells(hash);
     let a = bump(&mut adm.cells[a], epoch);
     let b = bump(&mut adm.cells[b], epoch);
-    u64::from(a.min(b)) >= u64::from(threshold) + 2 * mean
+    let admitted = u64::from(a.min(b)) >= u64::from(threshold) + 2 * mean;
+    if admitted {
+        set_bin(&mut adm.admitted_bits, admitted_bin(hash));
+    }
+    admitted
+}
+
+/// The bin of `hash` in [`Admission::admitted_bits`]: bits the sketch's
+/// block choice does not use.
+#[inline(always)]
+fn admitted_bin(hash: u32) -> usize {
+    (hash >> 8) as usize & (ADMITTED_BITS - 1)
 }
 
 /// The two cells of `hash` in the admission sketch: the hash's low bits
@@ -1662,10 +1674,17 @@ fn sketch_cells(hash: u32) -> (usize, usize) {
 /// Whether the sketch, as this CPU's last packet left it, already admits
 /// `hash` (see [`admit`]), without counting a packet and without the clock:
 /// for the egress watcher, whose replies follow the remote's own packets.
+/// Only a hash whose bin a packet on this CPU was admitted under in this
+/// epoch is looked up in the sketch.
 #[inline(always)]
 pub(crate) fn admitted(adm: &Admission, hash: u32, threshold: u32) -> bool {
     if threshold <= 1 {
         return true;
+    }
+    // Nobody with this bin was admitted in this epoch: no sketch read.
+    let bin = admitted_bin(hash);
+    if adm.admitted_bits[(bin >> 6) & (ADMITTED_BITS / 64 - 1)] & (1 << (bin & 63)) == 0 {
+        return false;
     }
     let epoch = (adm.epoch_packets >> 56) as u32;
     let mean = (adm.epoch_packets & EPOCH_COUNT_MASK) >> ADMIT_COLUMNS.trailing_zeros();
