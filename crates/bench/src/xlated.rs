@@ -1,6 +1,7 @@
 //! What the kernel runs of Ironpost's program (`bpftool prog dump xlated`):
-//! its size, its bpf-to-bpf calls, and whether `memset`/`memcpy`/`memmove`
-//! are there as byte-per-iteration subprograms.
+//! its size, the verifier's work to accept it, its bpf-to-bpf calls, and
+//! whether `memset`/`memcpy`/`memmove` are there as byte-per-iteration
+//! subprograms.
 
 use anyhow::{Context as _, Result};
 
@@ -16,10 +17,12 @@ pub fn inspect() -> Result<Vec<String>> {
                 info.id(),
                 info.size_translated().unwrap_or(0),
                 info.size_jitted(),
+                info.verified_instruction_count(),
             ));
         }
     }
-    let (id, xlated_bytes, jited_bytes) = id.context("no loaded program named ironpost_xdp")?;
+    let (id, xlated_bytes, jited_bytes, verified) =
+        id.context("no loaded program named ironpost_xdp")?;
     let dump = run(
         "bpftool",
         &["prog", "dump", "xlated", "id", &id.to_string(), "linum"],
@@ -29,6 +32,13 @@ pub fn inspect() -> Result<Vec<String>> {
         xlated_bytes / 8,
         jited_bytes
     )];
+    if let Some(verified) = verified {
+        facts.push(format!(
+            "the verifier processed {verified} instructions to accept it, of its limit of \
+             1,000,000 per program ({:.0}%): what is left for new branches on the packet path",
+            f64::from(verified) / 10_000.0
+        ));
+    }
     let calls = calls(&dump);
     if calls.is_empty() {
         facts.push("no bpf-to-bpf calls: every function is inlined".to_owned());

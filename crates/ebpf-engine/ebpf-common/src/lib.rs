@@ -903,6 +903,9 @@ pub struct Admission {
     /// the top byte, the count below. The mean load of a cell is this
     /// count over [`ADMIT_COLUMNS`].
     pub epoch_packets: u64,
+    /// The XDP program's scratch word (its `merge_states`); user space
+    /// never reads it.
+    pub merge: u64,
     /// Keys the sketch admitted in this epoch ([`ADMITTED_BITS`] bits, one
     /// per bin of the hash): a reply whose remote's bin is clear was sent
     /// to nobody the sketch let in, and the egress watcher knows it without
@@ -1012,7 +1015,7 @@ const _: () = {
     assert!(table_buckets(1000) == 512);
     assert!(size_of::<FragState>() == 8);
     assert!(size_of::<ParseCounters>() == 8 * parse::COUNT);
-    assert!(size_of::<Admission>() == 64 + ADMITTED_BITS / 8 + 4 * ADMIT_ROWS * ADMIT_COLUMNS);
+    assert!(size_of::<Admission>() == 72 + ADMITTED_BITS / 8 + 4 * ADMIT_ROWS * ADMIT_COLUMNS);
     assert!(size_of::<SlowState>() == 96);
     assert!(ADMIT_COLUMNS.is_power_of_two());
     assert!(ADMIT_BLOCK_CELLS == 16 && ADMIT_ROWS == 2);
