@@ -289,15 +289,9 @@ impl<'a> Flood<'a> {
         let egress = egress.map(prog_id_by_name).transpose()?;
         if let Some(dir) = &self.jited {
             for (hook, id) in [("xdp", Some(prog)), ("egress", egress)] {
-                let Some(id) = id else { continue };
-                let id = id.to_string();
-                let listing = run(
-                    "bpftool",
-                    &["prog", "dump", "jited", "id", &id, "opcodes", "linum"],
-                )?;
-                let file = dir.join(format!("{}-{hook}.txt", receiver.key()));
-                std::fs::write(&file, listing)
-                    .with_context(|| format!("writing {}", file.display()))?;
+                if let Some(id) = id {
+                    crate::jited::dump(id, dir, &format!("{}-{hook}", receiver.key()))?;
+                }
             }
         }
         let mut out = Vec::new();

@@ -5,6 +5,7 @@
 
 mod daemon;
 mod flood;
+mod jited;
 mod packets;
 mod peers;
 mod programs;
@@ -89,8 +90,9 @@ struct Args {
     #[arg(long = "receiver", value_parser = parse_receiver, requires = "floods_only")]
     receivers: Vec<flood::Receiver>,
     /// With `--floods-only`: write each receiver's JIT-compiled programs
-    /// (`bpftool prog dump jited ... opcodes linum`) into this directory
-    /// while they are attached, to map perf's sample offsets to source.
+    /// into this directory while they are attached (`<receiver>-<hook>.jit`
+    /// raw, `.lines` JIT offset to source line, `.xlated`), to read perf's
+    /// sample offsets against the source.
     #[arg(long, requires = "floods_only")]
     jited: Option<PathBuf>,
     /// With `--floods-only`: only this flood (blocked, spoofed-syn).
