@@ -98,6 +98,14 @@ struct Args {
     /// With `--floods-only`: only this flood (blocked, spoofed-syn).
     #[arg(long, value_parser = parse_scenario, requires = "floods_only")]
     scenario: Option<flood::Scenario>,
+    /// Only the BPF_PROG_TEST_RUN figures, for profiling: prints their
+    /// medians and writes no report.
+    #[arg(long, conflicts_with = "floods_only")]
+    testrun_only: bool,
+    /// With `--testrun-only`: only the frames whose row name contains this
+    /// text (for example "exact"; repeatable).
+    #[arg(long = "case", requires = "testrun_only")]
+    cases: Vec<String>,
 }
 
 fn parse_scenario(name: &str) -> Result<flood::Scenario, String> {
@@ -140,6 +148,11 @@ fn main() -> Result<()> {
     mount_bpffs()?;
     let dir = std::env::temp_dir().join(format!("ironpost-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    if args.testrun_only {
+        let result = testrun_only(&args);
+        let _ = std::fs::remove_dir_all(&dir);
+        return result;
+    }
     if args.floods_only {
         let result = floods_only(&args, &dir);
         let _ = std::fs::remove_dir_all(&dir);
@@ -175,6 +188,47 @@ fn bench(args: &Args, dir: &Path) -> Result<Report> {
         lab.ns()
     );
 
+    let testrun = testrun(args, &lab, &mut progs, packets::cases())?;
+
+    let floods = floods(args, &lab, &mut progs, dir)?;
+
+    println!("== importing {} /24 prefixes into the daemon", args.import);
+    let import = import(&args.ironpost, &lab, dir, args.import)?;
+    drop(lab);
+
+    Ok(Report {
+        machine: machine()?,
+        command: args.command.clone(),
+        rounds: args.rounds,
+        repeat: args.repeat,
+        frames: args.frames,
+        subjects: testrun.subjects,
+        cases: testrun.cases,
+        testrun: testrun.samples,
+        floods,
+        import,
+        xlated: testrun.xlated,
+        verdict_notes: testrun.verdict_notes,
+    })
+}
+
+/// The TEST_RUN stage's results.
+struct TestRunResults {
+    subjects: Vec<String>,
+    cases: Vec<String>,
+    samples: testrun::Samples,
+    verdict_notes: Vec<String>,
+    xlated: Vec<String>,
+}
+
+/// Every subject on every case through BPF_PROG_TEST_RUN, subjects
+/// interleaved round by round.
+fn testrun(
+    args: &Args,
+    lab: &Lab,
+    progs: &mut BenchPrograms,
+    cases: Vec<packets::Case>,
+) -> Result<TestRunResults> {
     println!("== BPF_PROG_TEST_RUN");
     let variants = [
         Variant {
@@ -240,7 +294,6 @@ fn bench(args: &Args, dir: &Path) -> Result<Report> {
             runner: Runner::Engine(Box::new(engine)),
         });
     }
-    let cases = packets::cases();
     let (samples, verdict_notes) =
         testrun::measure(&mut subjects, &cases, args.rounds, args.repeat)?;
     let subject_names: Vec<String> = subjects.iter().map(|s| s.name.clone()).collect();
@@ -248,26 +301,42 @@ fn bench(args: &Args, dir: &Path) -> Result<Report> {
     drop(filter_prog);
     drop(filter);
 
-    let floods = floods(args, &lab, &mut progs, dir)?;
-
-    println!("== importing {} /24 prefixes into the daemon", args.import);
-    let import = import(&args.ironpost, &lab, dir, args.import)?;
-    drop(lab);
-
-    Ok(Report {
-        machine: machine()?,
-        command: args.command.clone(),
-        rounds: args.rounds,
-        repeat: args.repeat,
-        frames: args.frames,
+    Ok(TestRunResults {
         subjects: subject_names,
         cases: cases.iter().map(|c| c.name.to_owned()).collect(),
-        testrun: samples,
-        floods,
-        import,
-        xlated,
+        samples,
         verdict_notes,
+        xlated,
     })
+}
+
+/// `--testrun-only`: the TEST_RUN figures and their medians on stdout.
+fn testrun_only(args: &Args) -> Result<()> {
+    let mut progs = BenchPrograms::load()?;
+    let lab = Lab::new(1).context("creating the lab (needs iproute2 and root)")?;
+    let cases: Vec<_> = packets::cases()
+        .into_iter()
+        .filter(|c| args.cases.is_empty() || args.cases.iter().any(|n| c.name.contains(n.as_str())))
+        .collect();
+    ensure!(
+        !cases.is_empty(),
+        "no frame's row name contains any of {:?}",
+        args.cases
+    );
+    let r = testrun(args, &lab, &mut progs, cases)?;
+    for (c, case) in r.cases.iter().enumerate() {
+        println!("   {case}");
+        for (s, subject) in r.subjects.iter().enumerate() {
+            let v = &r.samples[s][c];
+            let rounds: Vec<String> = v.iter().map(|x| format!("{x:.0}")).collect();
+            println!(
+                "      {subject:<28} {:>6.1} ns  ({})",
+                report::median(v),
+                rounds.join(" ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Every flood, one value per round, per receiver and scenario.
