@@ -82,7 +82,7 @@ struct Args {
     #[arg(long, default_value = "ironpost-bench")]
     command: String,
     /// Only the floods on the veth pair, for profiling: prints their
-    /// medians and writes no report.
+    /// medians (and each round's receive rate) and writes no report.
     #[arg(long)]
     floods_only: bool,
     /// With `--floods-only`: flood only these receivers (trivial-drop,
@@ -389,10 +389,12 @@ fn floods_only(args: &Args, dir: &Path) -> Result<()> {
         let m = |f: fn(&flood::Sample) -> f64| {
             report::median(&samples.iter().map(f).collect::<Vec<_>>())
         };
+        let rates: Vec<String> = samples.iter().map(|s| format!("{:.3}", s.mpps)).collect();
         println!(
-            "   {scenario:?} / {}: {:.3} Mpps, XDP {:.0} ns, egress {:.0} ns",
+            "   {scenario:?} / {}: {:.3} Mpps ({}), XDP {:.0} ns, egress {:.0} ns",
             receiver.name(),
             m(|s| s.mpps),
+            rates.join(" "),
             m(|s| s.prog_ns),
             m(|s| s.egress_ns.unwrap_or(0.0)),
         );
