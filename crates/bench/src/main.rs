@@ -63,8 +63,11 @@ struct Args {
     /// Rounds per figure (medians are reported).
     #[arg(long, default_value_t = 7)]
     rounds: usize,
-    /// BPF_PROG_TEST_RUN repeat count per measurement.
-    #[arg(long, default_value_t = 200_000)]
+    /// BPF_PROG_TEST_RUN repeat count per measurement. Each one lasts
+    /// about 0.15 s at the default: shorter ones (200,000, about 15 ms)
+    /// were taken whole by this machine's bursts of slowness (up to 50 ns
+    /// a frame on any program), and their medians moved by as much.
+    #[arg(long, default_value_t = 2_000_000)]
     repeat: u32,
     /// Frames per flood on the veth pair.
     #[arg(long, default_value_t = 2_000_000)]
