@@ -315,8 +315,6 @@ fn testrun(
 
 /// `--testrun-only`: the TEST_RUN figures and their medians on stdout.
 fn testrun_only(args: &Args) -> Result<()> {
-    let mut progs = BenchPrograms::load()?;
-    let lab = Lab::new(1).context("creating the lab (needs iproute2 and root)")?;
     let cases: Vec<_> = packets::cases()
         .into_iter()
         .filter(|c| args.cases.is_empty() || args.cases.iter().any(|n| c.name.contains(n.as_str())))
@@ -326,6 +324,8 @@ fn testrun_only(args: &Args) -> Result<()> {
         "no frame's row name contains any of {:?}",
         args.cases
     );
+    let mut progs = BenchPrograms::load()?;
+    let lab = Lab::new(1).context("creating the lab (needs iproute2 and root)")?;
     let r = testrun(args, &lab, &mut progs, cases)?;
     for (c, case) in r.cases.iter().enumerate() {
         println!("   {case}");
