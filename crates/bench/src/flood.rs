@@ -1,9 +1,7 @@
 //! Receive rates on the lab's veth pair in native mode. The generator
 //! (`flood_gen`, BPF_PROG_RUN with live frames, XDP_TX) runs on the
-//! namespace end; each receiver sits on the host end. Sender and receiver
-//! share the generator's CPU (the veth hands each batch to the receiver's
-//! NAPI in softirq on that CPU), so frames per second of wall time is the
-//! receiver's rate plus a fixed generator cost that the trivial rows show.
+//! namespace end; each receiver sits on the host end, on a CPU of its own
+//! by default (see [`Placement`]).
 
 use std::{
     net::Ipv4Addr,
@@ -17,6 +15,7 @@ use serde_json::Value;
 
 use crate::{
     daemon::Daemon,
+    napi::Placement,
     packets::{BLOCKED_V4, flood_template},
     peers::{NftIngress, XdpFilter, attached_prog_id},
     programs::{BenchPrograms, Sources, TC_NEXT, Trivial},
@@ -139,6 +138,7 @@ pub struct Flood<'a> {
     frames: u32,
     jited: Option<std::path::PathBuf>,
     only: Option<Scenario>,
+    placement: Placement,
 }
 
 impl<'a> Flood<'a> {
@@ -149,6 +149,7 @@ impl<'a> Flood<'a> {
         ironpost: &'a Path,
         dir: &'a Path,
         frames: u32,
+        placement: Placement,
     ) -> Result<Self> {
         let mac = |s: &str| -> Result<[u8; 6]> {
             let mut m = [0u8; 6];
@@ -209,6 +210,7 @@ impl<'a> Flood<'a> {
             frames,
             jited: None,
             only: None,
+            placement,
         })
     }
 
@@ -286,6 +288,7 @@ impl<'a> Flood<'a> {
         egress: Option<&str>,
     ) -> Result<Vec<(Scenario, Sample)>> {
         let prog = attached_prog_id(self.lab.host_if())?;
+        self.placement.receiver_attached(self.lab.host_if())?;
         let egress = egress.map(prog_id_by_name).transpose()?;
         if let Some(dir) = &self.jited {
             for (hook, id) in [("xdp", Some(prog)), ("egress", egress)] {
@@ -317,15 +320,17 @@ impl<'a> Flood<'a> {
         };
         self.progs.set_sources(sources)?;
         let progs = &*self.progs;
-        let (ifindex, frames) = (self.ifindex, self.frames);
+        let (ifindex, frames, placement) = (self.ifindex, self.frames, self.placement);
         // The rate with bpf_stats off: accounting costs every program run
         // (the generator's, the receiver's and any other hook's) two clock
         // reads. The in-kernel time in a second flood, with it on.
         BpfStats::set(false)?;
         let refused_before = self.refused()?;
         let started = Instant::now();
-        self.lab
-            .in_ns(|| progs.generate(template, ifindex, frames))??;
+        self.lab.in_ns(|| {
+            placement.generator_starts()?;
+            progs.generate(template, ifindex, frames)
+        })??;
         let wall = started.elapsed();
         let refused = self.refused()? - refused_before;
         let received = u64::from(frames) - refused;
@@ -333,14 +338,16 @@ impl<'a> Flood<'a> {
         let refused_before = self.refused()?;
         let stats_before = prog_stats(prog)?;
         let egress_before = egress.map(prog_stats).transpose()?;
-        self.lab
-            .in_ns(|| progs.generate(template, ifindex, frames))??;
+        self.lab.in_ns(|| {
+            placement.generator_starts()?;
+            progs.generate(template, ifindex, frames)
+        })??;
         // The generator returns once the frames are in the veth's ring; the
         // receiver may still be running on the last of them.
-        let stats_after = settled_stats(prog)?;
-        let egress_after = egress.map(settled_stats).transpose()?;
-        let runs = stats_after.1 - stats_before.1;
         let received_timed = u64::from(frames) - (self.refused()? - refused_before);
+        let stats_after = settled_stats(prog, stats_before.1 + received_timed)?;
+        let egress_after = egress.map(|id| settled_stats(id, 0)).transpose()?;
+        let runs = stats_after.1 - stats_before.1;
         ensure!(
             runs >= received_timed,
             "the receiver's program ran {runs} times for {received_timed} frames handed to it"
@@ -408,14 +415,16 @@ fn prog_stats(id: u32) -> Result<(Duration, u64)> {
     anyhow::bail!("program {id} is no longer loaded")
 }
 
-/// [`prog_stats`] once the run count has stopped moving (10 ms apart, for
-/// at most a second).
-fn settled_stats(id: u32) -> Result<(Duration, u64)> {
+/// [`prog_stats`] once the run count has reached `at_least` and stopped
+/// moving (10 ms apart), for at most two seconds: with its own NAPI thread
+/// the receiver may still be taking the last ring of frames when the
+/// generator returns.
+fn settled_stats(id: u32, at_least: u64) -> Result<(Duration, u64)> {
     let mut last = prog_stats(id)?;
-    for _ in 0..100 {
+    for _ in 0..200 {
         std::thread::sleep(Duration::from_millis(10));
         let now = prog_stats(id)?;
-        if now.1 == last.1 {
+        if now.1 == last.1 && now.1 >= at_least {
             return Ok(now);
         }
         last = now;

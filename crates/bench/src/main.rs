@@ -6,6 +6,7 @@
 mod daemon;
 mod flood;
 mod jited;
+mod napi;
 mod packets;
 mod peers;
 mod programs;
@@ -72,6 +73,11 @@ struct Args {
     /// Frames per flood on the veth pair.
     #[arg(long, default_value_t = 2_000_000)]
     frames: u32,
+    /// Run the floods' generator and receiver on one CPU, as the veth does
+    /// by default, instead of giving the receiver's NAPI its own kernel
+    /// thread on a CPU of its own (the rate then mixes the two).
+    #[arg(long)]
+    shared_cpu: bool,
     /// Exact IPv4 addresses in the "exact addresses" variant (at most 10M).
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
     exact: u32,
@@ -85,7 +91,8 @@ struct Args {
     #[arg(long, default_value = "ironpost-bench")]
     command: String,
     /// Only the floods on the veth pair, for profiling: prints their
-    /// medians (and each round's receive rate) and writes no report.
+    /// medians (and each round's receive rate and frames the veth refused)
+    /// and writes no report.
     #[arg(long)]
     floods_only: bool,
     /// With `--floods-only`: flood only these receivers (trivial-drop,
@@ -182,6 +189,7 @@ fn main() -> Result<()> {
 }
 
 fn bench(args: &Args, dir: &Path) -> Result<Report> {
+    let placement = placement(args)?;
     let mut progs = BenchPrograms::load()?;
     let lab = Lab::new(1).context("creating the lab (needs iproute2 and root)")?;
     println!(
@@ -193,7 +201,7 @@ fn bench(args: &Args, dir: &Path) -> Result<Report> {
 
     let testrun = testrun(args, &lab, &mut progs, packets::cases())?;
 
-    let floods = floods(args, &lab, &mut progs, dir)?;
+    let floods = floods(args, placement, &lab, &mut progs, dir)?;
 
     println!("== importing {} /24 prefixes into the daemon", args.import);
     let import = import(&args.ironpost, &lab, dir, args.import)?;
@@ -205,6 +213,7 @@ fn bench(args: &Args, dir: &Path) -> Result<Report> {
         rounds: args.rounds,
         repeat: args.repeat,
         frames: args.frames,
+        placement: placement.describe(),
         subjects: testrun.subjects,
         cases: testrun.cases,
         testrun: testrun.samples,
@@ -346,12 +355,18 @@ fn testrun_only(args: &Args) -> Result<()> {
 type Floods = Vec<(flood::Receiver, flood::Scenario, Vec<flood::Sample>)>;
 
 /// The floods on the veth pair, receivers interleaved round by round.
-fn floods(args: &Args, lab: &Lab, progs: &mut BenchPrograms, dir: &Path) -> Result<Floods> {
+fn floods(
+    args: &Args,
+    placement: napi::Placement,
+    lab: &Lab,
+    progs: &mut BenchPrograms,
+    dir: &Path,
+) -> Result<Floods> {
     println!("== floods on the veth pair ({} frames each)", args.frames);
     let stats = BpfStats::enable()?;
     let mut floods: Floods = Vec::new();
     {
-        let mut flood = Flood::new(lab, progs, &args.ironpost, dir, args.frames)?;
+        let mut flood = Flood::new(lab, progs, &args.ironpost, dir, args.frames, placement)?;
         flood.dump_jited(args.jited.as_deref())?;
         flood.only(args.scenario);
         let receivers: Vec<_> = RECEIVERS
@@ -384,17 +399,30 @@ fn floods(args: &Args, lab: &Lab, progs: &mut BenchPrograms, dir: &Path) -> Resu
     Ok(floods)
 }
 
+/// Where the floods' generator and receiver run.
+fn placement(args: &Args) -> Result<napi::Placement> {
+    if args.shared_cpu {
+        Ok(napi::Placement::Shared)
+    } else {
+        napi::Placement::dedicated()
+    }
+}
+
 /// `--floods-only`: the floods and their medians on stdout.
 fn floods_only(args: &Args, dir: &Path) -> Result<()> {
+    let placement = placement(args)?;
     let mut progs = BenchPrograms::load()?;
     let lab = Lab::new(1).context("creating the lab (needs iproute2 and root)")?;
-    for (receiver, scenario, samples) in floods(args, &lab, &mut progs, dir)? {
+    for (receiver, scenario, samples) in floods(args, placement, &lab, &mut progs, dir)? {
         let m = |f: fn(&flood::Sample) -> f64| {
             report::median(&samples.iter().map(f).collect::<Vec<_>>())
         };
-        let rates: Vec<String> = samples.iter().map(|s| format!("{:.3}", s.mpps)).collect();
+        let rates: Vec<String> = samples
+            .iter()
+            .map(|s| format!("{:.3}/{}k", s.mpps, s.refused / 1000))
+            .collect();
         println!(
-            "   {scenario:?} / {}: {:.3} Mpps ({}), XDP {:.0} ns, egress {:.0} ns",
+            "   {scenario:?} / {}: {:.3} Mpps (per round, Mpps/frames refused: {}), XDP {:.0} ns, egress {:.0} ns",
             receiver.name(),
             m(|s| s.mpps),
             rates.join(" "),
