@@ -18,7 +18,7 @@ use crate::{
     napi::Placement,
     packets::{BLOCKED_V4, flood_template},
     peers::{NftIngress, XdpFilter, attached_prog_id},
-    programs::{BenchPrograms, Sources, TC_NEXT, Trivial},
+    programs::{BenchPrograms, Sources, TC_NEXT, TP_RESET, Trivial},
     run,
 };
 
@@ -48,6 +48,9 @@ pub enum Receiver {
     /// `bench_pass` and `bench_tc_next` on egress: the floor of a receiver
     /// that, like Ironpost, runs a program on each hook.
     TrivialPair,
+    /// `bench_pass` and `bench_tp_reset` on `tcp:tcp_send_reset`: the floor
+    /// of a receiver that watches the host's RSTs where they are made.
+    TrivialTracepoint,
     /// xdp-filter, all features.
     XdpFilter,
     /// nftables netdev ingress (behind `bench_pass`, which veth needs to
@@ -64,6 +67,7 @@ impl Receiver {
             Self::Trivial(Trivial::Drop) => "trivial XDP_DROP",
             Self::Trivial(Trivial::Pass) => "trivial XDP_PASS",
             Self::TrivialPair => "trivial XDP_PASS + TC egress",
+            Self::TrivialTracepoint => "trivial XDP_PASS + RST tracepoint",
             Self::XdpFilter => "xdp-filter",
             Self::Nftables => "nftables ingress",
             Self::Ironpost => "Ironpost (defaults)",
@@ -76,6 +80,7 @@ impl Receiver {
             Self::Trivial(Trivial::Drop) => "trivial-drop",
             Self::Trivial(Trivial::Pass) => "trivial-pass",
             Self::TrivialPair => "trivial-pair",
+            Self::TrivialTracepoint => "trivial-tracepoint",
             Self::XdpFilter => "xdp-filter",
             Self::Nftables => "nftables",
             Self::Ironpost => "ironpost",
@@ -86,17 +91,20 @@ impl Receiver {
     pub fn scenarios(self) -> &'static [Scenario] {
         match self {
             Self::Trivial(Trivial::Drop) => &[Scenario::Blocked],
-            Self::Trivial(Trivial::Pass) | Self::TrivialPair => &[Scenario::SpoofedSyn],
+            Self::Trivial(Trivial::Pass) | Self::TrivialPair | Self::TrivialTracepoint => {
+                &[Scenario::SpoofedSyn]
+            }
             _ => &[Scenario::Blocked, Scenario::SpoofedSyn],
         }
     }
 }
 
 /// Every receiver, in the order of the first round.
-pub const RECEIVERS: [Receiver; 6] = [
+pub const RECEIVERS: [Receiver; 7] = [
     Receiver::Trivial(Trivial::Drop),
     Receiver::Trivial(Trivial::Pass),
     Receiver::TrivialPair,
+    Receiver::TrivialTracepoint,
     Receiver::XdpFilter,
     Receiver::Nftables,
     Receiver::Ironpost,
@@ -250,6 +258,16 @@ impl<'a> Flood<'a> {
                 self.progs.detach(Trivial::Pass, link)?;
                 out = r?;
             }
+            Receiver::TrivialTracepoint => {
+                let link = self.progs.attach(Trivial::Pass, &host_if)?;
+                let r = self.progs.attach_tp_reset().and_then(|tp| {
+                    let r = self.floods(receiver, Some(TP_RESET));
+                    self.progs.detach_tp_reset(tp)?;
+                    r
+                });
+                self.progs.detach(Trivial::Pass, link)?;
+                out = r?;
+            }
             Receiver::XdpFilter => {
                 let _filter = XdpFilter::load(&host_if)?;
                 out = self.floods(receiver, None)?;
@@ -281,7 +299,7 @@ impl<'a> Flood<'a> {
     }
 
     /// Floods the receiver attached now, once per scenario; `egress`
-    /// names its TC egress program, if it has one.
+    /// names its second program (TC egress, or the RST tracepoint), if it has one.
     fn floods(
         &mut self,
         receiver: Receiver,

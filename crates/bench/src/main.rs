@@ -96,7 +96,7 @@ struct Args {
     #[arg(long)]
     floods_only: bool,
     /// With `--floods-only`: flood only these receivers (trivial-drop,
-    /// trivial-pass, trivial-pair, xdp-filter, nftables, ironpost).
+    /// trivial-pass, trivial-pair, trivial-tracepoint, xdp-filter, nftables, ironpost).
     #[arg(long = "receiver", value_parser = parse_receiver, requires = "floods_only")]
     receivers: Vec<flood::Receiver>,
     /// With `--floods-only`: write each receiver's JIT-compiled programs

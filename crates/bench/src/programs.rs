@@ -8,8 +8,8 @@ use aya::{
     Ebpf,
     maps::Array,
     programs::{
-        SchedClassifier, TcAttachType, TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode,
-        tc::SchedClassifierLinkId, xdp::XdpLinkId,
+        SchedClassifier, TcAttachType, TestRun as _, TestRunAttrs, TestRunOptions, TracePoint, Xdp,
+        XdpMode, tc::SchedClassifierLinkId, trace_point::TracePointLinkId, xdp::XdpLinkId,
     },
 };
 
@@ -37,6 +37,9 @@ impl Trivial {
 /// The trivial TC egress program.
 pub const TC_NEXT: &str = "bench_tc_next";
 
+/// The trivial program on `tcp:tcp_send_reset`.
+pub const TP_RESET: &str = "bench_tp_reset";
+
 /// The loaded bench object.
 pub struct BenchPrograms {
     ebpf: Ebpf,
@@ -57,7 +60,7 @@ pub enum Sources {
 }
 
 impl BenchPrograms {
-    /// Loads (does not attach) the four programs.
+    /// Loads (does not attach) the five programs.
     pub fn load() -> Result<Self> {
         let mut ebpf = Ebpf::load(OBJECT).context("loading the bench's XDP object")?;
         for name in ["bench_drop", "bench_pass", "flood_gen"] {
@@ -74,6 +77,12 @@ impl BenchPrograms {
             .try_into()?;
         tc.load()
             .with_context(|| format!("the verifier refused {TC_NEXT}"))?;
+        let tp: &mut TracePoint = ebpf
+            .program_mut(TP_RESET)
+            .with_context(|| format!("no program {TP_RESET} in the bench object"))?
+            .try_into()?;
+        tp.load()
+            .with_context(|| format!("the verifier refused {TP_RESET}"))?;
         Ok(Self { ebpf })
     }
 
@@ -90,6 +99,26 @@ impl BenchPrograms {
         self.tc_next()?
             .attach(iface, TcAttachType::Egress)
             .with_context(|| format!("attaching {TC_NEXT} to {iface} egress"))
+    }
+
+    /// Attaches the trivial tracepoint program to `tcp:tcp_send_reset`.
+    pub fn attach_tp_reset(&mut self) -> Result<TracePointLinkId> {
+        self.tp_reset()?
+            .attach("tcp", "tcp_send_reset")
+            .with_context(|| format!("attaching {TP_RESET} to tcp:tcp_send_reset"))
+    }
+
+    /// Detaches what [`Self::attach_tp_reset`] attached.
+    pub fn detach_tp_reset(&mut self, link: TracePointLinkId) -> Result<()> {
+        Ok(self.tp_reset()?.detach(link)?)
+    }
+
+    fn tp_reset(&mut self) -> Result<&mut TracePoint> {
+        Ok(self
+            .ebpf
+            .program_mut(TP_RESET)
+            .with_context(|| format!("no program {TP_RESET}"))?
+            .try_into()?)
     }
 
     /// Detaches what [`Self::attach_tc_egress`] attached.

@@ -293,14 +293,18 @@ impl Report {
              daemon with its defaults (its TC egress watcher sees each RST \
              the host sends); the row *trivial XDP_PASS + TC egress* adds a \
              TC program that only returns \"next\" on egress: the floor of \
-             any receiver that, like Ironpost, runs a program on both hooks. \
+             any receiver that, like Ironpost, runs a program on both hooks; \
+             the row *trivial XDP_PASS + RST tracepoint* instead adds a \
+             program that does nothing on the `tcp:tcp_send_reset` \
+             tracepoint, which runs on each RST where the host makes it: the \
+             floor of a watcher of refusals without the egress hook. \
              Mpps is frames the receiver got per second of \
              wall time, with `kernel.bpf_stats_enabled=0` (accounting costs \
              every program run two clock reads). {} \
              In-kernel ns/packet is `run_time_ns / run_cnt` of the \
              receiver's XDP program in a second flood of the same frames \
-             with `kernel.bpf_stats_enabled=1`; for a receiver with a TC \
-             egress program, that program's run time in the flood, divided by \
+             with `kernel.bpf_stats_enabled=1`; for a receiver with a second \
+             program (TC egress or the tracepoint), its run time in the flood, divided by \
              the same count, is given beside it (for Ironpost it is added in \
              the targets). \
              Median, then (min–max).\n",
@@ -308,7 +312,7 @@ impl Report {
         );
         let _ = writeln!(
             m,
-            "| flood | receiver | Mpps | in-kernel ns/packet, XDP | + egress watcher | frames refused by the veth (median) |\n|---|---|---|---|---|---|"
+            "| flood | receiver | Mpps | in-kernel ns/packet, XDP | + second program (egress watcher, TC or tracepoint) | frames refused by the veth (median) |\n|---|---|---|---|---|---|"
         );
         for (r, sc, v) in &self.floods {
             let rates: Vec<f64> = v.iter().map(|s| s.mpps).collect();

@@ -4,6 +4,9 @@
 //!   compared with.
 //! - `bench_tc_next`: a trivial TC program, the floor of a second hook on
 //!   egress (Ironpost's egress watcher runs there).
+//! - `bench_tp_reset`: a trivial program on the `tcp:tcp_send_reset`
+//!   tracepoint, the floor of watching the host's RSTs where they are made
+//!   instead of on egress.
 //! - `flood_gen`: the traffic generator. Run through BPF_PROG_RUN with
 //!   `BPF_F_TEST_XDP_LIVE_FRAMES` on the sending veth, it returns `XDP_TX`
 //!   so every run puts one frame on the wire. When `GEN[RANDOM_SOURCES]` is
@@ -17,9 +20,9 @@
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::bpf_get_prandom_u32,
-    macros::{classifier, map, xdp},
+    macros::{classifier, map, tracepoint, xdp},
     maps::Array,
-    programs::{TcContext, XdpContext},
+    programs::{TcContext, TracePointContext, XdpContext},
 };
 
 /// Generator settings written by the bench before a run.
@@ -55,6 +58,12 @@ pub fn bench_pass(_ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn bench_tc_next(_ctx: TcContext) -> i32 {
     -1
+}
+
+/// Runs on every RST the host sends and does nothing.
+#[tracepoint]
+pub fn bench_tp_reset(_ctx: TracePointContext) -> u32 {
+    0
 }
 
 /// Sends its frame back out of the device it runs on, with a random source
