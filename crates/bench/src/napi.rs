@@ -124,7 +124,10 @@ fn pin(tid: i32, cpu: usize) -> Result<()> {
 /// Gives thread `tid` a real-time priority (SCHED_FIFO 50), so that, like
 /// receive processing in softirq on a host, no ordinary task on its CPU
 /// (the daemon under test, a kworker freeing the last receiver's maps)
-/// takes turns with it.
+/// takes turns with it. The kernel's real-time throttling still leaves
+/// other tasks 5% of each second: a flood longer than about a second
+/// (`--frames` well above the default) loses that share at its end, for
+/// every receiver alike.
 fn realtime(tid: i32) -> Result<()> {
     let param = libc::sched_param { sched_priority: 50 };
     // SAFETY: a live sched_param; the call only reads it.
