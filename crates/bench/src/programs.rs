@@ -63,35 +63,23 @@ impl BenchPrograms {
     /// Loads (does not attach) the five programs.
     pub fn load() -> Result<Self> {
         let mut ebpf = Ebpf::load(OBJECT).context("loading the bench's XDP object")?;
+        let refused = |name: &str| format!("the verifier refused {name}");
         for name in ["bench_drop", "bench_pass", "flood_gen"] {
-            let prog: &mut Xdp = ebpf
-                .program_mut(name)
-                .with_context(|| format!("no program {name} in the bench object"))?
-                .try_into()?;
-            prog.load()
-                .with_context(|| format!("the verifier refused {name}"))?;
+            program_mut::<Xdp>(&mut ebpf, name)?
+                .load()
+                .with_context(|| refused(name))?;
         }
-        let tc: &mut SchedClassifier = ebpf
-            .program_mut(TC_NEXT)
-            .with_context(|| format!("no program {TC_NEXT} in the bench object"))?
-            .try_into()?;
-        tc.load()
-            .with_context(|| format!("the verifier refused {TC_NEXT}"))?;
-        let tp: &mut TracePoint = ebpf
-            .program_mut(TP_RESET)
-            .with_context(|| format!("no program {TP_RESET} in the bench object"))?
-            .try_into()?;
-        tp.load()
-            .with_context(|| format!("the verifier refused {TP_RESET}"))?;
+        program_mut::<SchedClassifier>(&mut ebpf, TC_NEXT)?
+            .load()
+            .with_context(|| refused(TC_NEXT))?;
+        program_mut::<TracePoint>(&mut ebpf, TP_RESET)?
+            .load()
+            .with_context(|| refused(TP_RESET))?;
         Ok(Self { ebpf })
     }
 
     fn tc_next(&mut self) -> Result<&mut SchedClassifier> {
-        Ok(self
-            .ebpf
-            .program_mut(TC_NEXT)
-            .with_context(|| format!("no program {TC_NEXT}"))?
-            .try_into()?)
+        program_mut(&mut self.ebpf, TC_NEXT)
     }
 
     /// Attaches the trivial TC program to `iface`'s egress.
@@ -114,11 +102,7 @@ impl BenchPrograms {
     }
 
     fn tp_reset(&mut self) -> Result<&mut TracePoint> {
-        Ok(self
-            .ebpf
-            .program_mut(TP_RESET)
-            .with_context(|| format!("no program {TP_RESET}"))?
-            .try_into()?)
+        program_mut(&mut self.ebpf, TP_RESET)
     }
 
     /// Detaches what [`Self::attach_tc_egress`] attached.
@@ -135,11 +119,7 @@ impl BenchPrograms {
     }
 
     fn xdp_mut(&mut self, name: &str) -> Result<&mut Xdp> {
-        Ok(self
-            .ebpf
-            .program_mut(name)
-            .with_context(|| format!("no program {name}"))?
-            .try_into()?)
+        program_mut(&mut self.ebpf, name)
     }
 
     /// The program fd of a trivial receiver, for BPF_PROG_TEST_RUN.
@@ -197,6 +177,17 @@ impl BenchPrograms {
             .context("running the live-frames generator")?;
         Ok(r.duration)
     }
+}
+
+/// The program `name` of the bench object, as its type `P`.
+fn program_mut<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    Ok(ebpf
+        .program_mut(name)
+        .with_context(|| format!("no program {name} in the bench object"))?
+        .try_into()?)
 }
 
 /// Opens the XDP program with kernel id `id` through a pin in bpffs, so it
